@@ -1,0 +1,35 @@
+# `make test` / `make demo` set everything up on a fresh machine: a virtual environment at .venv
+# (or the interpreter given as PYTHON=...), torch, detectron2 and the project; see tools/setup_env.py.
+PYTHON ?=
+VENV ?= .venv
+PYTEST_ARGS ?=
+ifeq ($(strip $(PYTHON)),)
+PY := $(VENV)/bin/python
+ENV_DEP := $(VENV)/bin/python
+else
+PY := $(PYTHON)
+ENV_DEP :=
+endif
+
+.PHONY: env test test-fast demo bench clean
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+env: $(ENV_DEP)
+	$(PY) tools/setup_env.py
+
+test: env
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-fast: env
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+demo: env
+	$(PY) tools/demo.py
+
+bench: env
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

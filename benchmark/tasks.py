@@ -1,0 +1,123 @@
+"""The task registry: each transfer task is a frozen record of its protocol.
+
+A task names its config (under configs/), its datasets, its evaluator and the metrics it reports.
+The protocol values themselves live in the config files and are pinned by tests/test_config.py
+against DESIGN.md.
+"""
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    config: str  # path under configs/
+    train: tuple  # detectron2 dataset names
+    test: tuple
+    data_format: str  # "voc" | "coco" | "cityscapes": which loader, validator, synthetic writer
+    evaluator: str  # "voc" | "coco" | "cityscapes_sem_seg"
+    primary_metric: str  # "group/metric" in the run record's metrics
+    metrics: tuple  # every "group/metric" the task reports, primary first
+    source: str  # where the protocol comes from
+    description: str = ""
+
+    @property
+    def config_path(self) -> Path:
+        return CONFIG_DIR / self.config
+
+
+class UnknownTaskError(KeyError):
+    def __str__(self):
+        return self.args[0]
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    if task.name in _TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; known tasks: {', '.join(sorted(_TASKS))}"
+        ) from None
+
+
+def list_tasks(pattern: str = "*") -> list[Task]:
+    return [t for n, t in sorted(_TASKS.items()) if fnmatch.fnmatchcase(n, pattern)]
+
+
+_DET = ("bbox/AP", "bbox/AP50", "bbox/AP75")
+_MOCO = "MoCo detection/configs; detectron2 defaults"
+
+register_task(Task(
+    name="voc07",
+    config="voc07.yaml",
+    train=("voc_2007_trainval",),
+    test=("voc_2007_test",),
+    data_format="voc",
+    evaluator="voc",
+    primary_metric="bbox/AP",
+    metrics=_DET,
+    source="Zhao et al. ICLR 2021 VOC07 setting; schedule from VISSL voc07 detectron2 e2e config",
+    description="Faster R-CNN R50-C4, VOC07 trainval -> VOC07 test, 12.5k iterations",
+))
+register_task(Task(
+    name="voc0712",
+    config="voc0712.yaml",
+    train=("voc_2007_trainval", "voc_2012_trainval"),
+    test=("voc_2007_test",),
+    data_format="voc",
+    evaluator="voc",
+    primary_metric="bbox/AP",
+    metrics=_DET,
+    source=f"MoCo detection/configs/pascal_voc_R_50_C4_24k_moco.yaml; {_MOCO}",
+    description="Faster R-CNN R50-C4, VOC07+12 trainval -> VOC07 test, 24k iterations",
+))
+_COCO_METRICS = _DET + ("segm/AP", "segm/AP50", "segm/AP75")
+register_task(Task(
+    name="coco",
+    config="coco.yaml",
+    train=("coco_2017_train",),
+    test=("coco_2017_val",),
+    data_format="coco",
+    evaluator="coco",
+    primary_metric="bbox/AP",
+    metrics=_COCO_METRICS,
+    source=f"MoCo detection/configs/coco_R_50_C4_1x_moco.yaml; {_MOCO}",
+    description="Mask R-CNN R50-C4, COCO train2017 -> val2017, 1x (90k iterations)",
+))
+register_task(Task(
+    name="coco_2x",
+    config="coco_2x.yaml",
+    train=("coco_2017_train",),
+    test=("coco_2017_val",),
+    data_format="coco",
+    evaluator="coco",
+    primary_metric="bbox/AP",
+    metrics=_COCO_METRICS,
+    source=f"MoCo detection/configs/coco_R_50_C4_2x_moco.yaml; {_MOCO}",
+    description="Mask R-CNN R50-C4, COCO train2017 -> val2017, 2x (180k iterations)",
+))
+register_task(Task(
+    name="cityscapes",
+    config="cityscapes.yaml",
+    train=("cityscapes_fine_sem_seg_train",),
+    test=("cityscapes_fine_sem_seg_val",),
+    data_format="cityscapes",
+    evaluator="cityscapes_sem_seg",
+    primary_metric="sem_seg/mIoU",
+    metrics=("sem_seg/mIoU", "sem_seg/iIoU", "sem_seg/IoU_sup", "sem_seg/iIoU_sup"),
+    source="detectron2 projects/DeepLab deeplab_v3_R_103_OS16_mg124_poly_90k_bs16 (R50, basic stem)",
+    description="DeepLabV3 R50 OS16, Cityscapes fine train -> val, 90k iterations",
+))

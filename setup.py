@@ -1,0 +1,43 @@
+"""The transfer benchmark suite: fine-tune pretrained backbones on detectron2 tasks and compare."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', Path(__file__).with_name("benchmark").joinpath("__init__.py").read_text()
+).group(1)
+
+setup(
+    name="transfer-benchmark",
+    version=VERSION,
+    description="detectron2-based transfer benchmark for pretrained visual backbones",
+    python_requires=">=3.10",
+    packages=find_packages(include=["benchmark", "benchmark.*"]),
+    include_package_data=True,
+    # torch/torchvision and detectron2 are installed by tools/setup_env.py: torch must be the
+    # local pinned build, and detectron2 is not on the package index (see DESIGN.md).
+    install_requires=[
+        "numpy<2.4",  # cityscapesscripts 2.3.0 calls np.in1d, removed in numpy 2.4
+        "setuptools<81",  # detectron2 imports pkg_resources
+        "fvcore",
+        "iopath",
+        "pycocotools>=2.0.2",
+        "omegaconf>=2.1,<2.4",
+        "hydra-core>=1.1",
+        "yacs>=0.1.8",
+        "tabulate",
+        "termcolor>=1.1",
+        "cloudpickle",
+        "tqdm>4.29.0",
+        "matplotlib",
+        "Pillow>=7.1",
+        "packaging",
+        "tensorboard",
+        "cityscapesscripts",
+        "submitit",
+        "faster-coco-eval",
+        "pyyaml",
+    ],
+    extras_require={"test": ["pytest"]},
+)
