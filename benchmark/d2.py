@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import types
+import warnings
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ def ensure() -> bool:
             "detectron2 is not installed in this interpreter "
             f"({sys.executable}); run `make env` (or `python tools/setup_env.py`)."
         )
+    # detectron2 scripts a few helpers with torch.jit.script, which torch 2.14 deprecates with a
+    # FutureWarning at import time: detectron2's business, not something a user can act on.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     import detectron2
 
     HAS_COMPILED_OPS = importlib.util.find_spec("detectron2._C") is not None
