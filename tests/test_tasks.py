@@ -1,0 +1,34 @@
+"""The task registry: lookup, patterns, errors."""
+import pytest
+
+from benchmark.tasks import Task, UnknownTaskError, get_task, list_tasks, register_task
+
+
+def test_five_tasks_registered_with_their_configs():
+    names = [t.name for t in list_tasks()]
+    assert names == ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"]
+    for task in list_tasks():
+        assert task.primary_metric == task.metrics[0]
+        assert task.config_path.name == f"{task.name}.yaml"
+
+
+def test_pattern():
+    assert [t.name for t in list_tasks("voc*")] == ["voc07", "voc0712"]
+    assert [t.name for t in list_tasks("coco*")] == ["coco", "coco_2x"]
+    assert list_tasks("nothing*") == []
+
+
+def test_unknown_task_lists_known_ones():
+    with pytest.raises(UnknownTaskError) as exc:
+        get_task("voc2007")
+    assert str(exc.value) == "unknown task 'voc2007'; known tasks: cityscapes, coco, coco_2x, voc07, voc0712"
+
+
+def test_duplicate_registration_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        register_task(Task("voc07", "x.yaml", (), (), "voc", "voc", "bbox/AP", ("bbox/AP",), "test"))
+
+
+def test_tasks_are_frozen():
+    with pytest.raises(AttributeError):
+        get_task("voc07").config = "other.yaml"
