@@ -1,0 +1,137 @@
+"""Check a data root before any compute is spent: every folder and file a task reads must exist.
+
+detectron2's loaders fail late and obscurely (an `assert` deep in a dataloader worker, minutes
+into a run, or a `ValueError: 'cat' is not in list`). `validate_layout(task, root)` walks what the
+loaders will read and raises one `DatasetLayoutError` naming the first missing or corrupt path and
+pointing to datasets.md, where the expected trees are written out.
+"""
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from benchmark.data.register import dataset_spec, task_datasets
+
+DOC = "datasets.md"
+# A COCO annotation file bigger than this is checked for truncation only (its ends), not parsed:
+# parsing instances_train2017.json (448 MB) costs ~20 s and GBs of memory, and the loader parses it anyway.
+FULL_PARSE_MAX_BYTES = 64 << 20
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder or file is missing or unreadable; the message names it."""
+
+
+def _fail(name, problem, path):
+    raise DatasetLayoutError(f"dataset {name}: {problem} {path} (expected layout and preparation: see {DOC})")
+
+
+def _need_dir(name, path):
+    if not Path(path).is_dir():
+        _fail(name, "missing folder", path)
+
+
+def _need_file(name, path, what="missing file"):
+    if not Path(path).is_file():
+        _fail(name, what, path)
+
+
+def _check_voc(name, root, dirname, split, year):
+    from detectron2.data.datasets.pascal_voc import CLASS_NAMES
+
+    d = Path(root) / dirname
+    _need_dir(name, d)
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        _need_dir(name, d / sub)
+    split_file = d / "ImageSets" / "Main" / f"{split}.txt"
+    _need_file(name, split_file)
+    ids = split_file.read_text().split()
+    if not ids:
+        _fail(name, "empty image list", split_file)
+    for fileid in ids:
+        _need_file(name, d / "JPEGImages" / f"{fileid}.jpg")
+        xml = d / "Annotations" / f"{fileid}.xml"
+        _need_file(name, xml)
+        try:
+            tree = ET.parse(xml)
+        except ET.ParseError as e:
+            _fail(name, f"corrupt annotation ({e})", xml)
+        if tree.find("./size/height") is None or tree.find("./size/width") is None:
+            _fail(name, "annotation without size/height and size/width", xml)
+        for obj in tree.findall("object"):
+            cls = obj.findtext("name")
+            if cls not in CLASS_NAMES:
+                _fail(name, f"annotation with unknown class {cls!r}", xml)
+            box = obj.find("bndbox")
+            if box is None or any(box.find(k) is None for k in ("xmin", "ymin", "xmax", "ymax")):
+                _fail(name, "annotation object without a complete bndbox", xml)
+
+
+def _check_json_file(name, path):
+    """Parse `path` (or, when huge, check its ends); return the parsed dict or None."""
+    size = path.stat().st_size
+    if size > FULL_PARSE_MAX_BYTES:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip()
+            f.seek(max(0, size - 64))
+            tail = f.read().rstrip()
+        if not (head.startswith(b"{") and tail.endswith(b"}")):
+            _fail(name, "corrupt (truncated?) JSON annotation file", path)
+        return None
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        _fail(name, f"corrupt JSON annotation file ({e})", path)
+
+
+def _check_coco(name, root, image_root, json_file):
+    image_root, json_file = Path(root) / image_root, Path(root) / json_file
+    _need_dir(name, image_root)
+    _need_file(name, json_file)
+    data = _check_json_file(name, json_file)
+    if data is None:
+        return
+    if not isinstance(data, dict) or any(k not in data for k in ("images", "annotations", "categories")):
+        _fail(name, "COCO annotation file without images/annotations/categories in", json_file)
+    for img in data["images"]:
+        _need_file(name, image_root / img["file_name"])
+
+
+def _check_cityscapes(name, root, image_dir, gt_dir):
+    image_dir, gt_dir = Path(root) / image_dir, Path(root) / gt_dir
+    _need_dir(name, image_dir)
+    _need_dir(name, gt_dir)
+    images = sorted(image_dir.glob("*/*_leftImg8bit.png"))
+    if not images:
+        _fail(name, "no <city>/*_leftImg8bit.png images in", image_dir)
+    for img in images:
+        stem = img.name[: -len("leftImg8bit.png")]
+        city_gt = gt_dir / img.parent.name
+        for suffix in ("labelIds.png", "instanceIds.png", "polygons.json"):
+            _need_file(name, city_gt / f"{stem}gtFine_{suffix}")
+        _need_file(name, city_gt / f"{stem}gtFine_labelTrainIds.png",
+                   "missing file (create the labelTrainIds with cityscapesscripts' createTrainIdLabelImgs)")
+        polygons = city_gt / f"{stem}gtFine_polygons.json"
+        data = _check_json_file(name, polygons)
+        if not isinstance(data, dict) or "imgHeight" not in data or "imgWidth" not in data:
+            _fail(name, "polygons file without imgHeight/imgWidth", polygons)
+
+
+_CHECKS = {"voc": _check_voc, "coco": _check_coco, "cityscapes_sem_seg": _check_cityscapes}
+
+
+def validate_dataset(name, data_root):
+    """Check one dataset name under `data_root`; raise DatasetLayoutError naming what is wrong."""
+    kind, *args = dataset_spec(name)
+    _CHECKS[kind](name, data_root, *args)
+
+
+def validate_layout(task, data_root):
+    """Check every train and test dataset of `task` (a Task or its name) under `data_root`."""
+    data_root = Path(os.path.expanduser(str(data_root)))
+    if not data_root.is_dir():
+        raise DatasetLayoutError(
+            f"data root {data_root} does not exist (pass --data-root or set $DETECTRON2_DATASETS; see {DOC})")
+    for name in task_datasets(task):
+        validate_dataset(name, data_root)
