@@ -185,11 +185,11 @@ def test_bad_arguments():
 
 def test_make_synthetic_cli(tmp_path, capsys):
     cmd = [sys.executable, str(ROOT / "tools/make_synthetic.py"), "--out", str(tmp_path), "--format", "coco",
-           "--num-train", "2", "--num-test", "1", "--size", "64", "96", "--seed", "5"]
+           "--num-train", "2", "--num-test", "2", "--size", "64", "96", "--seed", "5"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "coco/annotations/instances_val2017.json").read_text())
-    assert [(i["height"], i["width"]) for i in data["images"]] == [(64, 96)]
+    assert [(i["height"], i["width"]) for i in data["images"]] == [(64, 96)] * 2
     # Another seed into the same folder: refused with one line and status 1 (in-process: faster).
     spec = importlib.util.spec_from_file_location("make_synthetic", ROOT / "tools/make_synthetic.py")
     tool = importlib.util.module_from_spec(spec)

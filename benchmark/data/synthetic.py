@@ -201,7 +201,7 @@ def _write_voc(out, p):
                     _voc_xml(year_dir, f"{fileid}.jpg", h, w, objects))
                 ids[split].append(fileid)
             offset += n
-        if "trainval" in ids:  # real VOC ships train/val too; split trainval in halves
+        if "trainval" in ids and len(ids["trainval"]) >= 4:  # real VOC ships train/val too: halves
             tv = ids["trainval"]
             ids["train"], ids["val"] = tv[: (len(tv) + 1) // 2], tv[(len(tv) + 1) // 2:]
         for split, lst in ids.items():
@@ -362,8 +362,9 @@ def write_synthetic(data_format, root, *, num_train=8, num_test=4, image_size=(1
     if data_format not in _WRITERS:
         raise ValueError(f"unknown data format {data_format!r}; known: {', '.join(FORMATS)}")
     h, w = (int(s) for s in image_size)
-    if h < 32 or w < 32 or num_train < 1 or num_test < 1:
-        raise ValueError("synthetic datasets need images of at least 32x32 and >= 1 image per split")
+    if h < 32 or w < 32 or num_train < 2 or num_test < 2:
+        # 2: detectron2's VOC loader cannot read a one-line image list (np.loadtxt gives a 0-d array)
+        raise ValueError("synthetic datasets need images of at least 32x32 and >= 2 images per split")
     params = {"format": data_format, "num_train": int(num_train), "num_test": int(num_test),
               "image_size": [h, w], "seed": int(seed)}
     write, tops = _WRITERS[data_format]

@@ -46,8 +46,8 @@ def _check_voc(name, root, dirname, split, year):
     split_file = d / "ImageSets" / "Main" / f"{split}.txt"
     _need_file(name, split_file)
     ids = split_file.read_text().split()
-    if not ids:
-        _fail(name, "empty image list", split_file)
+    if len(ids) < 2:  # np.loadtxt in detectron2's loader turns a one-line list into a 0-d array
+        _fail(name, "fewer than 2 images (detectron2's VOC loader needs at least 2) in", split_file)
     for fileid in ids:
         _need_file(name, d / "JPEGImages" / f"{fileid}.jpg")
         xml = d / "Annotations" / f"{fileid}.xml"
