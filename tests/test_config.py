@@ -1,0 +1,153 @@
+"""Configs: every task builds its model, protocol values pinned against DESIGN.md, world-size rule."""
+import pytest
+
+import benchmark  # noqa: F401
+from benchmark.config import ConfigError, build_config, protocol_config
+from benchmark.tasks import get_task, list_tasks
+from detectron2.modeling import build_model
+
+TORCHVISION_SETTINGS = {  # what the converter records for MoCo / torchvision checkpoints
+    "INPUT.FORMAT": "RGB",
+    "MODEL.PIXEL_MEAN": [123.675, 116.280, 103.530],
+    "MODEL.PIXEL_STD": [58.395, 57.120, 57.375],
+    "MODEL.RESNETS.STRIDE_IN_1X1": False,
+}
+VOC_SIZES = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
+COCO_SIZES = (640, 672, 704, 736, 768, 800)
+
+# (task, MAX_ITER, STEPS, WARMUP_ITERS, MIN_SIZE_TRAIN, MIN_SIZE_TEST, train, test) from DESIGN.md
+DETECTION = [
+    ("voc07", 12500, (9500,), 100, VOC_SIZES, 800, ("voc_2007_trainval",), ("voc_2007_test",)),
+    ("voc0712", 24000, (18000, 22000), 100, VOC_SIZES, 800,
+     ("voc_2007_trainval", "voc_2012_trainval"), ("voc_2007_test",)),
+    ("coco", 90000, (60000, 80000), 1000, COCO_SIZES, 800, ("coco_2017_train",), ("coco_2017_val",)),
+    ("coco_2x", 180000, (120000, 160000), 1000, COCO_SIZES, 800, ("coco_2017_train",), ("coco_2017_val",)),
+]
+
+
+@pytest.mark.parametrize("task", [t.name for t in list_tasks()])
+def test_every_task_builds_its_model(task):
+    cfg, _ = build_config(task, TORCHVISION_SETTINGS, num_gpus=8)
+    model = build_model(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert model.training and n_params > 23_000_000  # at least the ResNet-50 trunk
+    assert cfg.DATASETS.TRAIN == get_task(task).train and cfg.DATASETS.TEST == get_task(task).test
+
+
+@pytest.mark.parametrize("name,max_iter,steps,warmup,sizes,test_size,train,test", DETECTION)
+def test_detection_protocol_values(name, max_iter, steps, warmup, sizes, test_size, train, test):
+    cfg = protocol_config(get_task(name))
+    assert (cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS), cfg.SOLVER.WARMUP_ITERS) == (max_iter, steps, warmup)
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.BENCHMARK.PROTOCOL_WORLD_SIZE) == (16, 0.02, 8)
+    assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == sizes and cfg.INPUT.MIN_SIZE_TEST == test_size
+    assert (tuple(cfg.DATASETS.TRAIN), tuple(cfg.DATASETS.TEST)) == (train, test)
+    assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+    assert (cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.BACKBONE.FREEZE_AT) == (50, 0)
+    assert cfg.MODEL.RESNETS.NORM == "naiveSyncBN"
+    assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm"
+    assert list(cfg.MODEL.RESNETS.OUT_FEATURES) == ["res4"]  # C4
+    assert (cfg.MODEL.RPN.PRE_NMS_TOPK_TEST, cfg.MODEL.RPN.POST_NMS_TOPK_TEST) == (6000, 1000)
+    assert cfg.TEST.PRECISE_BN.ENABLED is True
+    assert cfg.MODEL.MASK_ON is name.startswith("coco")
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == (80 if name.startswith("coco") else 20)
+    # Input settings are not in the configs: they come from the checkpoint's provenance.
+    assert cfg.INPUT.FORMAT == "BGR" and cfg.MODEL.RESNETS.STRIDE_IN_1X1 is True
+
+
+def test_cityscapes_protocol_values():
+    cfg = protocol_config(get_task("cityscapes"))
+    assert cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor"
+    assert cfg.MODEL.BACKBONE.NAME == "build_resnet_deeplab_backbone" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
+    r = cfg.MODEL.RESNETS
+    assert (r.DEPTH, r.STEM_TYPE, r.STEM_OUT_CHANNELS, r.RES5_DILATION, r.NORM) == (50, "basic", 64, 2, "naiveSyncBN")
+    assert list(r.OUT_FEATURES) == ["res5"]
+    h = cfg.MODEL.SEM_SEG_HEAD
+    assert (h.NAME, h.ASPP_CHANNELS, list(h.ASPP_DILATIONS), h.ASPP_DROPOUT) == ("DeepLabV3Head", 256, [6, 12, 18], 0.1)
+    assert (h.LOSS_TYPE, h.NUM_CLASSES, h.COMMON_STRIDE, h.NORM) == ("hard_pixel_mining", 19, 16, "naiveSyncBN")
+    s = cfg.SOLVER
+    assert (s.LR_SCHEDULER_NAME, s.BASE_LR, s.MAX_ITER, s.IMS_PER_BATCH) == ("WarmupPolyLR", 0.01, 90000, 16)
+    assert s.POLY_LR_POWER == 0.9
+    assert cfg.INPUT.CROP.ENABLED and cfg.INPUT.CROP.TYPE == "absolute" and tuple(cfg.INPUT.CROP.SIZE) == (512, 1024)
+    assert (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (1024, 2048)
+    assert tuple(cfg.DATASETS.TRAIN) == ("cityscapes_fine_sem_seg_train",)
+
+
+def test_output_stride_16_on_a_crop():
+    import torch
+
+    cfg, _ = build_config("cityscapes", TORCHVISION_SETTINGS, smoke=True)
+    backbone = build_model(cfg).backbone
+    feats = backbone(torch.zeros(1, 3, 64, 128))
+    assert tuple(feats["res5"].shape) == (1, 2048, 4, 8)
+    assert tuple(backbone.stem.conv1.weight.shape) == (64, 3, 7, 7)  # torchvision stem
+
+
+def test_input_settings_come_from_the_weights():
+    cfg, deviations = build_config("voc07", TORCHVISION_SETTINGS, num_gpus=8)
+    assert cfg.INPUT.FORMAT == "RGB" and list(cfg.MODEL.PIXEL_MEAN) == [123.675, 116.280, 103.530]
+    assert list(cfg.MODEL.PIXEL_STD) == [58.395, 57.120, 57.375] and cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False
+    assert deviations == []  # the protocol on 8 processes, with the checkpoint's own settings
+
+
+def test_smoke_overlay_is_small():
+    for task in ("voc07", "coco", "cityscapes"):
+        cfg, deviations = build_config(task, smoke=True)
+        assert cfg.BENCHMARK.SMOKE and cfg.SOLVER.MAX_ITER <= 40 and cfg.DATALOADER.NUM_WORKERS == 0
+        assert 0 < cfg.SOLVER.CHECKPOINT_PERIOD < cfg.SOLVER.MAX_ITER  # a checkpoint to resume from
+        assert max(cfg.INPUT.MIN_SIZE_TRAIN) <= 192 and cfg.INPUT.MIN_SIZE_TEST == 128
+        assert deviations[0].startswith("smoke run")
+        if task != "cityscapes":
+            assert cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE <= 16 and cfg.MODEL.RPN.POST_NMS_TOPK_TEST <= 50
+            assert cfg.TEST.PRECISE_BN.NUM_ITER <= 2
+
+
+@pytest.mark.parametrize("world,batch,lr,max_iter,steps", [
+    (8, 16, 0.02, 12500, (9500,)),    # the protocol
+    (4, 16, 0.02, 12500, (9500,)),    # same total batch, 4 images per process
+    (16, 16, 0.02, 12500, (9500,)),   # 1 image per process
+    (2, 4, 0.005, 50000, (38000,)),   # 8 per process would be too many: linear scaling
+    (1, 2, 0.0025, 100000, (76000,)),
+    (3, 6, 0.0075, 33333, (25333,)),  # 16 does not split over 3
+])
+def test_world_size_rule(world, batch, lr, max_iter, steps):
+    cfg, deviations = build_config("voc07", num_gpus=world)
+    assert (cfg.SOLVER.IMS_PER_BATCH, tuple(cfg.SOLVER.STEPS), cfg.SOLVER.MAX_ITER) == (batch, steps, max_iter)
+    assert cfg.SOLVER.BASE_LR == pytest.approx(lr)
+    assert cfg.SOLVER.REFERENCE_WORLD_SIZE in (0, world)  # the trainer must not rescale again
+    if batch == 16:
+        assert deviations == []
+    else:
+        assert len(deviations) == 1 and f"world size {world}" in deviations[0] and "12500 -> " in deviations[0]
+
+
+def test_two_machines_count_in_the_world_size():
+    cfg, deviations = build_config("coco", num_gpus=2, num_machines=2)
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.MAX_ITER, deviations) == (16, 90000, [])
+
+
+def test_options_norm_and_amp_are_deviations():
+    cfg, deviations = build_config("voc07", opts=["SOLVER.BASE_LR", "0.04", "SOLVER.MAX_ITER", "12500"],
+                                   num_gpus=8, norm="BN", amp=True)
+    assert cfg.SOLVER.BASE_LR == 0.04 and cfg.MODEL.RESNETS.NORM == "BN" and cfg.SOLVER.AMP.ENABLED
+    assert deviations == [
+        "norm BN: batch statistics per process, not synchronized over the whole batch",
+        "SOLVER.BASE_LR: 0.02 in the protocol, 0.04 from the command line",  # MAX_ITER unchanged: none
+        "mixed precision (AMP) training; the protocol trains in FP32",
+    ]
+    seg, _ = build_config("cityscapes", norm="SyncBN", num_gpus=8)
+    assert seg.MODEL.RESNETS.NORM == seg.MODEL.SEM_SEG_HEAD.NORM == "SyncBN"
+
+
+@pytest.mark.parametrize("opts,message", [
+    (["SOLVER.NO_SUCH_KEY", "1"], "SOLVER.NO_SUCH_KEY"),
+    (["SOLVER.BASE_LR"], "KEY VALUE pairs"),
+    (["SOLVER.MAX_ITER", "'many'"], "MAX_ITER"),
+])
+def test_bad_options_are_config_errors(opts, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("voc07", opts=opts)
+
+
+def test_unknown_norm():
+    with pytest.raises(ConfigError, match="unknown norm 'GN'"):
+        build_config("voc07", norm="GN")
