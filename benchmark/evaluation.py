@@ -5,7 +5,8 @@
   without them the evaluator runs pycocotools' `COCOeval`, which is slow on big validation sets.
   When `faster-coco-eval` is installed its `COCOeval_faster` (C++ matching and accumulation, same
   numbers, see tests/test_evaluation.py) is used in pycocotools' place. pycocotools stays the
-  reference: `BENCHMARK_COCO_EVAL=pycocotools` (or `COCO_EVAL_BACKEND`) forces it.
+  reference: `BENCHMARK_COCO_EVAL=pycocotools` (or the module switch `COCO_EVAL_BACKEND`) forces it,
+  and `coco_eval_backend()` says which one runs (for the run record).
 - "cityscapes_sem_seg": `CityscapesSemSegEvaluator` (cityscapesscripts), also reporting "mIoU":
   cityscapesscripts calls the class-mean IoU "IoU", our tasks name it sem_seg/mIoU.
 """

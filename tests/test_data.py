@@ -77,6 +77,20 @@ def test_cityscapes_registered_under_root(root):
     assert meta.evaluator_type == "cityscapes_sem_seg" and len(meta.stuff_classes) == 19
 
 
+@pytest.mark.parametrize("task", ["voc07", "voc0712", "coco", "coco_2x", "cityscapes"])
+def test_every_task_validates_on_synthetic_data(root, task):
+    validate_layout(get_task(task), root)
+    for name in register_datasets(task, root):
+        assert len(DatasetCatalog.get(name)) in (3, 6)
+
+
+def test_unknown_dataset_name_is_refused():
+    from benchmark.data.register import register_dataset
+
+    with pytest.raises(ValueError, match="dataset 'voc_2099_test' has no known layout; known: .*voc_2007_test"):
+        register_dataset("voc_2099_test", "/x")
+
+
 def test_reregistering_repoints_names(root, tmp_path):
     other = write_synthetic("coco", tmp_path, num_train=2, num_test=2)
     register_datasets("coco", root)

@@ -143,6 +143,14 @@ def test_existing_root_is_returned_and_other_params_refused(tmp_path):
     assert _tree_digest(tmp_path) == before
     with pytest.raises(ValueError, match="already holds a synthetic coco dataset"):
         write_synthetic("coco", tmp_path, num_train=3, num_test=2)
+    # complete: returned without taking the lock, so a read-only copy works too
+    (tmp_path / ".synthetic.lock").unlink()
+    tmp_path.chmod(0o555)
+    try:
+        assert write_synthetic("coco", tmp_path, num_train=2, num_test=2) == tmp_path
+        assert not (tmp_path / ".synthetic.lock").exists()
+    finally:
+        tmp_path.chmod(0o755)
 
 
 def test_refuses_to_write_over_a_real_dataset(tmp_path):

@@ -371,6 +371,8 @@ def write_synthetic(data_format, root, *, num_train=8, num_test=4, image_size=(1
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     marker = root / f".synthetic_{data_format}.json"
+    if marker.exists() and json.loads(marker.read_text()) == params:
+        return root  # complete (the marker is written last, atomically): no lock needed, even read-only
     with _locked(root / ".synthetic.lock"):
         if marker.exists():
             recorded = json.loads(marker.read_text())
