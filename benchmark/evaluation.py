@@ -12,15 +12,12 @@
 """
 import contextlib
 import importlib.util
-import logging
 import os
 
 from detectron2.evaluation import COCOEvaluator, CityscapesSemSegEvaluator, PascalVOCDetectionEvaluator
 from detectron2.evaluation import coco_evaluation
 
 from benchmark import d2
-
-logger = logging.getLogger(__name__)
 
 COCO_EVAL_BACKENDS = ("pycocotools", "faster", "detectron2")
 # None: choose automatically (faster-coco-eval when installed, else detectron2's compiled fast

@@ -4,7 +4,6 @@ Predictions are detectron2 `Instances` fed to the evaluator the way the trainer'
 feeds them (one process, so distributed or not makes no difference).
 """
 import json
-import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest

@@ -3,6 +3,7 @@ import hashlib
 import importlib.util
 import json
 import multiprocessing as mp
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -131,7 +132,6 @@ def test_deterministic_and_seeded(tmp_path):
         assert a != _tree_digest(write_synthetic(fmt, tmp_path / "c", num_train=2, num_test=2, seed=1))
         for p in ("a", "b", "c"):
             for top in {"voc": ("VOC2007", "VOC2012"), "coco": ("coco",), "cityscapes": ("cityscapes",)}[fmt]:
-                import shutil
                 shutil.rmtree(tmp_path / p / top)
             (tmp_path / p / f".synthetic_{fmt}.json").unlink()
 
@@ -163,7 +163,6 @@ def test_stale_partial_write_is_replaced(tmp_path):
     # A writer that died after renaming VOC2007 but before VOC2012 and its marker.
     write_synthetic("voc", tmp_path / "ref", num_train=2, num_test=2)
     write_synthetic("voc", tmp_path / "x", num_train=2, num_test=2)
-    import shutil
     shutil.rmtree(tmp_path / "x/VOC2012")
     (tmp_path / "x/.synthetic_voc.json").unlink()
     write_synthetic("voc", tmp_path / "x", num_train=2, num_test=2)
