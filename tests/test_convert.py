@@ -199,6 +199,16 @@ def test_converted_moco_loads_completely_into_r50_c4(r50_c4_model, synthetic_che
     res5 = {k: v for k, v in source.items() if k.startswith("res5.")}
     res5_state = {k: v for k, v in state.items() if k.startswith("roi_heads.res5.") and not k.startswith("roi_heads.res5.norm.")}
     assert_backbone_loaded(res5_state, ["roi_heads."], res5)
+    # detectron2's own load report: only the heads and the extra norm after res5 are left out
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    checkpointer = DetectionCheckpointer(r50_c4_model)
+    report = checkpointer._load_model(checkpointer._load_file(str(result.output)))
+    assert not report.unexpected_keys and not report.incorrect_shapes
+    assert {k.rsplit(".", 1)[0] for k in report.missing_keys} == {
+        "proposal_generator.rpn_head.conv", "proposal_generator.rpn_head.objectness_logits",
+        "proposal_generator.rpn_head.anchor_deltas", "roi_heads.res5.norm",
+        "roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"}
     # the extra norm after res5 is not pretrained: it keeps BN's initial values
     np.testing.assert_array_equal(state["roi_heads.res5.norm.weight"].numpy(), np.ones(2048, np.float32))
     np.testing.assert_array_equal(state["roi_heads.res5.norm.running_mean"].numpy(), np.zeros(2048, np.float32))
