@@ -1,0 +1,232 @@
+"""The engine end to end on CPU through tools/run_transfer.py: smoke runs of voc07, coco and
+cityscapes (real evaluators, real records), resume, skipping finished trials, a diverged run, and
+bad inputs refused before training."""
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+
+import benchmark  # noqa: F401
+from benchmark import results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("run_transfer", ROOT / "tools" / "run_transfer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CLI = _load_cli()
+
+
+def cli(*args):
+    return CLI.main([str(a) for a in args])
+
+
+def losses(trial_dir):
+    """total_loss per training iteration from detectron2's metrics.json (LOG_PERIOD 1 in smoke)."""
+    rows = [json.loads(line) for line in (Path(trial_dir) / "metrics.json").read_text().splitlines()]
+    return {r["iteration"]: r["total_loss"] for r in rows if "total_loss" in r}
+
+
+def assert_finite_metrics(record, keys):
+    for key in keys:
+        group, name = key.split("/")
+        value = record["metrics"][group][name]
+        assert value is not None and math.isfinite(value) and 0.0 <= value <= 100.0, (key, value)
+
+
+def assert_loss_falls(trial_dir, n=4):
+    values = [v for _, v in sorted(losses(trial_dir).items())]
+    assert len(values) >= 2 * n
+    assert sum(values[-n:]) / n < sum(values[:n]) / n, values
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, synthetic_checkpoint):
+    """A raw MoCo-layout checkpoint, its converted .pkl, and a cache for this module's runs."""
+    from benchmark.convert import prepare_weights
+
+    root = tmp_path_factory.mktemp("engine")
+    ckpt = synthetic_checkpoint("moco")
+    prepared = prepare_weights(ckpt, cache_dir=root / "cache")
+    return SimpleNamespace(root=root, ckpt=ckpt, pkl=prepared.path, cache=root / "cache")
+
+
+def smoke_run(work, task, name, *extra):
+    """One --smoke run through the CLI with this module's cache; returns (rc, trial_0 dir, seconds)."""
+    out = work.root / name
+    start = time.perf_counter()
+    with mock.patch.dict(os.environ, {"BENCHMARK_CACHE": str(work.cache)}):
+        rc = cli("--task", task, "--smoke", "--output", out, *extra)
+    return rc, out / "trial_0", time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def voc_run(work):
+    # A raw checkpoint, converted on the fly; synthetic VOC written into the cache by --smoke.
+    return smoke_run(work, "voc07", "voc", "--weights", work.ckpt)
+
+
+@pytest.mark.slow
+def test_voc07_smoke_end_to_end(voc_run, work):
+    rc, trial, seconds = voc_run
+    assert rc == 0
+    record = results.read_record(trial / "results.json")
+    assert record["status"] == "finished" and record["reason"] is None
+    assert sorted(record["metrics"]["bbox"]) == ["AP", "AP50", "AP75"]
+    assert_finite_metrics(record, ["bbox/AP", "bbox/AP50", "bbox/AP75"])
+    assert (record["task"], record["iterations"], record["world_size"], record["ims_per_batch"]) == ("voc07", 16, 1, 2)
+    assert (record["seed"], record["trial"], record["amp"]) == (0, 0, False)
+    assert record["weights"] == {"name": work.ckpt.stem, "source": str(work.ckpt),
+                                 "sha256": hashlib.sha256(work.ckpt.read_bytes()).hexdigest()}
+    assert record["deviations"][0].startswith("smoke run")
+    assert record["config_digest"] == hashlib.sha256((trial / "config.yaml").read_bytes()).hexdigest()
+    assert record["environment"]["data_root"] == str(work.cache / "synthetic" / "voc")
+    assert (work.cache / "synthetic" / "voc" / "VOC2007" / "Annotations").is_dir()
+    assert record["duration_s"] > 0 and seconds > record["duration_s"]
+
+
+@pytest.mark.slow
+def test_voc07_training_loss_falls(voc_run):
+    assert sorted(losses(voc_run[1])) == list(range(16))
+    assert_loss_falls(voc_run[1])
+
+
+@pytest.mark.slow
+def test_finished_trial_is_skipped(voc_run, work, capsys):
+    before = (voc_run[1] / "results.json").read_bytes()
+    rc, trial, _ = smoke_run(work, "voc07", "voc", "--weights", work.ckpt)
+    assert rc == 0 and "finished earlier, skipped" in capsys.readouterr().out
+    assert (trial / "results.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_checkpoint(voc_run, work):
+    # A run stopped right after its first checkpoint (iteration 9 of 0..15): only that is left.
+    src, trial = voc_run[1], work.root / "resumed" / "trial_0"
+    trial.mkdir(parents=True)
+    shutil.copy(src / "model_0000009.pth", trial)
+    (trial / "last_checkpoint").write_text("model_0000009.pth")
+    rc, trial, _ = smoke_run(work, "voc07", "resumed", "--weights", work.pkl, "--name", "moco", "--resume")
+    assert rc == 0
+    assert "Starting training from iteration 10" in (trial / "log.txt").read_text()
+    assert sorted(losses(trial)) == list(range(10, 16))  # only the remaining iterations ran
+    record = results.read_record(trial / "results.json")
+    assert (record["status"], record["iterations"], record["weights"]["name"]) == ("finished", 16, "moco")
+
+
+@pytest.mark.slow
+def test_diverged_run_is_a_failed_record(work):
+    rc, trial, _ = smoke_run(work, "voc07", "nan", "--weights", work.pkl, "--data-root",
+                             work.cache / "synthetic" / "voc", "SOLVER.BASE_LR", "1000.0", "SOLVER.WARMUP_ITERS", "0")
+    assert rc == 1
+    record = results.read_record(trial / "results.json")
+    assert record["status"] == "failed" and record["reason"].startswith("training diverged: ")
+    assert "Inf/NaN" in record["reason"] or "infinite or NaN" in record["reason"]
+    assert record["iterations"] < 16 and record["metrics"] == {}
+    assert "SOLVER.BASE_LR: 0.02 in the protocol, 1000.0 from the command line" in record["deviations"]
+
+
+@pytest.mark.slow
+def test_coco_smoke_end_to_end(work):
+    rc, trial, _ = smoke_run(work, "coco", "coco", "--weights", work.pkl)
+    assert rc == 0
+    record = results.read_record(trial / "results.json")
+    assert record["status"] == "finished" and record["iterations"] == 16
+    assert_finite_metrics(record, ["bbox/AP", "bbox/AP50", "bbox/AP75", "segm/AP", "segm/AP50", "segm/AP75"])
+    assert_loss_falls(trial)
+
+
+@pytest.mark.slow
+def test_cityscapes_smoke_end_to_end(work):
+    rc, trial, _ = smoke_run(work, "cityscapes", "cityscapes", "--weights", work.pkl)
+    assert rc == 0
+    record = results.read_record(trial / "results.json")
+    assert record["status"] == "finished" and record["iterations"] == 20
+    assert_finite_metrics(record, ["sem_seg/mIoU", "sem_seg/IoU", "sem_seg/iIoU"])
+    assert_loss_falls(trial)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+@pytest.fixture(scope="module")
+def voc_data(tmp_path_factory):
+    from benchmark.data import write_synthetic
+
+    return write_synthetic("voc", tmp_path_factory.mktemp("voc_data"))
+
+
+def refused(capsys, out, *args):
+    """Run the CLI; assert exit 1, one `error:` line on stderr, and nothing written to `out`."""
+    rc = cli(*args, "--output", out)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("error: "), err
+    assert not Path(out).exists()
+    return err[0]
+
+
+def test_unknown_task(capsys, tmp_path):
+    line = refused(capsys, tmp_path / "o", "--task", "voc2099", "--weights", "x.pth")
+    assert line == "error: unknown task 'voc2099'; known tasks: cityscapes, coco, coco_2x, voc07, voc0712"
+
+
+def test_missing_weights(capsys, tmp_path, voc_data):
+    line = refused(capsys, tmp_path / "o", "--task", "voc07", "--weights", tmp_path / "nope.pth",
+                   "--data-root", voc_data)
+    assert str(tmp_path / "nope.pth") in line and "no such file" in line
+
+
+def test_missing_dataset_folder(capsys, tmp_path, work, voc_data):
+    root = tmp_path / "data"
+    shutil.copytree(voc_data, root)
+    shutil.rmtree(root / "VOC2007")
+    line = refused(capsys, tmp_path / "o", "--task", "voc07", "--weights", work.pkl, "--data-root", root)
+    assert str(root / "VOC2007") in line and "datasets.md" in line
+
+
+def test_corrupt_annotation(capsys, tmp_path, work, voc_data):
+    root = tmp_path / "data"
+    shutil.copytree(voc_data, root)
+    xml = sorted((root / "VOC2007" / "Annotations").glob("*.xml"))[0]
+    xml.write_text("<annotation><size><width>12")
+    line = refused(capsys, tmp_path / "o", "--task", "voc07", "--weights", work.pkl, "--data-root", root)
+    assert str(xml) in line and "corrupt annotation" in line
+
+
+def test_bad_option(capsys, tmp_path, work, voc_data):
+    line = refused(capsys, tmp_path / "o", "--task", "voc07", "--weights", work.pkl, "--data-root", voc_data,
+                   "SOLVER.NO_SUCH_KEY", "3")
+    assert "SOLVER.NO_SUCH_KEY" in line
+
+
+def test_amp_needs_cuda(capsys, tmp_path, work, voc_data, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    line = refused(capsys, tmp_path / "o", "--task", "voc07", "--weights", work.pkl, "--data-root", voc_data, "--amp")
+    assert line.startswith("error: --amp needs CUDA")
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli("--weights", "x.pth")
+    assert exc.value.code == 2 and "--task and --weights are required" in capsys.readouterr().err
+
+
+def test_list_tasks(capsys):
+    assert cli("--list-tasks") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["task", "data"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"]
