@@ -367,6 +367,8 @@ def prepare(opts):
                                        norm=opts.norm, amp=opts.amp)
     except ConfigError as exc:
         raise RunError(str(exc)) from None
+    if opts.eval_only:
+        deviations = deviations + ["evaluation only: no fine-tuning in this run"]
     name = opts.name or weights.name
     output = Path(opts.output) if opts.output else Path("output") / task.name / name
     jobs = []

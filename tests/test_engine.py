@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+import torch
 
 import benchmark  # noqa: F401
 from benchmark import results
@@ -230,3 +231,50 @@ def test_list_tasks(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["task", "data"]
     assert [ln.split()[0] for ln in lines[1:]] == ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"]
+
+
+# ----------------------------------------------------------------------------- planning and guards
+
+def test_trials_plan_seeds_and_folders(tmp_path, work, voc_data):
+    from benchmark.engine import Options, prepare
+
+    base = dict(task="voc07", weights=str(work.pkl), data_root=str(voc_data), output=str(tmp_path), smoke=True)
+    jobs = prepare(Options(trials=3, seed=5, **base))
+    assert [(j.trial, j.seed, j.cfg.SEED, Path(j.cfg.OUTPUT_DIR).name, j.resume) for j in jobs] == [
+        (0, 5, 5, "trial_0", True), (1, 6, 6, "trial_1", True), (2, 7, 7, "trial_2", True)]
+    (job,) = prepare(Options(trial=4, seed=5, name="moco", **base))
+    assert (job.trial, job.seed, job.cfg.OUTPUT_DIR, job.weights["name"]) == (4, 9, str(tmp_path / "trial_4"), "moco")
+    assert job.cfg.MODEL.WEIGHTS == str(work.pkl) and job.cfg.INPUT.FORMAT == "RGB"  # the checkpoint's settings
+    (single,) = prepare(Options(**base))
+    assert (single.trial, single.resume) == (0, False)
+
+
+def test_default_output_is_task_and_weights_name(work, voc_data, monkeypatch, tmp_path):
+    from benchmark.engine import Options, prepare
+
+    monkeypatch.chdir(tmp_path)
+    (job,) = prepare(Options(task="voc07", weights=str(work.pkl), data_root=str(voc_data), name="mocov2"))
+    assert job.cfg.OUTPUT_DIR == str(Path("output") / "voc07" / "mocov2" / "trial_0")
+
+
+def test_guard_stops_on_non_finite_weights():
+    from benchmark.engine import NonFiniteGuard
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    guard = NonFiniteGuard(period=5)
+    guard.trainer = SimpleNamespace(model=model, iter=3)
+    model[1].running_var[2] = float("inf")
+    guard.after_step()  # iteration 3: not a checking iteration
+    guard.trainer.iter = 4
+    with pytest.raises(FloatingPointError, match=r"iteration=4 \(1.running_var\)"):
+        guard.after_step()
+
+
+@pytest.mark.slow
+def test_eval_only_evaluates_the_weights(work, voc_data, tmp_path):
+    assert cli("--task", "voc07", "--smoke", "--eval-only", "--weights", work.pkl, "--data-root", voc_data,
+               "--output", tmp_path / "o") == 0
+    record = results.read_record(tmp_path / "o" / "trial_0" / "results.json")
+    assert (record["status"], record["iterations"]) == ("finished", 0)
+    assert record["deviations"][-1] == "evaluation only: no fine-tuning in this run"
+    assert_finite_metrics(record, ["bbox/AP", "bbox/AP50", "bbox/AP75"])
