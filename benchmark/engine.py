@@ -347,12 +347,15 @@ def prepare(opts):
         raise RunError(f"--num-gpus {opts.num_gpus} but only {torch.cuda.device_count()} GPUs are visible")
     try:
         weights = prepare_weights(opts.weights)
-    except (ConversionError, DownloadError, FileNotFoundError, ValueError) as exc:
+    except (ConversionError, DownloadError, OSError, ValueError, KeyError, ImportError) as exc:
         raise RunError(f"weights {opts.weights}: {exc}" if str(opts.weights) not in str(exc) else str(exc)) from None
     if opts.data_root:
         data_root = Path(opts.data_root)
     elif opts.smoke:
-        data_root = synthetic_root(task.data_format)
+        try:
+            data_root = synthetic_root(task.data_format)
+        except (OSError, ValueError) as exc:
+            raise RunError(f"synthetic {task.data_format} dataset for --smoke: {exc}") from None
     else:
         from benchmark.data import default_data_root
 

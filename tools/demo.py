@@ -5,7 +5,6 @@ Writes synthetic VOC data and a synthetic MoCo-format checkpoint, converts it to
 weights, fine-tunes `voc07 --smoke` on it and prints the run record. Everything lands under
 demo_output/ (or the folder given); running it again reuses what is there.
 """
-import json
 import sys
 from pathlib import Path
 
