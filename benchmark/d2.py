@@ -81,6 +81,7 @@ def environment() -> dict:
     ensure()
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     from benchmark.data import default_data_root
+    from benchmark.evaluation import coco_eval_backend
 
     return {
         "python": platform.python_version(),
@@ -91,5 +92,6 @@ def environment() -> dict:
         "cuda_available": torch.cuda.is_available(),
         "cuda_devices": devices,
         "device": devices[0] if devices else f"cpu ({os.cpu_count()} cores)",
+        "coco_eval": coco_eval_backend(),  # which COCOeval scored COCO runs
         "data_root": str(default_data_root()),
     }
