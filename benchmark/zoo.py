@@ -1,0 +1,182 @@
+"""The model zoo: the released checkpoints of Zhao et al. (ICLR 2021) by short name, and their cache.
+
+`configs/zoo.yaml` lists each checkpoint (file, method, pretraining data, augmentations, the paper
+table and row it belongs to). `fetch(name)` downloads one into `$BENCHMARK_CACHE/zoo/` with a
+progress bar and returns its path; `zoo:NAME` wherever weights are accepted goes through it.
+
+No checksums are published, so trust is on first use: the sha256 of the first complete download
+is recorded in `$BENCHMARK_CACHE/zoo/sha256.json` (written atomically) and every later use of
+the cached file, and every re-download, must match it. A mismatch (a corrupted or replaced file)
+or a download cut short is refused with one line naming the file; it is never handed on.
+
+`$BENCHMARK_ZOO_MIRROR`, when set, replaces the base URL (a local mirror; the tests' server).
+"""
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from benchmark import download
+from benchmark.fileio import write_json_atomic
+
+ZOO_FILE = Path(__file__).resolve().parents[1] / "configs" / "zoo.yaml"
+CACHE_SUBDIR = "zoo"
+RECORD_NAME = "sha256.json"
+
+
+class ZooError(ValueError):
+    """A zoo name or cached file that cannot be used; str() is one line naming it."""
+
+
+class UnknownCheckpointError(KeyError):
+    def __str__(self):
+        return self.args[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    file: str
+    url: str
+    method: str
+    supervision: str
+    data: str
+    augmentations: str | None  # Table 1's letters (f, fr, frc, frcg, frcgb); None where not listed
+    paper: tuple  # ((table, row), ...)
+    note: str | None = None
+
+
+def _check_name(name: str, what: str) -> str:
+    """Names end up in cache paths: refuse anything that is not one plain file-name component."""
+    name = str(name)
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("~") or Path(name).is_absolute():
+        raise ZooError(f"unsafe zoo {what} {name!r}: must be a plain name, without '/', '..' or an absolute path")
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: str) -> dict:
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), dict) or not data.get("base_url"):
+        raise ZooError(f"{path}: expected a mapping with base_url and checkpoints")
+    base = data["base_url"].rstrip("/") + "/"
+    entries = {}
+    for name, spec in data["checkpoints"].items():
+        _check_name(name, "name")
+        file = _check_name(spec.get("file") or f"{name}.pth", "file")
+        try:
+            entries[name] = ZooEntry(
+                name=name, file=file, url=base + file, method=spec["method"], supervision=spec["supervision"],
+                data=spec["data"], augmentations=spec.get("augmentations"),
+                paper=tuple((p["table"], p["row"]) for p in spec["paper"]), note=spec.get("note"))
+        except (KeyError, TypeError) as e:
+            raise ZooError(f"{path}: checkpoint {name!r} lacks {e}") from None
+    return entries
+
+
+def _entries() -> dict:
+    return _load(str(ZOO_FILE))
+
+
+def list_zoo() -> list[ZooEntry]:
+    """Every checkpoint, in the order of configs/zoo.yaml (Table 1, Table 2, Table 3)."""
+    return list(_entries().values())
+
+
+def get(name: str) -> ZooEntry:
+    _check_name(name, "name")
+    try:
+        return _entries()[name]
+    except KeyError:
+        raise UnknownCheckpointError(
+            f"unknown zoo checkpoint {name!r}; known: {', '.join(_entries())} (see --list-zoo)") from None
+
+
+def url_of(entry: ZooEntry) -> str:
+    mirror = os.environ.get("BENCHMARK_ZOO_MIRROR")
+    return mirror.rstrip("/") + "/" + entry.file if mirror else entry.url
+
+
+def format_zoo_table() -> str:
+    """The zoo as an aligned text table (for --list-zoo): base URL above, notes below."""
+    head = ("name", "method", "data", "augmentations", "paper", "file")
+    rows, notes = [], []
+    for e in list_zoo():
+        paper = "; ".join(f"{t} {r}" for t, r in e.paper)
+        mark = f" [{len(notes) + 1}]" if e.note else ""
+        if e.note:
+            notes.append(f"[{len(notes) + 1}] {e.name}: {e.note}")
+        rows.append((e.name + mark, e.method.split(" (")[0], e.data.split(" (")[0], e.augmentations or "-", paper, e.file))
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows]
+    base = url_of(list_zoo()[0])[: -len(list_zoo()[0].file)]
+    return "\n".join([f"{len(rows)} checkpoints (ResNet-50), URL = {base}FILE", ""] + lines + [""] + notes) + "\n"
+
+
+# --------------------------------------------------------------------------- the cache
+
+def _zoo_dir() -> Path:
+    return download.safe_cache_path(CACHE_SUBDIR)
+
+
+def _records_path() -> Path:
+    return _zoo_dir() / RECORD_NAME
+
+
+def recorded_sha256() -> dict:
+    """{file: sha256} of first downloads; an unreadable record is an error, not a fresh start."""
+    path = _records_path()
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ZooError(f"{path}: not valid JSON ({e}); delete it and the cached files to start afresh") from None
+    if not isinstance(data, dict):
+        raise ZooError(f"{path}: expected a JSON object of file -> sha256")
+    return data
+
+
+@contextlib.contextmanager
+def _locked():
+    """One process at a time downloads and records (parallel SLURM jobs share one cache)."""
+    folder = _zoo_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def fetch(name: str, progress: bool = True) -> Path:
+    """The local path of zoo checkpoint `name`, downloaded (and its sha256 recorded) on first use.
+
+    Raises UnknownCheckpointError for an unknown name, ZooError for an unsafe name or a cached
+    file whose sha256 differs from the recorded one, download.DownloadError for a download that
+    failed, was cut short or did not match the recorded sha256. Nothing refused is left in place.
+    """
+    entry = get(name)
+    dest = download.safe_cache_path(f"{CACHE_SUBDIR}/{entry.file}")
+    with _locked():
+        known = recorded_sha256().get(entry.file)
+        if dest.is_file():
+            actual = download.sha256_file(dest)
+            if known is not None and actual != known:
+                raise ZooError(
+                    f"{dest}: sha256 {actual} differs from the one recorded at first download ({known}); "
+                    f"the cached file is corrupt or was replaced and is not used. Delete it to download again")
+        else:
+            download.fetch(url_of(entry), dest, sha256=known, progress=progress)
+            actual = known or download.sha256_file(dest)
+        if known is None:
+            records = recorded_sha256()
+            records[entry.file] = actual
+            write_json_atomic(_records_path(), records)
+    return dest
