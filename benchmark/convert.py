@@ -266,6 +266,11 @@ def validate(converted, depth) -> None:
                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
     if problems:
         raise ConversionError(None, f"not a detectron2 ResNet-{depth} backbone: " + "; ".join(problems))
+    # A diverged or corrupted pretraining run saves NaN/Inf weights; fine-tuning from them burns
+    # hours before the loss turns NaN, so they are refused here, where it costs one pass over memory.
+    non_finite = sorted(k for k, v in converted.items() if v.dtype.kind == "f" and not np.isfinite(v).all())
+    if non_finite:
+        raise ConversionError(None, "weights are not finite: " + _listing("tensors with NaN or Inf values", non_finite))
 
 
 # --------------------------------------------------------------------------- files
@@ -395,8 +400,11 @@ def convert_file(input, output=None, fmt="auto", force=False, *, sha256=None, la
         "input_settings": dict(SOURCES[fmt].input_settings),
     }
     data = {"model": converted, "__author__": fmt, "matching_heuristics": True, "__provenance__": provenance}
-    with atomic_write(output, "wb") as f:
-        pickle.dump(data, f, protocol=5)
+    try:
+        with atomic_write(output, "wb") as f:
+            pickle.dump(data, f, protocol=5)
+    except OSError as e:  # a full disk, a read-only or missing folder: atomic_write left nothing behind
+        raise ConversionError(output, f"cannot write the converted weights ({e.strerror or e}); nothing was written") from None
     return ConversionResult(output, fmt, depth, len(converted), dropped_keys(sd, fmt), provenance)
 
 
