@@ -93,7 +93,21 @@ def validate(record: dict, where: str = "record") -> dict:
     weights = record["weights"]
     if not isinstance(weights, dict) or not weights.get("name"):
         raise RecordError(f"{where}: weights must be an object with a name")
+    _validate_metrics(record["metrics"], where)
     return record
+
+
+def _validate_metrics(metrics, where):
+    """{group: {metric: finite number | None}}: a record edited by hand or by another tool could hold
+    strings or NaN (JSON allows it), which would poison every mean of a leaderboard cell."""
+    if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
+        raise RecordError(f"{where}: metrics must be an object of objects ({{group: {{metric: number}}}})")
+    for group, values in metrics.items():
+        for name, value in values.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise RecordError(f"{where}: metric {group}/{name} is {value!r}, not a finite number or null")
 
 
 def write_record(output_dir, record: dict) -> Path:
