@@ -10,10 +10,12 @@ task's official evaluator, and rank 0 writes the run record atomically. A run th
 """
 import contextlib
 import dataclasses
+import errno
 import functools
 import logging
 import os
 import re
+import shutil
 import time
 import weakref
 from pathlib import Path
@@ -52,13 +54,52 @@ class RunFailed(Exception):
 
 # ----------------------------------------------------------------------------- model loading
 
+class _AtomicWrites:
+    """iopath's PathManager, except that files opened for writing are written atomically.
+
+    fvcore writes checkpoints and the `last_checkpoint` pointer in place: a job killed or a disk
+    filling up mid-write leaves a torn file under the final name, and `--resume` then fails on it.
+    Through `atomic_write` a reader sees the previous file or the complete new one.
+    """
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def open(self, path, mode="r", **kwargs):
+        if "w" in mode:
+            from benchmark.fileio import atomic_write
+
+            return atomic_write(path, mode)
+        return self._inner.open(path, mode, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
 class SafeCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer that reads converted .pkl weights without unpickling arbitrary code.
+    """DetectionCheckpointer that never unpickles arbitrary code and never leaves a torn file.
 
     detectron2 `pickle.load`s .pkl files, which runs whatever they contain; the suite's converter
     writes .pkl files that `benchmark.convert.load_converted` reads with a restricted unpickler.
-    Our own training checkpoints (.pth) go through torch.load with weights_only (torch's default).
+    Every other file (our own training checkpoints) goes through torch.load with weights_only=True,
+    said explicitly so that $TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot turn it off. Saves are atomic.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.path_manager = _AtomicWrites(self.path_manager)
+
+    def save(self, name, **kwargs):
+        try:
+            super().save(name, **kwargs)
+        except (OSError, RuntimeError) as exc:
+            # torch's zip writer turns a failed write (full disk, quota) into an opaque RuntimeError
+            # ("unexpected pos"); say what happened and how much room there is.
+            free = shutil.disk_usage(self.save_dir).free / 2**20
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+            raise OSError(getattr(exc, "errno", None) or errno.EIO,
+                          f"checkpoint {name}.pth not saved in {self.save_dir} ({detail}; {free:.0f} MiB free there); "
+                          "the previous checkpoint is intact") from None
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
@@ -68,7 +109,12 @@ class SafeCheckpointer(DetectionCheckpointer):
             data.setdefault("matching_heuristics", True)
             self.logger.info("Reading converted weights from '%s' (%s)", filename, data["__author__"])
             return data
+        if filename.endswith(".pyth"):  # detectron2 would torch.load it without weights_only
+            raise ValueError(f"{filename}: pycls .pyth files are not read; convert the checkpoint with tools/convert.py")
         return super()._load_file(filename)
+
+    def _torch_load(self, f):
+        return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -113,6 +159,32 @@ def _sem_seg_train_augmentations(cfg):
     ]
 
 
+class LabelCheckedMapper(DatasetMapper):
+    """DatasetMapper for semantic segmentation that refuses label ids the model cannot learn.
+
+    A label outside 0..NUM_CLASSES-1 and the ignore value (labelIds given where labelTrainIds are
+    expected, a corrupt PNG) otherwise ends in an index error deep inside the loss. Checked here,
+    where the labels are decoded anyway, the error names the file.
+    """
+
+    def __init__(self, cfg, is_train=True, augmentations=None):
+        super().__init__(cfg, is_train=is_train, augmentations=augmentations)
+        self._num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+        self._ignore = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+
+    def __call__(self, dataset_dict):
+        path = dataset_dict.get("sem_seg_file_name")
+        out = super().__call__(dataset_dict)
+        seg = out.get("sem_seg")
+        if seg is not None:
+            bad = seg[(seg != self._ignore) & ((seg < 0) | (seg >= self._num_classes))]
+            if bad.numel():
+                ids = ", ".join(str(int(v)) for v in bad.unique()[:5])
+                raise ValueError(f"{path}: label ids {ids} are outside 0..{self._num_classes - 1} and the ignore "
+                                 f"value {self._ignore} (labelTrainIds expected; see datasets.md)")
+        return out
+
+
 class Trainer(DefaultTrainer):
     """detectron2's DefaultTrainer with the task's evaluator, schedule, loader and safety hooks."""
 
@@ -141,7 +213,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
-            mapper = DatasetMapper(cfg, is_train=True, augmentations=_sem_seg_train_augmentations(cfg))
+            mapper = LabelCheckedMapper(cfg, is_train=True, augmentations=_sem_seg_train_augmentations(cfg))
             return build_detection_train_loader(cfg, mapper=mapper)
         return super().build_train_loader(cfg)
 
@@ -192,7 +264,10 @@ def _failure_reason(exc: BaseException) -> str:
     if isinstance(exc, FloatingPointError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "non-finite values"
         return f"training diverged: {first}"
-    text = " ".join(str(exc).split()) or "no message"
+    text = str(exc)
+    if "Original Traceback" in text:  # raised in a DataLoader worker: its own error is the last line
+        text = [ln for ln in text.strip().splitlines() if ln.strip()][-1]
+    text = " ".join(text.split()) or "no message"
     return f"{type(exc).__name__}: {text}"[:2000]
 
 
@@ -207,6 +282,28 @@ def _write(job: Job, status: str, reason, metrics, iterations: int, duration: fl
         environment={**d2.environment(), "data_root": str(job.data_root)},
     )
     return results.write_record(job.output_dir, record)
+
+
+def _write_failed(job: Job, reason: str, iterations: int, duration: float) -> str:
+    """Write the failed record; when even that fails (a full disk), say so in the reason instead
+    of letting the write's error hide why the run failed. Returns the reason to report."""
+    try:
+        _write(job, "failed", reason, {}, iterations, duration)
+    except OSError as exc:
+        reason = f"{reason}; its failed record could not be written either ({exc.strerror or exc})"
+        logger.error("trial %d: %s", job.trial, reason)
+    return reason
+
+
+def _remove_stale_temporaries(output_dir: Path) -> None:
+    """Remove what a killed predecessor's atomic writes left (.NAME.XXXX.tmp, checkpoints included).
+
+    A run's folder has one writer (rank 0 of the one job running this trial), so any such file
+    here belongs to a dead process; checkpoint temporaries are hundreds of MB each.
+    """
+    for tmp in output_dir.glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -249,6 +346,7 @@ def run_one(job: Job) -> dict:
         register_datasets(job.task, job.data_root)
         seed_all_rng(job.seed + rank)  # per-rank augmentation streams, reproducible per trial
         if rank == 0:
+            _remove_stale_temporaries(job.output_dir)
             (job.output_dir / "config.yaml").write_text(cfg.dump())
         iterations, metrics, trainer = 0, {}, None
         try:
@@ -271,7 +369,7 @@ def run_one(job: Job) -> dict:
             iterations = trainer.iter if trainer is not None else iterations
             logger.exception("run failed: %s", reason)
             if rank == 0:
-                _write(job, "failed", reason, {}, iterations, time.perf_counter() - start)
+                reason = _write_failed(job, reason, iterations, time.perf_counter() - start)
             raise RunFailed(reason) from None
         if rank == 0:
             path = _write(job, "finished", None, metrics, iterations, time.perf_counter() - start)
@@ -419,7 +517,7 @@ def launch_job(job: Job, opts) -> str:
         fresh = record.exists() and record.stat().st_mtime_ns != before
         if opts.machine_rank == 0 and not fresh:
             # Another rank failed first and the launcher ended rank 0 before it could write.
-            _write(job, "failed", reason, {}, 0, time.perf_counter() - start)
+            reason = _write_failed(job, reason, 0, time.perf_counter() - start)
         logger.error("trial %d failed: %s", job.trial, reason)
         return "failed"
 
