@@ -11,6 +11,7 @@ departs from the task's published protocol (`deviations`, written into the run r
   world-size adjustment                                   protocols assume 16 images on 8 GPUs
 """
 import hashlib
+import math
 from pathlib import Path
 
 import torch
@@ -143,11 +144,25 @@ def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, 
     for key in opts[::2]:
         if after[key] != before[key]:
             deviations.append(f"{key}: {protocol.get(key)!r} in the protocol, {after[key]!r} from the command line")
+    _check_values(cfg)
     if cfg.SOLVER.AMP.ENABLED:
         deviations.append("mixed precision (AMP) training; the protocol trains in FP32")
     deviations += adjust_world_size(cfg, num_gpus * num_machines)
     cfg.freeze()
     return cfg, deviations
+
+
+# Values whose type yacs checks but whose range it does not: 0 or a negative number would train
+# nothing (or divide by zero in the world-size rule) and still write a "finished" record.
+_POSITIVE = ("SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH", "SOLVER.BASE_LR", "SOLVER.CHECKPOINT_PERIOD")
+
+
+def _check_values(cfg: CfgNode) -> None:
+    flat = _flatten(cfg)
+    for key in _POSITIVE:
+        value = flat[key]
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{key} must be a positive number, got {value!r}")
 
 
 def config_digest(cfg: CfgNode) -> str:
