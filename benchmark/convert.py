@@ -16,6 +16,7 @@ import functools
 import hashlib
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -291,19 +292,24 @@ def load_checkpoint(path) -> dict:
     if path.stat().st_size == 0:
         raise ConversionError(path, "empty file")
     try:
-        try:
-            # mmap: tensors stay in the page cache instead of being copied into memory
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e):
-                raise
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+        with warnings.catch_warnings():
+            # torch warns (two lines on stderr) about pickle protocols of non-torch pickles before
+            # refusing them; the ConversionError below is the one line the user needs.
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                # mmap: tensors stay in the page cache instead of being copied into memory
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e):
+                    raise
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as e:
         blocked = _BLOCKED_GLOBAL.search(str(e))
         if blocked:
             raise ConversionError(path, f"refused: unpickling it would call {blocked.group(1)}, i.e. run code; "
                                         "it was not loaded and nothing in it ran") from None
-        raise ConversionError(path, "not a PyTorch checkpoint (unreadable pickle)") from None
+        hint = "; converted .pkl weights are used as they are (--weights FILE.pkl)" if path.suffix == ".pkl" else ""
+        raise ConversionError(path, f"not a PyTorch checkpoint (unreadable pickle, not loaded){hint}") from None
     except EOFError:
         raise ConversionError(path, "truncated: the file ends in the middle of the checkpoint") from None
     except RuntimeError as e:
