@@ -434,6 +434,8 @@ def prepare(opts):
     except UnknownTaskError as exc:
         raise RunError(str(exc)) from None
     trials = _trials(opts)
+    if opts.seed < 0 or opts.seed + max(trials) >= 2**32:  # numpy's range; otherwise each trial fails late
+        raise RunError(f"--seed must be in 0..2**32-1 for every trial (seed + trial), got {opts.seed}")
     cuda = torch.cuda.is_available()
     if opts.amp and not cuda:
         raise RunError("--amp needs CUDA (detectron2's AMPTrainer trains in float16 on GPUs only)")

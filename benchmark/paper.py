@@ -124,6 +124,19 @@ def _metric_pairs(where, mapping, what):
     return out
 
 
+# A misspelt key (`zo:`, `tolerence:`) would otherwise be ignored silently: a row that is not run,
+# a tolerance that does not apply, and verdicts that look fine.
+_TABLE_KEYS = ("title", "source", "columns", "std", "std_source", "published_trials", "rows", "checks",
+               "check_source", "tolerance")
+_ROW_KEYS = ("name", "zoo", "weights", "synthetic", "note", "cells", "other")
+
+
+def _refuse_unknown_keys(where, mapping, known, what):
+    unknown = sorted(str(k) for k in mapping if k not in known)
+    if unknown:
+        raise TableError(f"{where}: {what} has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+
 def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
     """Read and check a table: tasks registered, metrics the task's, rows unique, zoo names known,
     checks parse and name rows, every published value judgeable. Raises TableError."""
@@ -137,6 +150,7 @@ def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
         raise TableError(f"{where}: not valid YAML ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("columns"), dict) or not isinstance(data.get("rows"), list):
         raise TableError(f"{where}: expected a mapping with columns and rows")
+    _refuse_unknown_keys(where, data, _TABLE_KEYS, "the table")
     columns = []
     for task, metrics in data["columns"].items():
         try:
@@ -154,6 +168,7 @@ def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
             raise TableError(f"{where}: every row needs a name that is a Python identifier, got {name!r}")
         if name in (r.name for r in rows):
             raise TableError(f"{where}: row {name!r} appears twice")
+        _refuse_unknown_keys(where, spec, _ROW_KEYS, f"row {name}")
         if spec.get("zoo"):
             try:
                 zoo.get(spec["zoo"])
