@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,9 @@ def _quiet_detectron2_logs():
     logging.getLogger("detectron2").setLevel(logging.INFO)
     # fvcore's checkpointer warns that the heads are not in a backbone checkpoint: expected here.
     logging.getLogger("fvcore.common.checkpoint").setLevel(logging.ERROR)
+    # Deprecation notices from inside detectron2/torch on every model build: not ours to act on.
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r"torch\.meshgrid")
 
 
 def machine() -> dict:
