@@ -147,7 +147,7 @@ def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise TableError(f"{where}: not valid YAML ({e})") from None
+        raise TableError(f"{where}: not valid YAML ({' '.join(str(e).split())})") from None  # one line
     if not isinstance(data, dict) or not isinstance(data.get("columns"), dict) or not isinstance(data.get("rows"), list):
         raise TableError(f"{where}: expected a mapping with columns and rows")
     _refuse_unknown_keys(where, data, _TABLE_KEYS, "the table")
