@@ -58,6 +58,10 @@ def _check_voc(name, root, dirname, split, year):
             _fail(name, f"corrupt annotation ({e})", xml)
         if tree.find("./size/height") is None or tree.find("./size/width") is None:
             _fail(name, "annotation without size/height and size/width", xml)
+        try:
+            width, height = float(tree.findtext("./size/width")), float(tree.findtext("./size/height"))
+        except ValueError:
+            _fail(name, "annotation whose size/width or size/height is not a number", xml)
         for obj in tree.findall("object"):
             cls = obj.findtext("name")
             if cls not in CLASS_NAMES:
@@ -65,6 +69,22 @@ def _check_voc(name, root, dirname, split, year):
             box = obj.find("bndbox")
             if box is None or any(box.find(k) is None for k in ("xmin", "ymin", "xmax", "ymax")):
                 _fail(name, "annotation object without a complete bndbox", xml)
+            _check_voc_box(name, xml, box, width, height)
+
+
+def _check_voc_box(name, xml, box, width, height):
+    """VOC boxes are 1-based pixel indices inside the image; detectron2 would train on anything.
+
+    A box outside the image or inverted means the annotation (or its size) is wrong, and would
+    silently teach the model garbage or crash box sampling later; 0 is tolerated as a start.
+    """
+    try:
+        x0, y0, x1, y1 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+    except ValueError:
+        _fail(name, "annotation with a bndbox coordinate that is not a number in", xml)
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        _fail(name, f"annotation with a box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) outside the {width:g}x{height:g} image "
+                    "or empty, in", xml)
 
 
 def _check_json_file(name, path):
@@ -96,6 +116,25 @@ def _check_coco(name, root, image_root, json_file):
         _fail(name, "COCO annotation file without images/annotations/categories in", json_file)
     for img in data["images"]:
         _need_file(name, image_root / img["file_name"])
+    _check_coco_annotations(name, json_file, data)
+
+
+def _check_coco_annotations(name, json_file, data):
+    """What detectron2's COCO loader would trip over minutes later, or silently mis-train on.
+
+    An unknown category id raises a KeyError inside the loader; an empty segmentation drops the
+    key from one instance, and the mask head then fails on the batch that mixes it with others.
+    """
+    categories = {c.get("id") for c in data["categories"] if isinstance(c, dict)}
+    images = {img.get("id") for img in data["images"] if isinstance(img, dict)}
+    for ann in data["annotations"]:
+        where = f"annotation id {ann.get('id')!r} of"
+        if ann.get("category_id") not in categories:
+            _fail(name, f"{where} category_id {ann.get('category_id')!r}, which is not in its 'categories', in", json_file)
+        if ann.get("image_id") not in images:
+            _fail(name, f"{where} image_id {ann.get('image_id')!r}, which is not in its 'images', in", json_file)
+        if "segmentation" in ann and not ann["segmentation"]:
+            _fail(name, f"{where} an empty segmentation, in", json_file)
 
 
 def _check_cityscapes(name, root, image_dir, gt_dir):
@@ -116,6 +155,28 @@ def _check_cityscapes(name, root, image_dir, gt_dir):
         data = _check_json_file(name, polygons)
         if not isinstance(data, dict) or "imgHeight" not in data or "imgWidth" not in data:
             _fail(name, "polygons file without imgHeight/imgWidth", polygons)
+        _check_label_size(name, img, city_gt / f"{stem}gtFine_labelTrainIds.png")
+
+
+def _check_label_size(name, image, label):
+    """A label image must cover its image pixel for pixel; only the PNG headers are read (cheap).
+
+    Label ids are checked where the labels are decoded anyway (benchmark.engine's sem-seg mapper):
+    decoding all of Cityscapes here would add ~a minute to every run.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    sizes = []
+    for path in (image, label):
+        try:
+            with Image.open(path) as im:
+                sizes.append(im.size)
+        except (OSError, UnidentifiedImageError) as e:
+            _fail(name, f"unreadable image ({type(e).__name__})", path)
+    image_size, label_size = sizes
+    if image_size != label_size:
+        _fail(name, f"label image of size {label_size[0]}x{label_size[1]} for an image of size "
+                    f"{image_size[0]}x{image_size[1]}:", label)
 
 
 _CHECKS = {"voc": _check_voc, "coco": _check_coco, "cityscapes_sem_seg": _check_cityscapes}
