@@ -3,7 +3,7 @@
 
   python tools/run_transfer.py --task voc07 --weights moco.pth --num-gpus 8 --trials 5
   python tools/run_transfer.py --task voc07 --weights moco.pth --smoke     # CPU, synthetic data
-  python tools/run_transfer.py --list-tasks
+  python tools/run_transfer.py --list-tasks | --list-zoo
 
 Exit status: 0 every trial finished; 1 bad input (one line `error: ...`) or a failed trial; 2 usage.
 """
@@ -19,6 +19,7 @@ def parser():
     p.add_argument("--task", help="registered task name (see --list-tasks)")
     p.add_argument("--weights", help="converted .pkl, raw checkpoint, http(s) URL or zoo:NAME")
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
+    p.add_argument("--list-zoo", action="store_true", help="print the released checkpoints usable as zoo:NAME and exit")
     p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (CPU processes without CUDA)")
     p.add_argument("--num-machines", type=int, default=1, help="machines, each running --num-gpus processes")
     p.add_argument("--machine-rank", type=int, default=0, help="this machine's rank, 0..num-machines-1")
@@ -50,6 +51,11 @@ def main(argv=None):
         widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
         for row in [head] + rows:
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        return 0
+    if args.list_zoo:
+        from benchmark.zoo import format_zoo_table
+
+        print(format_zoo_table())
         return 0
     if not args.task or not args.weights:
         parser().error("--task and --weights are required (or --list-tasks)")
