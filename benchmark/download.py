@@ -65,6 +65,19 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows redirects to ftp:// too; a server must not be able to move us off http(s)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlparse(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise DownloadError(req.full_url, f"refused redirect to {scheme or '(none)'!r} URL {newurl}: only http and https")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
 def fetch(url, dest, sha256=None, progress=True) -> Path:
     """Download `url` to `dest` atomically and return `dest`.
 
@@ -78,7 +91,7 @@ def fetch(url, dest, sha256=None, progress=True) -> Path:
         raise DownloadError(url, f"refused scheme {scheme or '(none)'!r}: only http and https URLs are downloaded")
     dest = Path(dest)
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        with _OPENER.open(url, timeout=TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length is not None and length.isdigit() else None
             digest = hashlib.sha256()
