@@ -185,14 +185,15 @@ def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_pa
     """2 synthetic rows x voc07 x 2 trials through tools/run_transfer.py --smoke; then smoke_fail,
     which names the same rows, is judged on the same runs without launching any."""
     main, out = _tool(), tmp_path / "out"
-    assert main(["--table", "smoke", "--smoke", "--trials", "2", "--output", str(out)]) == 0
+    short = ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)"]  # a quarter of the smoke schedule: CI time
+    assert main(["--table", "smoke", "--smoke", "--trials", "2", "--output", str(out), *short]) == 0
     said = capsys.readouterr().out
     assert "smoke: 4 runs planned, 0 finished earlier (skipped), 4 to run" in said
     assert "PASS: 1/1 judged cells hold, 1/1 judged checks hold; 3 cells and 0 checks not judged" in said
     records, problems = results.gather([out / "runs_smoke"])
-    assert problems == [] and sorted((r["weights"]["name"], r["trial"], r["status"], r["seed"]) for r in records) == [
-        ("synthetic_moco", 0, "finished", 0), ("synthetic_moco", 1, "finished", 1),
-        ("synthetic_torchvision", 0, "finished", 0), ("synthetic_torchvision", 1, "finished", 1)]
+    assert problems == [] and sorted((r["weights"]["name"], r["trial"], r["status"], r["seed"], r["iterations"]) for r in records) == [
+        ("synthetic_moco", 0, "finished", 0, 4), ("synthetic_moco", 1, "finished", 1, 4),
+        ("synthetic_torchvision", 0, "finished", 0, 4), ("synthetic_torchvision", 1, "finished", 1, 4)]
     ap = [r["metrics"]["bbox"]["AP"] for r in records if r["weights"]["name"] == "synthetic_moco"]
     stat = Stat(tuple(ap))
     md = (out / "smoke.md").read_text()
@@ -204,7 +205,7 @@ def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_pa
     assert csv_lines[1].startswith(f"cell,synthetic_moco,voc07,bbox/AP,{stat.mean:.4f},") and csv_lines[1].endswith(",holds,")
     before = _mtimes(out / "runs_smoke")
 
-    assert main(["--table", "smoke_fail", "--smoke", "--trials", "2", "--output", str(out)]) == 1
+    assert main(["--table", "smoke_fail", "--smoke", "--trials", "2", "--output", str(out), *short]) == 1
     said = capsys.readouterr().out
     assert "smoke_fail: 4 runs planned, 4 finished earlier (skipped), 0 to run" in said
     assert "FAIL: 0/1 judged cells hold, 0/1 judged checks hold; 3 cells and 0 checks not judged" in said
@@ -212,7 +213,7 @@ def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_pa
     md = (out / "smoke_fail.md").read_text()
     assert f"| {stat.mean - 100:+.2f} | 0.01 | differs |" in md and "| does not hold |" in md
 
-    assert main(["--table", "smoke", "--smoke", "--trials", "2", "--output", str(out)]) == 0  # a restart: all reused
+    assert main(["--table", "smoke", "--smoke", "--trials", "2", "--output", str(out), *short]) == 0  # a restart: all reused
     assert "4 finished earlier (skipped), 0 to run" in capsys.readouterr().out
     assert _mtimes(out / "runs_smoke") == before
 
