@@ -173,6 +173,10 @@ def fetch(name: str, progress: bool = True) -> Path:
                     f"{dest}: sha256 {actual} differs from the one recorded at first download ({known}); "
                     f"the cached file is corrupt or was replaced and is not used. Delete it to download again")
         else:
+            # Under the lock no other process is downloading this file: a temporary of it is what a
+            # killed download left (hundreds of MB each); remove it before starting afresh.
+            for stale in dest.parent.glob(f".{entry.file}.*.tmp"):
+                stale.unlink(missing_ok=True)
             download.fetch(url_of(entry), dest, sha256=known, progress=progress)
             actual = known or download.sha256_file(dest)
         if known is None:
