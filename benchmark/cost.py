@@ -27,7 +27,7 @@ _C4_NOTE = "ours adds SyncBN and an extra res5 norm, so it may be slower"
 SPEED = {
     "voc07": SpeedFigure(0.537, 8, False, f"{_D2_ZOO}, PascalVOC-Detection faster_rcnn_R_50_C4; {_C4_NOTE}"),
     "voc0712": SpeedFigure(0.537, 8, False, f"{_D2_ZOO}, PascalVOC-Detection faster_rcnn_R_50_C4; {_C4_NOTE}"),
-    "coco": SpeedFigure(0.575, 8, False, f"{_D2_ZOO}, mask_rcnn_R_50_C4_3x; {_C4_NOTE}"),
+    "coco": SpeedFigure(0.584, 8, False, f"{_D2_ZOO}, mask_rcnn_R_50_C4_1x; {_C4_NOTE}"),
     "coco_2x": SpeedFigure(0.575, 8, False, f"{_D2_ZOO}, mask_rcnn_R_50_C4_3x; {_C4_NOTE}"),
     "cityscapes": SpeedFigure(None, 8, False, "no published figure for DeepLabV3 R50 at batch 16, 512x1024; "
                                               "not estimated until measured"),
