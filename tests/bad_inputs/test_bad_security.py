@@ -1,0 +1,176 @@
+"""Security: nothing in the suite runs a stranger's code, downloads leave http(s) or the cache.
+
+- The package (benchmark/, tools/) is scanned: no eval/exec, no pickle.load(s) or bare Unpickler,
+  no torch.load without weights_only=True, no yaml.load without a safe loader, no shell=True.
+- Only http(s) URLs are fetched, redirects included.
+- Cache paths built from zoo names and URLs never lead outside the cache (`..`, absolute paths,
+  symlinks); nothing is created outside it.
+(Code-running checkpoints and .pkl files: test_bad_checkpoints.py.)
+"""
+import ast
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from badlib import ROOT, count, refused, tool
+
+convert = tool("convert")
+
+
+def _kw_true(call, name):
+    return any(k.arg == name and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords)
+
+
+def unsafe_calls(source: str, filename: str) -> list:
+    """'file:line: what' for every call in `source` that could run code from data."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None
+        what = None
+        if isinstance(f, ast.Name) and name in ("eval", "exec"):
+            what = f"{name}()"
+        elif owner in ("pickle", "cPickle", "dill", "marshal", "shelve", "joblib") and name in ("load", "loads", "open", "Unpickler"):
+            what = f"{owner}.{name}()"
+        elif owner == "torch" and name == "load" and not _kw_true(node, "weights_only"):
+            what = "torch.load() without weights_only=True"
+        elif owner == "yaml" and (name in ("unsafe_load", "full_load") or (name == "load" and not any(
+                isinstance(k.value, ast.Attribute) and k.value.attr in ("SafeLoader", "CSafeLoader") for k in node.keywords))):
+            what = f"yaml.{name}() without a safe loader"
+        elif owner in ("np", "numpy") and name == "load" and _kw_true(node, "allow_pickle"):
+            what = "numpy.load(allow_pickle=True)"
+        elif owner == "os" and name in ("system", "popen"):
+            what = f"os.{name}()"
+        elif _kw_true(node, "shell"):
+            what = "shell=True"
+        if what:
+            found.append(f"{filename}:{node.lineno}: {what}")
+    return found
+
+
+def test_the_scanner_finds_what_it_looks_for():
+    bad = ("eval(x)\nexec(y)\npickle.load(f)\npickle.loads(b)\ntorch.load(p)\ntorch.load(p, weights_only=False)\n"
+           "yaml.load(s)\nyaml.unsafe_load(s)\nnp.load(p, allow_pickle=True)\nos.system(c)\nsubprocess.run(c, shell=True)\n")
+    assert len(unsafe_calls(bad, "x.py")) == 11
+    good = ("torch.load(p, map_location='cpu', weights_only=True)\nyaml.safe_load(s)\nyaml.load(s, Loader=yaml.SafeLoader)\n"
+            "class U(pickle.Unpickler):\n    pass\nast.literal_eval(s)\nmodel.eval()\n")
+    assert unsafe_calls(good, "y.py") == []
+
+
+def test_no_unsafe_call_in_the_package():
+    files = sorted((ROOT / "benchmark").rglob("*.py")) + sorted((ROOT / "tools").rglob("*.py"))
+    assert len(files) > 20
+    found = [hit for path in files for hit in unsafe_calls(path.read_text(), str(path.relative_to(ROOT)))]
+    count("package scan: eval/exec/pickle.load/torch.load without weights_only/yaml.load/shell", not found)
+    assert found == []
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/moco.pth", "gopher://127.0.0.1/x",
+                                 "FILE:///etc/hostname"])
+def test_only_http_urls_are_fetched(url, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
+    refused(capsys, f"URL scheme: {url.split(':')[0]}", lambda: convert([url]), url,
+            problem="only http and https URLs are downloaded", protect=[tmp_path])
+    assert not list((tmp_path / "cache").rglob("*.pth"))
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    target = None
+
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", self.target)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_redirect_off_http_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
+    handler = type("H", (_Redirect,), {"target": "ftp://127.0.0.1:9/secret.pth"})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/moco.pth"
+        refused(capsys, "URL: redirect to ftp://", lambda: convert([url]), url,
+                problem="refused redirect to 'ftp' URL ftp://127.0.0.1:9/secret.pth", protect=[tmp_path])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("spec", ["zoo:../../outside", "zoo:/etc/passwd", "zoo:..", "zoo:~root", "zoo:a/b"])
+def test_zoo_names_cannot_leave_the_cache(spec, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
+    run_transfer = tool("run_transfer")
+    refused(capsys, f"zoo name: {spec}", lambda: convert([spec]), spec, problem="unsafe zoo name", protect=[tmp_path])
+    refused(capsys, f"--weights zoo name: {spec}", lambda: run_transfer(["--task", "voc07", "--smoke", "--weights", spec,
+                                                                        "--output", str(tmp_path / "out")]),
+            spec, problem="unsafe zoo name", protect=[tmp_path], absent=[tmp_path / "out"])
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["cache"])
+
+
+def test_url_names_cannot_leave_the_cache(tmp_path, capsys, monkeypatch):
+    from benchmark import download
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BENCHMARK_CACHE", str(cache))
+    refused(capsys, "URL whose file name is ..", lambda: convert(["http://127.0.0.1:9/a/%2E%2E"]), "http://127.0.0.1:9/a/%2E%2E",
+            problem="unsafe cache name", protect=[tmp_path])
+    for name in ("../x", "/etc/passwd", "a/../../x", "", "a\\..\\x", "zoo/../../x"):
+        with pytest.raises(ValueError, match="unsafe cache name"):
+            download.safe_cache_path(name, root=cache)
+    # a %2F-encoded traversal decodes to a plain file name inside the cache
+    assert download.url_filename("http://h/..%2F..%2Fevil.pth") == "evil.pth"
+    count("cache names: .., absolute, backslash, encoded", True)
+
+
+def test_symlinks_out_of_the_cache_are_refused(tmp_path, synthetic_checkpoint, monkeypatch):
+    from benchmark import download, zoo
+    from benchmark.convert import prepare_weights
+
+    cache, outside = tmp_path / "cache", tmp_path / "outside"
+    cache.mkdir()
+    outside.mkdir()
+    monkeypatch.setenv("BENCHMARK_CACHE", str(cache))
+    (cache / "zoo").symlink_to(outside)
+    (cache / "converted").symlink_to(outside)
+    with pytest.raises(ValueError, match="resolves outside"):
+        zoo.fetch(zoo.list_zoo()[0].name, progress=False)
+    with pytest.raises(ValueError, match="resolves outside"):
+        prepare_weights(synthetic_checkpoint("torchvision"), cache_dir=cache)
+    with pytest.raises(ValueError, match="resolves outside"):
+        download.safe_cache_path("zoo/moco.pth", root=cache)
+    ok = list(outside.iterdir()) == []
+    count("cache: symlinks pointing outside", ok)
+    assert ok
+
+
+def test_a_zoo_file_entry_cannot_name_a_path(tmp_path):
+    from benchmark import zoo
+
+    path = tmp_path / "zoo.yaml"
+    path.write_text("base_url: https://example.org/\ncheckpoints:\n  evil:\n    file: ../../.bashrc\n    method: m\n"
+                    "    supervision: s\n    data: d\n    paper: []\n")
+    with pytest.raises(zoo.ZooError, match="unsafe zoo file '../../.bashrc'"):
+        zoo._load(str(path))
+    count("zoo.yaml: file entry with ..", True)
+
+
+def test_the_zoo_mirror_must_be_http(tmp_path, monkeypatch):
+    from benchmark import download, zoo
+
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", f"file://{tmp_path}")
+    (tmp_path / zoo.list_zoo()[0].file).write_bytes(b"local file")
+    with pytest.raises(download.DownloadError, match="refused scheme 'file'"):
+        zoo.fetch(zoo.list_zoo()[0].name, progress=False)
+    ok = not (tmp_path / "cache" / "zoo" / zoo.list_zoo()[0].file).exists()
+    count("zoo mirror: file://", ok)
+    assert ok

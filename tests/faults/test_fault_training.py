@@ -1,0 +1,112 @@
+"""Training runs killed with SIGKILL and restarted; a run whose loss diverges.
+
+One tiny voc07 --smoke trial matrix (2 trials x 4 iterations, a checkpoint every 2) is killed
+in the middle of trial 0, restarted and killed in the middle of trial 1, and restarted again:
+each trial resumes from its last checkpoint, the finished trial 0 is not run again, and both end
+with finished records. A diverging run stops within a few iterations with a failed record that
+the leaderboard lists under failures.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmark import results
+from faultlib import ROOT, child_env, kill, sha256, start, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_inputs(tmp_path_factory, synthetic_checkpoint):
+    from benchmark.convert import prepare_weights
+    from benchmark.data import write_synthetic
+
+    root = tmp_path_factory.mktemp("fault_training")
+    weights = prepare_weights(synthetic_checkpoint("moco"), cache_dir=root / "cache").path
+    data = write_synthetic("voc", root / "data", image_size=(128, 160))
+    return root, weights, data
+
+
+def _command(weights, data, out, *extra):
+    return [sys.executable, "tools/run_transfer.py", "--task", "voc07", "--smoke", "--weights", weights,
+            "--data-root", data, "--output", out, *extra]
+
+
+def _iterations_logged(trial):
+    return [json.loads(line)["iteration"] for line in (trial / "metrics.json").read_text().splitlines()
+            if "total_loss" in line]
+
+
+def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp_path, faults):
+    root, weights, data = smoke_inputs
+    out = tmp_path / "out"
+    argv = _command(weights, data, out, "--trials", "2", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2",
+                    "SOLVER.STEPS", "(3,)")
+    env = {"BENCHMARK_CACHE": root / "cache"}
+    t0, t1 = out / "trial_0", out / "trial_1"
+
+    faults.inject("SIGKILL mid-way through trial 0 of 2")
+    with open(tmp_path / "first.log", "wb") as log:
+        proc = start(argv, log, **env)
+        wait_for((t0 / "last_checkpoint").exists, proc, tmp_path / "first.log", what="trial 0's first checkpoint")
+        kill(proc)
+    assert not (t0 / "results.json").exists() and (t0 / "model_0000001.pth").exists()
+
+    faults.inject("SIGKILL mid-way through trial 1 of 2")
+    with open(tmp_path / "second.log", "wb") as log:
+        proc = start(argv, log, **env)
+        wait_for((t1 / "last_checkpoint").exists, proc, tmp_path / "second.log", what="trial 1's first checkpoint")
+        kill(proc)
+    second = (tmp_path / "second.log").read_text()
+    assert "trial 0: training from iteration 2 to 4" in second  # resumed, not restarted
+    record0 = results.read_record(t0 / "results.json")
+    assert (record0["status"], record0["iterations"], record0["trial"], record0["seed"]) == ("finished", 4, 0, 0)
+    assert _iterations_logged(t0) == [0, 1, 2, 3]  # each iteration trained once
+    faults.survive("SIGKILL mid-way through trial 0 of 2")
+    finished0 = sha256(t0 / "results.json")
+
+    third = subprocess.run([str(a) for a in argv], cwd=ROOT, env=child_env(**env), capture_output=True, text=True,
+                           timeout=600)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert f"trial 0: finished earlier, skipped ({t0})" in third.stdout
+    assert "trial 1: training from iteration 2 to 4" in third.stdout + third.stderr
+    assert sha256(t0 / "results.json") == finished0  # the finished trial was not touched
+    record1 = results.read_record(t1 / "results.json")
+    assert (record1["status"], record1["iterations"], record1["seed"]) == ("finished", 4, 1)
+    assert _iterations_logged(t1) == [0, 1, 2, 3]
+    assert set(record1["metrics"]["bbox"]) >= {"AP", "AP50", "AP75"}
+    assert not list(out.rglob("*.tmp"))
+    faults.survive("SIGKILL mid-way through trial 1 of 2")
+
+
+def test_diverging_run_fails_fast_and_is_listed_as_a_failure(smoke_inputs, tmp_path, faults):
+    root, weights, data = smoke_inputs
+    out = tmp_path / "runs" / "diverged"
+    faults.inject("loss diverging to NaN/Inf")
+    run = subprocess.run([str(a) for a in _command(weights, data, out, "--name", "unstable", "SOLVER.BASE_LR", "1e4",
+                                                   "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", "30")],
+                         cwd=ROOT, env=child_env(BENCHMARK_CACHE=root / "cache"), capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    record = results.read_record(out / "trial_0" / "results.json")
+    assert record["status"] == "failed" and record["metrics"] == {}
+    assert record["reason"].startswith("training diverged: ")
+    assert "NaN" in record["reason"]
+    assert record["iterations"] <= 5, record  # stopped within a few of its 30 iterations
+    assert len(_iterations_logged(out / "trial_0")) <= 5
+    # beside a finished run of another checkpoint, the leaderboard lists it apart with its reason
+    results.write_record(tmp_path / "runs" / "stable" / "trial_0", results.new_record(
+        task="voc07", weights={"name": "stable", "sha256": None, "source": "x"}, seed=0, trial=0, status="finished",
+        metrics={"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 42.0}}, iterations=30, world_size=1, ims_per_batch=2,
+        duration_s=1.0, config_digest="0" * 64, environment={}))
+    board = subprocess.run([sys.executable, "tools/leaderboard.py", str(tmp_path / "runs")], cwd=ROOT, env=child_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert board.returncode == 0, board.stderr
+    table, failures = board.stdout.split("## Failed runs (not counted)")
+    assert "| stable | 40.00 (1) | 60.00 (1) | 42.00 (1) |" in table
+    assert "| unstable | - | - | - |" in table  # no value counted from the failed run
+    reason = record["reason"].replace("|", "\\|")
+    assert f"| unstable | voc07 | 0 | {reason} | {out / 'trial_0' / 'results.json'} |" in failures
+    faults.survive("loss diverging to NaN/Inf")
