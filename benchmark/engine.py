@@ -306,10 +306,19 @@ def _remove_stale_temporaries(output_dir: Path) -> None:
             tmp.unlink()
 
 
+def _no_model_dump(record: logging.LogRecord) -> bool:
+    """Console filter: detectron2 logs the whole model (~300 lines) when it builds it; keep that
+    in log.txt, where it is useful, and off the terminal, where it buries the progress lines."""
+    return not (isinstance(record.msg, str) and record.msg.startswith("Model:\n"))
+
+
 @contextlib.contextmanager
 def _run_logging(output_dir: Path, rank: int):
     """detectron2's console logging once per process; a log file per run (rank 0: log.txt)."""
-    setup_logger(distributed_rank=rank, name="detectron2")
+    for handler in setup_logger(distributed_rank=rank, name="detectron2").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            if _no_model_dump not in handler.filters:
+                handler.addFilter(_no_model_dump)
     setup_logger(distributed_rank=rank, name="benchmark", abbrev_name="bm")
     output_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(output_dir / ("log.txt" if rank == 0 else f"log.txt.rank{rank}"))
