@@ -340,6 +340,13 @@ class ConversionResult:
                 f"dropped: {dropped}\noutput:  {self.output}")
 
 
+def _zoo_format(name):
+    """The zoo's word on a torchvision-keyed file: "exemplar" or "supervised" (same renaming)."""
+    from benchmark import zoo
+
+    return zoo.get(name).source_format
+
+
 def _resolve_input(spec):
     """(local path, label for provenance) of a path, an http(s) URL or zoo:NAME."""
     spec = str(spec)
@@ -392,6 +399,9 @@ def convert_file(input, output=None, fmt="auto", force=False, *, sha256=None, la
     try:
         sd = extract_state_dict(checkpoint)
         fmt = detect_format(sd) if fmt == "auto" else fmt
+        origin = str(label or resolved_label)
+        if fmt == "torchvision" and origin.startswith("zoo:"):
+            fmt = _zoo_format(origin[len("zoo:"):]) or fmt
         converted = convert_state_dict(sd, fmt)
         depth = infer_depth(converted)
         validate(converted, depth)

@@ -50,6 +50,18 @@ class ZooEntry:
     paper: tuple  # ((table, row), ...)
     note: str | None = None
 
+    @property
+    def source_format(self) -> str | None:
+        """The converter's format name for this file where its keys cannot tell (None: detect).
+
+        Exemplar and supervised files carry plain torchvision keys, so detection reports them as
+        "torchvision"; the zoo knows better and says so in the converted file's provenance.
+        """
+        method = self.method.lower()
+        if method.startswith("exemplar"):
+            return "exemplar"
+        return "supervised" if method == "supervised" else None
+
 
 def _check_name(name: str, what: str) -> str:
     """Names end up in cache paths: refuse anything that is not one plain file-name component."""

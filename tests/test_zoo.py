@@ -98,3 +98,19 @@ def test_zoo_name_as_weights_goes_through_the_converter(http_server, monkeypatch
     assert prepared.name == "moco_v2_places" and prepared.sha256 == download.sha256_file(raw)
     assert json.loads((isolated_cache / "zoo" / "sha256.json").read_text()) == {"moco_v2_palces.pth": prepared.sha256}
     assert load_converted(prepared.path)["__provenance__"]["input"] == "zoo:moco_v2_places"
+
+
+def test_zoo_exemplar_and_supervised_files_are_recorded_as_such(http_server, monkeypatch, synthetic_checkpoint):
+    """Their keys are plain torchvision ones; the zoo names the format the provenance records."""
+    from benchmark.convert import load_converted, prepare_weights
+
+    base, folder = http_server
+    # Distinct seeds: converted files are cached by content, so equal bytes would share one label.
+    for seed, file in enumerate(("exemplar_v2.pth", "supervised_imagenet.pth", "moco_v2_imagenet.pth"), 4):
+        layout = "moco" if file.startswith("moco") else "exemplar"
+        (folder / file).write_bytes(synthetic_checkpoint(layout, seed=seed).read_bytes())
+    monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", base)
+    formats = {name: load_converted(prepare_weights(f"zoo:{name}").path)["__author__"]
+               for name in ("exemplar_v2", "supervised_imagenet", "moco_v2_imagenet")}
+    assert formats == {"exemplar_v2": "exemplar", "supervised_imagenet": "supervised", "moco_v2_imagenet": "moco"}
+    assert zoo.get("exemplar_v1").source_format == "exemplar" and zoo.get("moco_v2_celeba").source_format is None
