@@ -49,6 +49,9 @@ def add_benchmark_config(cfg: CfgNode) -> CfgNode:
     cfg.BENCHMARK.LOG_PERIOD = 20
     # Period (iterations) of the finite-weights check that stops a diverged run (0: off).
     cfg.BENCHMARK.NONFINITE_CHECK_PERIOD = 20
+    # Periodic checkpoints (model_NNNNNNN.pth) kept on disk; older ones are deleted as new ones
+    # are written (0: keep all, detectron2's behaviour). model_final.pth is always kept.
+    cfg.BENCHMARK.CHECKPOINTS_TO_KEEP = 1
     return cfg
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated cache, synthetic checkpoints, a local HTTP server."""
 import functools
 import http.server
+import shutil
 import threading
 from pathlib import Path
 
@@ -13,6 +14,17 @@ def isolated_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("BENCHMARK_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request):
+    """A folder for one module's shared fixtures, removed when the module's tests are done.
+
+    (tmp_path_factory.mktemp alone keeps everything until the session ends: several GB.)
+    """
+    path = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from benchmark import convert
-from benchmark.checkpoints import LAYOUTS, torchvision_weights
+from benchmark.checkpoints import LAYOUTS, make_synthetic_checkpoint, torchvision_weights
 from benchmark.convert import ConversionError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +56,10 @@ EXPECTED_DROPPED = {  # kind -> count, for ResNet-50 (53 BN layers, fc = weight 
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_every_layout_converts_to_the_exact_source_arrays(layout, synthetic_checkpoint, tmp_path):
-    src = synthetic_checkpoint(layout)
+def test_every_layout_converts_to_the_exact_source_arrays(layout, tmp_path):
+    # Written per test, not through the session fixture: most layouts are used only here, and
+    # keeping all nine (~1.2 GB) until the session ends is what fills a small CI disk.
+    src = make_synthetic_checkpoint(tmp_path / f"{layout}.pth", layout, 0, 50)
     result = convert.convert_file(src, tmp_path / "out.pkl")
     assert (result.format, result.depth, result.tensors) == (EXPECTED_FORMAT[layout], 50, 265)
     assert {k: len(v) for k, v in result.dropped.items()} == EXPECTED_DROPPED.get(
@@ -367,9 +369,8 @@ def test_existing_output_kept_without_force(tmp_path, cli, capsys, synthetic_che
     assert len(convert.load_converted(out)["model"]) == 265
 
 
-def test_cli_as_a_program_default_output_beside_input(tmp_path, synthetic_checkpoint):
-    src = tmp_path / "moco_v2.pth"
-    src.write_bytes(synthetic_checkpoint("moco_v1").read_bytes())
+def test_cli_as_a_program_default_output_beside_input(tmp_path):
+    src = make_synthetic_checkpoint(tmp_path / "moco_v2.pth", "moco_v1", 0, 50)
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "convert.py"), str(src)], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert f"output:  {tmp_path / 'moco_v2.pkl'}" in run.stdout

@@ -11,8 +11,8 @@ from benchmark.tasks import get_task
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    r = tmp_path_factory.mktemp("data")
+def root(module_tmp):
+    r = module_tmp / "data"
     for fmt in ("voc", "coco", "cityscapes"):
         write_synthetic(fmt, r, num_train=6, num_test=3)
     return r

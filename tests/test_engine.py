@@ -55,11 +55,11 @@ def assert_loss_falls(trial_dir, n=4):
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory, synthetic_checkpoint):
+def work(module_tmp, synthetic_checkpoint):
     """A raw MoCo-layout checkpoint, its converted .pkl, and a cache for this module's runs."""
     from benchmark.convert import prepare_weights
 
-    root = tmp_path_factory.mktemp("engine")
+    root = module_tmp / "engine"
     ckpt = synthetic_checkpoint("moco")
     prepared = prepare_weights(ckpt, cache_dir=root / "cache")
     return SimpleNamespace(root=root, ckpt=ckpt, pkl=prepared.path, cache=root / "cache")
@@ -163,10 +163,10 @@ def test_cityscapes_smoke_end_to_end(work):
 # ----------------------------------------------------------------------------- bad inputs
 
 @pytest.fixture(scope="module")
-def voc_data(tmp_path_factory):
+def voc_data(module_tmp):
     from benchmark.data import write_synthetic
 
-    return write_synthetic("voc", tmp_path_factory.mktemp("voc_data"))
+    return write_synthetic("voc", module_tmp / "voc_data")
 
 
 def refused(capsys, out, *args):

@@ -42,8 +42,8 @@ def _evaluate(evaluator, dicts, outputs):
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    r = tmp_path_factory.mktemp("data")
+def root(module_tmp):
+    r = module_tmp
     for fmt in ("voc", "coco", "cityscapes"):
         write_synthetic(fmt, r, num_train=2, num_test=4)
     return r

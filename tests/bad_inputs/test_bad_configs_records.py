@@ -16,12 +16,12 @@ leaderboard = tool("leaderboard")
 
 
 @pytest.fixture(scope="module")
-def ready(tmp_path_factory, synthetic_checkpoint):
+def ready(module_tmp, synthetic_checkpoint):
     """Valid weights and data, so that only the option under test is wrong."""
     from benchmark.convert import prepare_weights
     from benchmark.data import write_synthetic
 
-    root = tmp_path_factory.mktemp("bad_configs")
+    root = module_tmp
     return prepare_weights(synthetic_checkpoint("moco"), cache_dir=root / "cache").path, write_synthetic("voc", root / "voc")
 
 

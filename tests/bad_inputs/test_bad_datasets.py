@@ -17,12 +17,12 @@ TASK_OF = {"voc": "voc07", "coco": "coco", "cityscapes": "cityscapes"}
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory, synthetic_checkpoint):
+def pristine(module_tmp, synthetic_checkpoint):
     """Converted weights and one pristine synthetic dataset per format (copied, never modified)."""
     from benchmark.convert import prepare_weights
     from benchmark.data import write_synthetic
 
-    root = tmp_path_factory.mktemp("bad_datasets")
+    root = module_tmp
     weights = prepare_weights(synthetic_checkpoint("moco"), cache_dir=root / "cache").path
     sizes = {"voc": (128, 160), "coco": (128, 160), "cityscapes": (128, 256)}
     data = {fmt: write_synthetic(fmt, root / fmt, image_size=size) for fmt, size in sizes.items()}

@@ -19,11 +19,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke_inputs(tmp_path_factory, synthetic_checkpoint):
+def smoke_inputs(module_tmp, synthetic_checkpoint):
     from benchmark.convert import prepare_weights
     from benchmark.data import write_synthetic
 
-    root = tmp_path_factory.mktemp("fault_training")
+    root = module_tmp
     weights = prepare_weights(synthetic_checkpoint("moco"), cache_dir=root / "cache").path
     data = write_synthetic("voc", root / "data", image_size=(128, 160))
     return root, weights, data
@@ -64,6 +64,9 @@ def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp
     record0 = results.read_record(t0 / "results.json")
     assert (record0["status"], record0["iterations"], record0["trial"], record0["seed"]) == ("finished", 4, 0, 0)
     assert _iterations_logged(t0) == [0, 1, 2, 3]  # each iteration trained once
+    # BENCHMARK.CHECKPOINTS_TO_KEEP 1: the resumed run removed the killed run's model_0000001.pth
+    # once it had written model_0000003.pth.
+    assert sorted(p.name for p in t0.glob("model_*.pth")) == ["model_0000003.pth", "model_final.pth"]
     faults.survive("SIGKILL mid-way through trial 0 of 2")
     finished0 = sha256(t0 / "results.json")
 
@@ -76,6 +79,7 @@ def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp
     record1 = results.read_record(t1 / "results.json")
     assert (record1["status"], record1["iterations"], record1["seed"]) == ("finished", 4, 1)
     assert _iterations_logged(t1) == [0, 1, 2, 3]
+    assert sorted(p.name for p in t1.glob("model_*.pth")) == ["model_0000003.pth", "model_final.pth"]
     assert set(record1["metrics"]["bbox"]) >= {"AP", "AP50", "AP75"}
     assert not list(out.rglob("*.tmp"))
     faults.survive("SIGKILL mid-way through trial 1 of 2")
