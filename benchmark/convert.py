@@ -25,7 +25,7 @@ import torch
 
 import benchmark
 from benchmark import download
-from benchmark.fileio import atomic_write
+from benchmark.fileio import atomic_write, remove_stale_temporaries
 
 # Torchvision-trained weights see RGB images in [0, 255] normalised with ImageNet's mean/std and
 # have the stride in the 3x3 conv of each bottleneck (detectron2's default, from Caffe2, is BGR,
@@ -509,6 +509,8 @@ def prepare_weights(spec, cache_dir=None) -> PreparedWeights:
             return PreparedWeights(out, name, digest, spec, dict(data["__provenance__"]["input_settings"]))
         except (ConversionError, KeyError, TypeError):
             pass  # a stale or foreign cache entry: convert again over it
+    if out.parent.is_dir():
+        remove_stale_temporaries(out.parent)  # what conversions killed earlier left
     result = convert_file(path, out, force=True, sha256=digest, label=label)
     return PreparedWeights(out, name, digest, spec, dict(result.provenance["input_settings"]))
 

@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from benchmark.fileio import atomic_write
+from benchmark.fileio import atomic_write, remove_stale_temporaries
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
@@ -90,6 +90,8 @@ def fetch(url, dest, sha256=None, progress=True) -> Path:
     if scheme not in ("http", "https"):
         raise DownloadError(url, f"refused scheme {scheme or '(none)'!r}: only http and https URLs are downloaded")
     dest = Path(dest)
+    if dest.parent.is_dir():
+        remove_stale_temporaries(dest.parent)  # what downloads killed earlier left
     try:
         with _OPENER.open(url, timeout=TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")

@@ -3,6 +3,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -29,6 +30,26 @@ def atomic_write(path, mode="wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+# A temporary of a live writer is touched as it grows (downloads) or lives seconds (conversions);
+# one this old was left by a killed process.
+STALE_TEMPORARY_AGE_S = 6 * 3600
+
+
+def remove_stale_temporaries(folder, min_age_s: float = STALE_TEMPORARY_AGE_S) -> list:
+    """Delete atomic_write temporaries (.NAME.XXXX.tmp) in `folder` untouched for `min_age_s`.
+
+    For folders that several processes may write at once (the shared cache), where a temporary
+    cannot be assumed dead just because it is there: only its age says so. Returns the removed paths.
+    """
+    removed, cutoff = [], time.time() - min_age_s
+    for tmp in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def _umask() -> int:

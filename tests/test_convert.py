@@ -14,6 +14,7 @@ import torch
 from benchmark import convert
 from benchmark.checkpoints import LAYOUTS, make_synthetic_checkpoint, torchvision_weights
 from benchmark.convert import ConversionError
+from benchmark.fileio import STALE_TEMPORARY_AGE_S
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -423,6 +424,18 @@ def test_prepare_weights_converts_once_and_reuses_by_content(tmp_path, synthetic
     copy.write_bytes(src.read_bytes())
     second = convert.prepare_weights(str(copy))
     assert second.path == first.path and second.path.stat().st_mtime_ns == mtime and second.name == "same_weights"
+
+
+def test_prepare_weights_removes_temporaries_that_killed_conversions_left(tmp_path, synthetic_checkpoint, isolated_cache):
+    converted = isolated_cache / "converted"
+    converted.mkdir(parents=True)
+    dead, live = converted / ".0123.pkl.k1ll3d.tmp", converted / ".4567.pkl.wr1t1ng.tmp"
+    for path, age_s in ((dead, STALE_TEMPORARY_AGE_S + 60), (live, 5)):
+        path.write_bytes(b"partial")
+        stamp = path.stat().st_mtime - age_s
+        os.utime(path, (stamp, stamp))
+    prepared = convert.prepare_weights(str(synthetic_checkpoint("torchvision")))
+    assert sorted(p.name for p in converted.iterdir()) == sorted([live.name, prepared.path.name])
 
 
 def test_prepare_weights_passes_a_converted_pkl_through(tmp_path, synthetic_checkpoint):

@@ -8,6 +8,7 @@ import pytest
 
 from benchmark import download
 from benchmark.download import DownloadError
+from benchmark.fileio import STALE_TEMPORARY_AGE_S
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
@@ -93,3 +94,22 @@ def test_fetch_http_error_and_connection_refused(http_server, tmp_path):
 def test_url_filename():
     assert download.url_filename("https://h/a/b/moco_v2_imagenet.pth?x=1") == "moco_v2_imagenet.pth"
     assert download.url_filename("https://h/") == "download"
+
+
+def _temporary(folder, name, age_s):
+    path = folder / name
+    path.write_bytes(b"partial")
+    stamp = path.stat().st_mtime - age_s
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_fetch_removes_temporaries_that_killed_downloads_left(http_server, tmp_path):
+    base, folder = http_server
+    (folder / "w.pth").write_bytes(b"weights")
+    dest = tmp_path / "downloads" / "w.pth"
+    dest.parent.mkdir()
+    dead = _temporary(dest.parent, ".w.pth.k1ll3d.tmp", STALE_TEMPORARY_AGE_S + 60)
+    live = _temporary(dest.parent, ".other.pth.gr0w1n.tmp", 5)  # another process, still writing
+    download.fetch(f"{base}/w.pth", dest)
+    assert not dead.exists() and live.exists() and dest.read_bytes() == b"weights"
