@@ -135,6 +135,7 @@ def _limit_periodic_checkpoints(hook, output_dir: str, keep: int) -> None:
     hook.recent_checkpoints = [os.path.join(output_dir, name) for name in sorted(os.listdir(output_dir))
                                if _PERIODIC_CHECKPOINT.fullmatch(name)]
 
+
 class NonFiniteGuard(HookBase):
     """Stops a diverged run within `period` iterations: every rank checks its weights are finite.
 
