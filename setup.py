@@ -36,7 +36,6 @@ setup(
         "tensorboard",
         "cityscapesscripts",
         "submitit",
-        "faster-coco-eval",
         "pyyaml",
     ],
     extras_require={"test": ["pytest"]},

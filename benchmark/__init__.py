@@ -1,12 +1,20 @@
-"""Transfer benchmark suite: pretrained backbones fine-tuned on detectron2 tasks.
+"""Transfer benchmark suite: pretrained backbones fine-tuned on detectron2 tasks, and compared.
 
-Importing the package makes detectron2 importable (see `benchmark.d2`) and registers the model
-pieces with detectron2's registries.
+The sub-packages are the stages of the pipeline (docs/ARCHITECTURE.md):
+
+    weights/  checkpoint -> detectron2 weights      (formats, loading, conversion, download, zoo)
+    tasks/    task name -> config, model, evaluator (registry, config building, model pieces)
+    data/     dataset families                       (registration, layout checks, synthetic data)
+    engine/   one run -> results.json                (trainer, hooks, checkpointer, launch)
+    records/  results.json -> tables and verdicts    (record schema, leaderboard, paper, reproduce)
+    cli/      the command-line tools (tools/*.py and the console scripts)
+
+Importing the package imports nothing else: no torch, no detectron2, no global warning filter
+or logging level. The modules that need detectron2 import it themselves.
 """
-__version__ = "0.1.0"
+from pathlib import Path
 
-from benchmark import d2 as _d2
+__version__ = "0.2.0"
 
-_d2.ensure()
-
-from benchmark import modeling  # noqa: E402,F401  (registers Res5ROIHeadsExtraNorm)
+# Shipped inside the package (package data), so an installed copy finds them from any directory.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"

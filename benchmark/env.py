@@ -1,8 +1,46 @@
-"""`python -m benchmark.env`: print the environment the suite runs in."""
+"""The environment a run executes in (recorded in every run record); `python -m benchmark.env` prints it."""
+import importlib.util
 import json
+import os
+import platform
 import sys
 
-from benchmark.d2 import environment
+
+def has_compiled_ops() -> bool:
+    """Whether detectron2's compiled extension (`detectron2._C`) is installed.
+
+    Without it (detectron2 installed from its Python sources, see DESIGN.md) every registered
+    task still runs: detectron2 imports fine and its evaluators fall back to pycocotools. The
+    suite asks, it never replaces the module.
+    """
+    try:
+        return importlib.util.find_spec("detectron2._C") is not None
+    except ModuleNotFoundError:  # detectron2 itself is missing
+        return False
+
+
+def environment() -> dict:
+    """Versions and devices, as recorded in every run record and printed by `python -m benchmark.env`."""
+    import detectron2
+    import torch
+    import torchvision
+
+    from benchmark.data import default_data_root
+    from benchmark.tasks.evaluation import coco_eval_backend
+
+    devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "detectron2": detectron2.__version__,
+        "detectron2_compiled_ops": has_compiled_ops(),
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_devices": devices,
+        "device": devices[0] if devices else f"cpu ({os.cpu_count()} cores)",
+        "coco_eval": coco_eval_backend(),  # which COCOeval scored COCO runs
+        "data_root": str(default_data_root()),
+    }
 
 
 def main(argv=None) -> int:

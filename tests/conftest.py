@@ -33,7 +33,7 @@ def synthetic_checkpoint(tmp_path_factory):
 
     Treat the returned files as read-only: other tests get the same path.
     """
-    from benchmark.checkpoints import make_synthetic_checkpoint
+    from benchmark.weights.synthetic import make_synthetic_checkpoint
 
     root = tmp_path_factory.mktemp("checkpoints")
 

@@ -1,4 +1,4 @@
-"""benchmark.bench's building blocks on a tiny setting: every figure tools/bench.py reports is
+"""benchmarks.bench's building blocks on a tiny setting: every figure tools/bench.py reports is
 present and a finite positive number, and the comparisons carry real results (faster-coco-eval's
 numbers equal pycocotools', the converter keeps every ResNet-50 tensor). Speeds are not asserted
 here: tools/bench.py checks its targets itself."""
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import bench
-from benchmark.convert import expected_shapes
+from benchmarks import bench
+from benchmark.weights.convert import expected_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 import pytest
 
 import benchmark  # noqa: F401
-from benchmark.config import ConfigError, build_config, protocol_config
+from benchmark.tasks.config import ConfigError, build_config, protocol_config
 from benchmark.tasks import get_task, list_tasks
 from detectron2.modeling import build_model
 

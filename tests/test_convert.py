@@ -1,4 +1,4 @@
-"""benchmark.convert and tools/convert.py: every layout converts to exact arrays; the result loads
+"""benchmark.weights.convert and tools/convert.py: every layout converts to exact arrays; the result loads
 fully into the R50-C4 and DeepLabV3 models; every bad input gets one line, exit 1, no output."""
 import importlib.util
 import os
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import convert
-from benchmark.checkpoints import LAYOUTS, make_synthetic_checkpoint, torchvision_weights
-from benchmark.convert import ConversionError
+from benchmark.weights import convert
+from benchmark.weights.synthetic import LAYOUTS, make_synthetic_checkpoint, torchvision_weights
+from benchmark.weights.convert import ConversionError
 from benchmark.fileio import STALE_TEMPORARY_AGE_S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -465,8 +465,8 @@ def test_prepare_weights_from_url_and_zoo(http_server, synthetic_checkpoint, mon
     import types
 
     fake_zoo = types.SimpleNamespace(fetch=lambda name: folder / f"{name}.pth")
-    monkeypatch.setitem(sys.modules, "benchmark.zoo", fake_zoo)
-    monkeypatch.setattr("benchmark.zoo", fake_zoo, raising=False)
+    monkeypatch.setitem(sys.modules, "benchmark.weights.zoo", fake_zoo)
+    monkeypatch.setattr("benchmark.weights.zoo", fake_zoo, raising=False)
     zoo = convert.prepare_weights("zoo:exemplar_v1")
     assert (zoo.name, zoo.sha256, zoo.path) == ("exemplar_v1", prepared.sha256, prepared.path)
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import benchmark  # noqa: F401
-from benchmark import engine, results
+from benchmark import engine
+from benchmark.records import results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def run_one_saving_bn(job, dump_dir):
 
 @pytest.mark.slow
 def test_two_cpu_processes_sync_bn_and_write_one_record(tmp_path, synthetic_checkpoint, monkeypatch):
-    from benchmark.convert import load_converted, prepare_weights
+    from benchmark.weights.convert import load_converted, prepare_weights
     from benchmark.data import write_synthetic
 
     data = write_synthetic("voc", tmp_path / "data")

@@ -1,4 +1,4 @@
-"""benchmark.download: cache paths that cannot escape, downloads that are complete or absent."""
+"""benchmark.weights.download: cache paths that cannot escape, downloads that are complete or absent."""
 import hashlib
 import os
 import socket
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import download
-from benchmark.download import DownloadError
+from benchmark.weights import download
+from benchmark.weights.download import DownloadError
 from benchmark.fileio import STALE_TEMPORARY_AGE_S
 
 

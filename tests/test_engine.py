@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import benchmark  # noqa: F401
-from benchmark import results
+from benchmark.records import results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def assert_loss_falls(trial_dir, n=4):
 @pytest.fixture(scope="module")
 def work(module_tmp, synthetic_checkpoint):
     """A raw MoCo-layout checkpoint, its converted .pkl, and a cache for this module's runs."""
-    from benchmark.convert import prepare_weights
+    from benchmark.weights.convert import prepare_weights
 
     root = module_tmp / "engine"
     ckpt = synthetic_checkpoint("moco")

@@ -13,9 +13,9 @@ from detectron2.structures import BitMasks, Boxes, BoxMode, Instances, PolygonMa
 from PIL import Image
 
 import benchmark
-from benchmark import evaluation
+from benchmark.tasks import evaluation
 from benchmark.data import register_datasets, write_synthetic
-from benchmark.evaluation import BenchmarkCOCOEvaluator, build_evaluator, coco_eval_backend
+from benchmark.tasks.evaluation import BenchmarkCOCOEvaluator, build_evaluator, coco_eval_backend
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 

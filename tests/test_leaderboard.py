@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import leaderboard, results
+from benchmark.records import leaderboard
+from benchmark.records import results
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "leaderboard.py"

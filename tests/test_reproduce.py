@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import cost, paper, reproduce, results
-from benchmark.leaderboard import Stat
+from benchmark.records import cost
+from benchmark.records import paper
+from benchmark.records import reproduce
+from benchmark.records import results
+from benchmark.records.leaderboard import Stat
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "reproduce.py"
 ZOO_BASE = "https://frontiers.blob.core.windows.net/pretraining/checkpoints/pil_pretrained_models/good_transfer/"

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from benchmark import results
+from benchmark.records import results
 from benchmark.fileio import atomic_write
 
 

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from benchmark import download, zoo
-from benchmark.download import DownloadError
+from benchmark.weights import download
+from benchmark.weights import zoo
+from benchmark.weights.download import DownloadError
 
 BASE = "https://frontiers.blob.core.windows.net/pretraining/checkpoints/pil_pretrained_models/good_transfer/"
 
@@ -88,7 +89,7 @@ def test_a_download_cut_short_is_refused_and_not_recorded(served, isolated_cache
 
 def test_zoo_name_as_weights_goes_through_the_converter(http_server, monkeypatch, synthetic_checkpoint, isolated_cache):
     """`zoo:NAME` in prepare_weights (what --weights and tools/convert.py call) downloads, records, converts."""
-    from benchmark.convert import load_converted, prepare_weights
+    from benchmark.weights.convert import load_converted, prepare_weights
 
     base, folder = http_server
     raw = synthetic_checkpoint("moco", seed=3)
@@ -102,7 +103,7 @@ def test_zoo_name_as_weights_goes_through_the_converter(http_server, monkeypatch
 
 def test_zoo_exemplar_and_supervised_files_are_recorded_as_such(http_server, monkeypatch, synthetic_checkpoint):
     """Their keys are plain torchvision ones; the zoo names the format the provenance records."""
-    from benchmark.convert import load_converted, prepare_weights
+    from benchmark.weights.convert import load_converted, prepare_weights
 
     base, folder = http_server
     # Distinct seeds: converted files are cached by content, so equal bytes would share one label.

@@ -1,43 +1,15 @@
 #!/usr/bin/env python
 """Write small synthetic datasets in the exact on-disk layouts of VOC, COCO 2017 and Cityscapes.
 
-DIR then works as a data root: `run_transfer.py --data-root DIR` (or DETECTRON2_DATASETS=DIR)
-resolves voc_2007_trainval, coco_2017_val, cityscapes_fine_sem_seg_train, ... to it. Each class
-is one shape in one colour over a textured background, so a model can learn it in minutes on a
-CPU. The same arguments write the same files; a DIR already holding the same dataset is left as
-it is. See datasets.md.
-
-Exit status: 0 written (or already there); 1 DIR unusable (one line 'error: ...'); 2 usage error.
+A thin entry point over `benchmark.cli.make_synthetic` (also installed as a console script; see setup.py).
 """
-import argparse
 import sys
 from pathlib import Path
 
+# Run from a checkout without installing: the package is the folder above tools/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark.data.synthetic import FORMATS, write_synthetic  # noqa: E402
 
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path, help="data root to write into")
-    parser.add_argument("--format", default="all", choices=[*FORMATS, "all"], help="dataset format (default: all)")
-    parser.add_argument("--num-train", type=int, default=8, help="images per training split (default: 8)")
-    parser.add_argument("--num-test", type=int, default=4, help="images in the test split (default: 4)")
-    parser.add_argument("--size", type=int, nargs=2, default=(128, 160), metavar=("H", "W"),
-                        help="image height and width (default: 128 160)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    args = parser.parse_args(argv)
-    formats = FORMATS if args.format == "all" else (args.format,)
-    try:
-        for fmt in formats:
-            write_synthetic(fmt, args.out, num_train=args.num_train, num_test=args.num_test,
-                            image_size=tuple(args.size), seed=args.seed)
-            print(f"{fmt}: {args.out}")
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
+from benchmark.cli.make_synthetic import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

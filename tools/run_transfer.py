@@ -1,70 +1,15 @@
 #!/usr/bin/env python
 """Fine-tune a pretrained checkpoint on a transfer task and write OUTPUT/trial_k/results.json.
 
-  python tools/run_transfer.py --task voc07 --weights moco.pth --num-gpus 8 --trials 5
-  python tools/run_transfer.py --task voc07 --weights moco.pth --smoke     # CPU, synthetic data
-  python tools/run_transfer.py --list-tasks | --list-zoo
-
-Exit status: 0 every trial finished; 1 bad input (one line `error: ...`) or a failed trial; 2 usage.
+A thin entry point over `benchmark.cli.run_transfer` (also installed as a console script; see setup.py).
 """
-import argparse
 import sys
 from pathlib import Path
 
+# Run from a checkout without installing: the package is the folder above tools/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", help="registered task name (see --list-tasks)")
-    p.add_argument("--weights", help="converted .pkl, raw checkpoint, http(s) URL or zoo:NAME")
-    p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
-    p.add_argument("--list-zoo", action="store_true", help="print the released checkpoints usable as zoo:NAME and exit")
-    p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (CPU processes without CUDA)")
-    p.add_argument("--num-machines", type=int, default=1, help="machines, each running --num-gpus processes")
-    p.add_argument("--machine-rank", type=int, default=0, help="this machine's rank, 0..num-machines-1")
-    p.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 (several machines)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--trials", type=int, default=1, help="run trials 0..K-1 (seeds S..S+K-1); finished ones are skipped")
-    g.add_argument("--trial", type=int, help="run only trial k (seed S+k, OUTPUT/trial_k)")
-    p.add_argument("--seed", type=int, default=0, help="seed S of trial 0")
-    p.add_argument("--output", help="output folder (default output/<task>/<weights name>)")
-    p.add_argument("--data-root", help="datasets root (default $DETECTRON2_DATASETS or datasets/)")
-    p.add_argument("--eval-only", action="store_true", help="evaluate the weights (or, with --resume, the last checkpoint)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (always done with --trials/--trial)")
-    p.add_argument("--smoke", action="store_true", help="synthetic data and a tiny schedule: an end-to-end check on CPU")
-    p.add_argument("--norm", choices=("naiveSyncBN", "SyncBN", "BN"), help="norm layers (default: the protocol's naiveSyncBN)")
-    p.add_argument("--amp", action="store_true", help="mixed-precision training (CUDA only; recorded as a deviation)")
-    p.add_argument("--name", help="weights name in the run record (default: checkpoint file stem or zoo name)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. SOLVER.MAX_ITER 100")
-    return p
-
-
-def main(argv=None):
-    args = parser().parse_args(argv)
-    from benchmark.engine import RunError, run
-    from benchmark.tasks import list_tasks
-
-    if args.list_tasks:
-        rows = [(t.name, t.data_format, t.primary_metric, t.config, t.description) for t in list_tasks()]
-        head = ("task", "data", "primary metric", "config", "description")
-        widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-        for row in [head] + rows:
-            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-        return 0
-    if args.list_zoo:
-        from benchmark.zoo import format_zoo_table
-
-        print(format_zoo_table())
-        return 0
-    if not args.task or not args.weights:
-        parser().error("--task and --weights are required (or --list-tasks)")
-    try:
-        return run(args)
-    except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
+from benchmark.cli.run_transfer import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

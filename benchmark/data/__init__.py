@@ -1,4 +1,9 @@
-"""Datasets: registration by root, layout validation, synthetic datasets."""
+"""Datasets: the families (VOC, COCO, Cityscapes), registration by root, layout checks, synthetic data.
+
+Importing this package imports no detectron2: `register_datasets`, `validate_layout`,
+`write_synthetic` and `DatasetLayoutError` are loaded from their modules on first use.
+"""
+import importlib
 import os
 from pathlib import Path
 
@@ -8,10 +13,12 @@ def default_data_root() -> Path:
     return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
 
 
-# Imported after default_data_root: benchmark.d2.environment() imports it from here.
-from benchmark.data.register import register_datasets  # noqa: E402
-from benchmark.data.synthetic import write_synthetic  # noqa: E402
-from benchmark.data.validate import DatasetLayoutError, validate_layout  # noqa: E402
+_LAZY = {"register_datasets": "register", "write_synthetic": "synthetic",
+         "validate_layout": "validate", "DatasetLayoutError": "validate"}
+__all__ = ["default_data_root", *_LAZY]
 
-__all__ = ["default_data_root", "register_datasets", "validate_layout", "DatasetLayoutError",
-           "write_synthetic"]
+
+def __getattr__(name):  # PEP 562: the heavy modules load when a name of theirs is first used
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"benchmark.data.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -155,7 +155,7 @@ def test_cli_stderr_is_one_line_in_a_real_process(tmp_path):
 
 def test_converted_pkl_with_nan_is_refused_as_weights(tmp_path, synthetic_checkpoint, capsys):
     run_transfer = tool("run_transfer")
-    from benchmark.convert import convert_file
+    from benchmark.weights.convert import convert_file
 
     good = convert_file(synthetic_checkpoint("torchvision"), tmp_path / "good.pkl").output
     data = pickle.loads(good.read_bytes())
@@ -171,7 +171,7 @@ def test_converted_pkl_with_nan_is_refused_as_weights(tmp_path, synthetic_checkp
 def test_detectron2_checkpointer_path_reads_pkl_and_pth_safely(tmp_path, monkeypatch):
     """What the engine's trainer loads (MODEL.WEIGHTS, and --resume's last_checkpoint) goes
     through the restricted unpickler or torch.load(weights_only=True), whatever the environment."""
-    from benchmark.convert import ConversionError
+    from benchmark.weights.convert import ConversionError
     from benchmark.engine import SafeCheckpointer
 
     marker = tmp_path / "MARKER_code_ran"

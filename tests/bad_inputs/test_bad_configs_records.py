@@ -18,7 +18,7 @@ leaderboard = tool("leaderboard")
 @pytest.fixture(scope="module")
 def ready(module_tmp, synthetic_checkpoint):
     """Valid weights and data, so that only the option under test is wrong."""
-    from benchmark.convert import prepare_weights
+    from benchmark.weights.convert import prepare_weights
     from benchmark.data import write_synthetic
 
     root = module_tmp
@@ -74,7 +74,7 @@ def test_bad_paper_tables_are_refused(tmp_path, capsys):
 
 
 def _good(name, trial=0, ap=40.0):
-    from benchmark import results
+    from benchmark.records import results
 
     return results.new_record(task="voc07", weights={"name": name, "sha256": None, "source": "x"}, seed=trial,
                               trial=trial, status="finished", metrics={"bbox": {"AP": ap, "AP50": 60.0, "AP75": 42.0}},
@@ -103,7 +103,7 @@ RECORDS = {
 
 
 def test_broken_records_are_skipped_and_reported(tmp_path, capsys):
-    from benchmark import results
+    from benchmark.records import results
 
     for i, (name, (make, problem)) in enumerate(RECORDS.items()):
         root = tmp_path / str(i)
@@ -136,7 +136,7 @@ def test_only_broken_records_is_an_error(tmp_path, capsys):
 
 
 def test_hostile_names_are_escaped_in_html(tmp_path, capsys):
-    from benchmark import results
+    from benchmark.records import results
 
     results.write_record(tmp_path / "runs" / "a", _good("<script>alert(1)</script>"))
     rc = leaderboard([str(tmp_path / "runs"), "--out", str(tmp_path / "board"), "--format", "html"])

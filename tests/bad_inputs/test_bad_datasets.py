@@ -19,7 +19,7 @@ TASK_OF = {"voc": "voc07", "coco": "coco", "cityscapes": "cityscapes"}
 @pytest.fixture(scope="module")
 def pristine(module_tmp, synthetic_checkpoint):
     """Converted weights and one pristine synthetic dataset per format (copied, never modified)."""
-    from benchmark.convert import prepare_weights
+    from benchmark.weights.convert import prepare_weights
     from benchmark.data import write_synthetic
 
     root = module_tmp
@@ -125,7 +125,7 @@ def test_broken_datasets_are_refused_before_training(fmt, pristine, tmp_path, ca
 @pytest.mark.slow
 def test_cityscapes_label_ids_out_of_range_fail_the_run_naming_the_file(pristine, tmp_path, capsys):
     """Ids are only decoded where training reads them: the run fails at its first batch."""
-    from benchmark import results
+    from benchmark.records import results
 
     weights, _ = pristine
     root = _copy(pristine, "cityscapes", tmp_path)

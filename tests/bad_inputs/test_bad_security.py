@@ -117,7 +117,7 @@ def test_zoo_names_cannot_leave_the_cache(spec, tmp_path, capsys, monkeypatch):
 
 
 def test_url_names_cannot_leave_the_cache(tmp_path, capsys, monkeypatch):
-    from benchmark import download
+    from benchmark.weights import download
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("BENCHMARK_CACHE", str(cache))
@@ -132,8 +132,9 @@ def test_url_names_cannot_leave_the_cache(tmp_path, capsys, monkeypatch):
 
 
 def test_symlinks_out_of_the_cache_are_refused(tmp_path, synthetic_checkpoint, monkeypatch):
-    from benchmark import download, zoo
-    from benchmark.convert import prepare_weights
+    from benchmark.weights import download
+    from benchmark.weights import zoo
+    from benchmark.weights.convert import prepare_weights
 
     cache, outside = tmp_path / "cache", tmp_path / "outside"
     cache.mkdir()
@@ -153,7 +154,7 @@ def test_symlinks_out_of_the_cache_are_refused(tmp_path, synthetic_checkpoint, m
 
 
 def test_a_zoo_file_entry_cannot_name_a_path(tmp_path):
-    from benchmark import zoo
+    from benchmark.weights import zoo
 
     path = tmp_path / "zoo.yaml"
     path.write_text("base_url: https://example.org/\ncheckpoints:\n  evil:\n    file: ../../.bashrc\n    method: m\n"
@@ -164,7 +165,8 @@ def test_a_zoo_file_entry_cannot_name_a_path(tmp_path):
 
 
 def test_the_zoo_mirror_must_be_http(tmp_path, monkeypatch):
-    from benchmark import download, zoo
+    from benchmark.weights import download
+    from benchmark.weights import zoo
 
     monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", f"file://{tmp_path}")

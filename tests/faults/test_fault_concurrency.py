@@ -2,14 +2,15 @@
 
 Four writer processes start together; each writes 25 records of its own and, after each,
 overwrites one record they all share. Meanwhile this process gathers the root over and over
-(benchmark.results.gather, then benchmark.leaderboard.build) and runs tools/leaderboard.py on it:
+(benchmark.records.results.gather, then benchmark.records.leaderboard.build) and runs tools/leaderboard.py on it:
 every read must see only whole, valid records, the count never goes down, and none is lost.
 """
 import subprocess
 import sys
 import time
 
-from benchmark import leaderboard, results
+from benchmark.records import leaderboard
+from benchmark.records import results
 from faultlib import ROOT, child_env
 
 WRITERS, RECORDS = 4, 25
@@ -18,7 +19,7 @@ WRITER = """
 import sys, time
 from pathlib import Path
 root, w, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
-from benchmark import results
+from benchmark.records import results
 while not go.exists():
     time.sleep(0.01)
 for j in range(int(sys.argv[4])):

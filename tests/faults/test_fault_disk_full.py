@@ -16,7 +16,7 @@ import uuid
 import pytest
 import torch
 
-from benchmark import results
+from benchmark.records import results
 from faultlib import sha256
 
 FULL = (errno.ENOSPC, errno.EFBIG)
@@ -133,7 +133,7 @@ def test_convert_on_a_full_disk(small_disk, synthetic_checkpoint, faults, capsys
 
 def test_failed_run_on_a_full_disk_still_says_why(small_disk, faults):
     """The engine's failed record cannot be written either: the reason says both, nothing torn."""
-    from benchmark.config import build_config
+    from benchmark.tasks.config import build_config
     from benchmark.engine import Job, _write_failed
     from benchmark.tasks import get_task
 

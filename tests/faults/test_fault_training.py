@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from benchmark import results
+from benchmark.records import results
 from faultlib import ROOT, child_env, kill, sha256, start, wait_for
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def smoke_inputs(module_tmp, synthetic_checkpoint):
-    from benchmark.convert import prepare_weights
+    from benchmark.weights.convert import prepare_weights
     from benchmark.data import write_synthetic
 
     root = module_tmp

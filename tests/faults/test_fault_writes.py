@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark import results
-from benchmark.convert import load_converted, prepare_weights
+from benchmark.records import results
+from benchmark.weights.convert import load_converted, prepare_weights
 from faultlib import run_python_and_kill, sha256
 
 TORN_RECORD = """
@@ -25,7 +25,7 @@ def torn_dump(obj, f, **kw):
     f.write(text[: len(text) // 2]); f.flush(); os.fsync(f.fileno())
     Path(ready).touch(); time.sleep(600)
 json.dump = torn_dump
-from benchmark import results
+from benchmark.records import results
 results.write_record(out_dir, json.loads(Path(record_file).read_text()))
 """
 
@@ -43,7 +43,7 @@ if sys.argv[2] == "cli":
     sys.argv = ["tools/convert.py", *sys.argv[3:]]
     runpy.run_path("tools/convert.py", run_name="__main__")
 else:
-    from benchmark.convert import prepare_weights
+    from benchmark.weights.convert import prepare_weights
     prepare_weights(sys.argv[3], cache_dir=sys.argv[4])
 """
 
@@ -71,7 +71,7 @@ SLOW_DOWNLOAD = """
 import contextlib, sys
 from pathlib import Path
 ready, what, arg = sys.argv[1:4]
-from benchmark import download
+from benchmark.weights import download
 real = download.atomic_write
 @contextlib.contextmanager
 def signalling(path, mode):
@@ -86,7 +86,7 @@ download.atomic_write = signalling
 if what == "fetch":
     download.fetch(arg, sys.argv[4], progress=False)
 else:
-    from benchmark import zoo
+    from benchmark.weights import zoo
     zoo.fetch(arg, progress=False)
 """
 
@@ -204,7 +204,7 @@ def test_kill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, faults)
 
 
 def test_kill_during_a_download_then_download_again(tmp_path, stalling_server, faults):
-    from benchmark import download
+    from benchmark.weights import download
 
     base, served = stalling_server
     payload = np.random.default_rng(0).bytes(3 << 20)  # > 2 chunks: half of it reaches the disk
@@ -220,7 +220,7 @@ def test_kill_during_a_download_then_download_again(tmp_path, stalling_server, f
 
 
 def test_kill_during_a_zoo_download_then_fetch_records_the_right_sha(tmp_path, stalling_server, faults, monkeypatch):
-    from benchmark import zoo
+    from benchmark.weights import zoo
 
     base, served = stalling_server
     entry = zoo.list_zoo()[0]

@@ -1,43 +1,33 @@
 """The fine-tuning engine: one task, one checkpoint, K trials -> one `results.json` per trial.
 
 `run(options)` does, in this order, everything that can fail on bad input before any compute:
-resolve the task, convert/verify the weights (`benchmark.convert.prepare_weights`), check the
-dataset layout, build the config (`benchmark.config.build_config`). Then, per trial, it launches
+resolve the task, convert/verify the weights (`benchmark.weights.convert.prepare_weights`), check the
+dataset layout, build the config (`benchmark.tasks.config.build_config`). Then, per trial, it launches
 N processes (detectron2's `launch`: NCCL on GPUs, gloo CPU processes without CUDA), each of which
-registers the datasets, trains with `Trainer` (a detectron2 `DefaultTrainer`), evaluates with the
+registers the datasets, trains with `Trainer` (detectron2's loop, `benchmark.engine.trainer`), evaluates with the
 task's official evaluator, and rank 0 writes the run record atomically. A run that fails
 (exception, NaN/Inf loss, diverged weights) writes a record with status failed and the reason.
 """
 import contextlib
 import dataclasses
-import errno
-import functools
 import logging
-import os
 import re
-import shutil
 import time
-import weakref
 from pathlib import Path
-from unittest import mock
 
 import torch
+from detectron2.engine import launch
+from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.logger import setup_logger
 
-import benchmark  # noqa: F401  (makes detectron2 importable, registers model pieces)
-from benchmark import d2, results
-from benchmark.config import ConfigError, build_config, config_digest
+from benchmark.engine.checkpointer import SafeCheckpointer
+from benchmark.engine.hooks import prune_periodic_checkpoints
+from benchmark.engine.trainer import Trainer
+from benchmark.env import environment
+from benchmark.records import results
 from benchmark.tasks import UnknownTaskError, get_task
-
-import detectron2.data.transforms as T  # noqa: E402
-import detectron2.engine.defaults as d2_defaults  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.data import DatasetMapper, build_detection_train_loader  # noqa: E402
-from detectron2.engine import DefaultTrainer, HookBase, hooks, launch  # noqa: E402
-from detectron2.projects.deeplab import build_lr_scheduler as deeplab_build_lr_scheduler  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
-from detectron2.utils.env import seed_all_rng  # noqa: E402
-from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter  # noqa: E402
-from detectron2.utils.logger import setup_logger  # noqa: E402
+from benchmark.tasks.config import ConfigError, build_config, config_digest
 
 logger = logging.getLogger(__name__)
 
@@ -50,212 +40,6 @@ class RunError(Exception):
 
 class RunFailed(Exception):
     """A run that started and failed; its record (status failed, reason) is already written."""
-
-
-# ----------------------------------------------------------------------------- model loading
-
-class _AtomicWrites:
-    """iopath's PathManager, except that files opened for writing are written atomically.
-
-    fvcore writes checkpoints and the `last_checkpoint` pointer in place: a job killed or a disk
-    filling up mid-write leaves a torn file under the final name, and `--resume` then fails on it.
-    Through `atomic_write` a reader sees the previous file or the complete new one.
-    """
-
-    def __init__(self, inner):
-        self._inner = inner
-
-    def open(self, path, mode="r", **kwargs):
-        if "w" in mode:
-            from benchmark.fileio import atomic_write
-
-            return atomic_write(path, mode)
-        return self._inner.open(path, mode, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
-class SafeCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer that never unpickles arbitrary code and never leaves a torn file.
-
-    detectron2 `pickle.load`s .pkl files, which runs whatever they contain; the suite's converter
-    writes .pkl files that `benchmark.convert.load_converted` reads with a restricted unpickler.
-    Every other file (our own training checkpoints) goes through torch.load with weights_only=True,
-    said explicitly so that $TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot turn it off. Saves are atomic.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.path_manager = _AtomicWrites(self.path_manager)
-
-    def save(self, name, **kwargs):
-        try:
-            super().save(name, **kwargs)
-        except (OSError, RuntimeError) as exc:
-            # torch's zip writer turns a failed write (full disk, quota) into an opaque RuntimeError
-            # ("unexpected pos"); say what happened and how much room there is.
-            free = shutil.disk_usage(self.save_dir).free / 2**20
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
-            raise OSError(getattr(exc, "errno", None) or errno.EIO,
-                          f"checkpoint {name}.pth not saved in {self.save_dir} ({detail}; {free:.0f} MiB free there); "
-                          "the previous checkpoint is intact") from None
-
-    def _load_file(self, filename):
-        if filename.endswith(".pkl"):
-            from benchmark.convert import load_converted
-
-            data = dict(load_converted(filename))
-            data.setdefault("matching_heuristics", True)
-            self.logger.info("Reading converted weights from '%s' (%s)", filename, data["__author__"])
-            return data
-        if filename.endswith(".pyth"):  # detectron2 would torch.load it without weights_only
-            raise ValueError(f"{filename}: pycls .pyth files are not read; convert the checkpoint with tools/convert.py")
-        return super()._load_file(filename)
-
-    def _torch_load(self, f):
-        return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
-
-
-# ----------------------------------------------------------------------------- hooks
-
-_PERIODIC_CHECKPOINT = re.compile(r"model_\d{7}\.pth")
-
-
-def _limit_periodic_checkpoints(hook, output_dir: str, keep: int) -> None:
-    """Keep only the newest `keep` periodic checkpoints (0: all); model_final.pth is never removed.
-
-    detectron2 keeps every one: a COCO 1x run saves 18 of ~260 MiB (weights and momentum), a
-    45-run table hundreds of GB, when resuming needs only the latest. The ones already on disk
-    count too, so a resumed run prunes what its killed predecessor left.
-    """
-    if keep <= 0:
-        return
-    hook.max_to_keep = keep
-    hook.recent_checkpoints = [os.path.join(output_dir, name) for name in sorted(os.listdir(output_dir))
-                               if _PERIODIC_CHECKPOINT.fullmatch(name)]
-
-
-class NonFiniteGuard(HookBase):
-    """Stops a diverged run within `period` iterations: every rank checks its weights are finite.
-
-    detectron2 raises FloatingPointError when the (gathered) loss is NaN/Inf, but only on rank 0
-    and only for the loss; a huge LR can also blow up weights or BN statistics first. Parameters
-    and buffers are identical across ranks under DDP + SyncBN, so each rank reaches the same
-    verdict without communicating, and all raise together.
-    """
-
-    def __init__(self, period: int):
-        self._period = period
-
-    def after_step(self):
-        if self._period <= 0 or (self.trainer.iter + 1) % self._period:
-            return
-        model = self.trainer.model
-        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise FloatingPointError(
-                    f"weights became infinite or NaN at iteration={self.trainer.iter} ({name})")
-
-
-# ----------------------------------------------------------------------------- trainer
-
-def _sem_seg_train_augmentations(cfg):
-    """DeepLab's training augmentation: random scale, crop of exactly CROP.SIZE, flip.
-
-    As detectron2 projects/DeepLab/train_net.py builds it; the crop must be the exact size
-    because DeepLabV3's ASPP image pooling kernel is derived from INPUT.CROP.SIZE.
-    """
-    return [
-        T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN,
-                             cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING),
-        T.RandomCrop_CategoryAreaConstraint(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE,
-                                            cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
-                                            cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE),
-        T.RandomFlip(),
-    ]
-
-
-class LabelCheckedMapper(DatasetMapper):
-    """DatasetMapper for semantic segmentation that refuses label ids the model cannot learn.
-
-    A label outside 0..NUM_CLASSES-1 and the ignore value (labelIds given where labelTrainIds are
-    expected, a corrupt PNG) otherwise ends in an index error deep inside the loss. Checked here,
-    where the labels are decoded anyway, the error names the file.
-    """
-
-    def __init__(self, cfg, is_train=True, augmentations=None):
-        super().__init__(cfg, is_train=is_train, augmentations=augmentations)
-        self._num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
-        self._ignore = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
-
-    def __call__(self, dataset_dict):
-        path = dataset_dict.get("sem_seg_file_name")
-        out = super().__call__(dataset_dict)
-        seg = out.get("sem_seg")
-        if seg is not None:
-            bad = seg[(seg != self._ignore) & ((seg < 0) | (seg >= self._num_classes))]
-            if bad.numel():
-                ids = ", ".join(str(int(v)) for v in bad.unique()[:5])
-                raise ValueError(f"{path}: label ids {ids} are outside 0..{self._num_classes - 1} and the ignore "
-                                 f"value {self._ignore} (labelTrainIds expected; see datasets.md)")
-        return out
-
-
-class Trainer(DefaultTrainer):
-    """detectron2's DefaultTrainer with the task's evaluator, schedule, loader and safety hooks."""
-
-    def __init__(self, cfg):
-        # detectron2 wraps the model in DDP with device_ids=[local rank], which torch refuses for
-        # CPU modules; CPU processes over gloo need device_ids=None (the only change).
-        patch = contextlib.nullcontext()
-        if comm.get_world_size() > 1 and cfg.MODEL.DEVICE == "cpu":
-            patch = mock.patch.object(d2_defaults, "create_ddp_model",
-                                      functools.partial(d2_defaults.create_ddp_model, device_ids=None))
-        with patch:
-            super().__init__(cfg)
-
-    @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        from benchmark.evaluation import build_evaluator
-
-        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
-        return build_evaluator(cfg.BENCHMARK.TASK, dataset_name, output_folder, distributed=True)
-
-    @classmethod
-    def build_lr_scheduler(cls, cfg, optimizer):
-        # DeepLab's builder adds WarmupPolyLR and defers to detectron2's for the other schedules.
-        return deeplab_build_lr_scheduler(cfg, optimizer)
-
-    @classmethod
-    def build_train_loader(cls, cfg):
-        if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
-            mapper = LabelCheckedMapper(cfg, is_train=True, augmentations=_sem_seg_train_augmentations(cfg))
-            return build_detection_train_loader(cfg, mapper=mapper)
-        return super().build_train_loader(cfg)
-
-    def build_hooks(self):
-        # Called by DefaultTrainer.__init__ right after it made its checkpointer: swap in ours
-        # first, so that both loading and the PeriodicCheckpointer use it.
-        self.checkpointer = SafeCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR,
-                                             trainer=weakref.proxy(self))
-        ret = super().build_hooks()
-        for hook in ret:
-            if isinstance(hook, hooks.PeriodicWriter):
-                hook._period = self.cfg.BENCHMARK.LOG_PERIOD  # detectron2 hard-codes 20
-            elif isinstance(hook, hooks.PeriodicCheckpointer):  # main process only
-                _limit_periodic_checkpoints(hook, self.cfg.OUTPUT_DIR, self.cfg.BENCHMARK.CHECKPOINTS_TO_KEEP)
-        ret.insert(2, NonFiniteGuard(self.cfg.BENCHMARK.NONFINITE_CHECK_PERIOD))
-        return ret
-
-    def build_writers(self):
-        period = self.cfg.BENCHMARK.LOG_PERIOD
-        return [
-            CommonMetricPrinter(self.max_iter),
-            # One line per LOG_PERIOD iterations, each the median over that period (raw at 1).
-            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), window_size=period),
-            TensorboardXWriter(self.cfg.OUTPUT_DIR, window_size=period),
-        ]
 
 
 # ----------------------------------------------------------------------------- one run, per rank
@@ -298,7 +82,7 @@ def _write(job: Job, status: str, reason, metrics, iterations: int, duration: fl
         world_size=job.world_size, ims_per_batch=int(cfg.SOLVER.IMS_PER_BATCH),
         amp=bool(cfg.SOLVER.AMP.ENABLED), deviations=list(job.deviations),
         duration_s=round(float(duration), 3), config_digest=config_digest(cfg),
-        environment={**d2.environment(), "data_root": str(job.data_root)},
+        environment={**environment(), "data_root": str(job.data_root)},
     )
     return results.write_record(job.output_dir, record)
 
@@ -375,6 +159,7 @@ def run_one(job: Job) -> dict:
         seed_all_rng(job.seed + rank)  # per-rank augmentation streams, reproducible per trial
         if rank == 0:
             _remove_stale_temporaries(job.output_dir)
+            prune_periodic_checkpoints(job.output_dir, cfg.BENCHMARK.CHECKPOINTS_TO_KEEP)
             (job.output_dir / "config.yaml").write_text(cfg.dump())
         iterations, metrics, trainer = 0, {}, None
         try:
@@ -389,9 +174,8 @@ def run_one(job: Job) -> dict:
                 trainer.resume_or_load(resume=job.resume)
                 logger.info("trial %d: training from iteration %d to %d", job.trial, trainer.start_iter,
                             trainer.max_iter)
-                trainer.train()
+                metrics = _metrics_of(trainer.train())
                 iterations = trainer.iter  # TrainerBase.train leaves it at max_iter when done
-                metrics = _metrics_of(getattr(trainer, "_last_eval_results", None))
         except Exception as exc:  # noqa: BLE001  (every failure becomes a failed record)
             reason = _failure_reason(exc)
             iterations = trainer.iter if trainer is not None else iterations
@@ -433,7 +217,7 @@ class Options:
 def synthetic_root(data_format: str) -> Path:
     """The shared synthetic dataset of `data_format` for --smoke (written once, reused)."""
     from benchmark.data import write_synthetic
-    from benchmark.download import cache_dir
+    from benchmark.weights.download import cache_dir
 
     root = cache_dir() / "synthetic" / data_format
     # Cityscapes keeps its 1:2 aspect so that smoke test features divide by the ASPP pool kernel.
@@ -453,9 +237,9 @@ def _trials(opts) -> list:
 
 def prepare(opts):
     """Check every input and build the per-trial jobs, before any compute; raise RunError."""
-    from benchmark.convert import ConversionError, prepare_weights
+    from benchmark.weights.convert import ConversionError, prepare_weights
     from benchmark.data import DatasetLayoutError, validate_layout
-    from benchmark.download import DownloadError
+    from benchmark.weights.download import DownloadError
 
     try:
         task = get_task(opts.task)

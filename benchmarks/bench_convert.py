@@ -2,7 +2,7 @@
 """Time and memory of converting a full ResNet-50 MoCo checkpoint (query + key encoders, queue).
 
 Target (issue 2): under 2 s and a peak memory under 3x the checkpoint's size. The conversion is
-measured in a fresh process (benchmark.bench.measure_convert); without INPUT a synthetic MoCo v2
+measured in a fresh process (benchmarks.bench.measure_convert); without INPUT a synthetic MoCo v2
 checkpoint of the real size is written to a temporary folder first, by another process.
     python tools/bench_convert.py [INPUT.pth]
 """
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark.bench import measure_convert  # noqa: E402
+from benchmarks.bench import measure_convert  # noqa: E402
 
 
 def main():

@@ -21,6 +21,7 @@ from detectron2.engine import DefaultTrainer
 from detectron2.projects.deeplab import add_deeplab_config
 
 from benchmark.tasks import CONFIG_DIR, Task, get_task
+from benchmark.tasks import modeling  # noqa: F401  (registers the model pieces our configs name)
 
 NORMS = ("naiveSyncBN", "SyncBN", "BN")
 # Which smoke overlay each data format gets (COCO's differs from VOC's only by the task's mask head).

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmark import download
+from benchmark.weights import download
 from benchmark.fileio import write_json_atomic
 
 ZOO_FILE = Path(__file__).resolve().parents[1] / "configs" / "zoo.yaml"

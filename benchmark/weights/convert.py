@@ -23,8 +23,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-import benchmark
-from benchmark import download
+from benchmark import __version__
+from benchmark.weights import download
 from benchmark.fileio import atomic_write, remove_stale_temporaries
 
 # Torchvision-trained weights see RGB images in [0, 255] normalised with ImageNet's mean/std and
@@ -342,7 +342,7 @@ class ConversionResult:
 
 def _zoo_format(name):
     """The zoo's word on a torchvision-keyed file: "exemplar" or "supervised" (same renaming)."""
-    from benchmark import zoo
+    from benchmark.weights import zoo
 
     return zoo.get(name).source_format
 
@@ -351,7 +351,7 @@ def _resolve_input(spec):
     """(local path, label for provenance) of a path, an http(s) URL or zoo:NAME."""
     spec = str(spec)
     if spec.startswith("zoo:"):
-        from benchmark import zoo  # written separately; imported only when a zoo name is used
+        from benchmark.weights import zoo  # written separately; imported only when a zoo name is used
 
         try:
             return Path(zoo.fetch(spec[len("zoo:"):])), spec
@@ -411,7 +411,7 @@ def convert_file(input, output=None, fmt="auto", force=False, *, sha256=None, la
         "input": label or resolved_label,
         "sha256": sha256 or download.sha256_file(path),
         "format": fmt,
-        "converter": benchmark.__version__,
+        "converter": __version__,
         "depth": depth,
         "input_settings": dict(SOURCES[fmt].input_settings),
     }

@@ -5,7 +5,7 @@ included, gets distinct values, so a test comparing converted arrays with the so
 swapped or mis-named key. Nothing is downloaded: shapes come from torchvision's own ResNet built
 on the meta device, so no time is spent on its initialisation.
 
-    python -m benchmark.checkpoints OUT.pth --layout moco --seed 0 [--depth 50]
+    python -m benchmark.weights.synthetic OUT.pth --layout moco --seed 0 [--depth 50]
 """
 import argparse
 import functools

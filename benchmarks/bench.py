@@ -121,8 +121,8 @@ def synthetic_voc(root, num_train=8, num_test=4, image_size=(256, 320)) -> Path:
 
 def synthetic_weights(workdir):
     """A synthetic MoCo ResNet-50 checkpoint converted as the engine converts it (PreparedWeights)."""
-    from benchmark.checkpoints import make_synthetic_checkpoint
-    from benchmark.convert import prepare_weights
+    from benchmark.weights.synthetic import make_synthetic_checkpoint
+    from benchmark.weights.convert import prepare_weights
 
     ckpt = make_synthetic_checkpoint(Path(workdir) / "moco.pth", "moco", seed=0)
     return prepare_weights(ckpt, cache_dir=Path(workdir) / "cache")
@@ -133,8 +133,8 @@ def smoke_cfg(output_dir, opts=(), input_settings=None):
 
     `input_settings`: a converted checkpoint's (default: the MoCo format's, as the bench converts).
     """
-    from benchmark.config import build_config
-    from benchmark.convert import SOURCES
+    from benchmark.tasks.config import build_config
+    from benchmark.weights.convert import SOURCES
 
     settings = SOURCES["moco"].input_settings if input_settings is None else input_settings
     base = ["OUTPUT_DIR", str(output_dir), "SEED", "0"]
@@ -401,7 +401,7 @@ def eval_figures(workdir, *, num_images=300, repeats=3, progress=None) -> dict:
     from detectron2.evaluation import pascal_voc_evaluation
 
     from benchmark.data import register_datasets, write_synthetic
-    from benchmark.evaluation import BenchmarkCOCOEvaluator
+    from benchmark.tasks.evaluation import BenchmarkCOCOEvaluator
 
     _quiet_detectron2_logs()
     workdir = Path(workdir)
@@ -515,7 +515,7 @@ def convert_figures(src, dst) -> dict:
 
     tracemalloc slows every allocation, so the wall time comes from the first, untraced run.
     """
-    from benchmark.convert import convert_file
+    from benchmark.weights.convert import convert_file
 
     size = Path(src).stat().st_size
     gc.collect()
@@ -536,7 +536,7 @@ def convert_figures(src, dst) -> dict:
             "targets": {"wall_s": 2.0, "peak_rss_x_checkpoint": 3.0}}
 
 
-_CHILD = ("import json, sys; sys.path.insert(0, sys.argv[1]); from benchmark.bench import convert_figures; "
+_CHILD = ("import json, sys; sys.path.insert(0, sys.argv[1]); from benchmarks.bench import convert_figures; "
           "print(json.dumps(convert_figures(sys.argv[2], sys.argv[3])))")
 
 
@@ -549,7 +549,7 @@ def measure_convert(src=None, workdir=None) -> dict:
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         if src is None:
             src = Path(tmp, "moco_v2_r50.pth")
-            subprocess.run([sys.executable, "-m", "benchmark.checkpoints", str(src), "--layout", "moco"],
+            subprocess.run([sys.executable, "-m", "benchmark.weights.synthetic", str(src), "--layout", "moco"],
                            check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
         proc = subprocess.run([sys.executable, "-c", _CHILD, str(ROOT), str(src), str(Path(tmp, "out.pkl"))],
                               capture_output=True, text=True, cwd=ROOT)

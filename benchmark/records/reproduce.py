@@ -2,7 +2,7 @@
 
     plan(table, opts)      -> the matrix row x task x trial of runs (runnable rows only)
     format_plan(...)       -> the --dry-run text: weights (zoo URLs), status, estimated GPU-hours
-    judge(table, records)  -> per-cell and per-check verdicts (benchmark.paper's tolerance rule)
+    judge(table, records)  -> per-cell and per-check verdicts (benchmark.records.paper's tolerance rule)
     write_report(...)      -> OUTPUT/NAME.md and OUTPUT/NAME.csv
     reproduce(opts)        -> the whole command; 0 when every judged cell and check holds, else 1
 
@@ -16,9 +16,12 @@ import io
 import math
 from pathlib import Path
 
-from benchmark import cost, launch, paper, results
+from benchmark.records import cost
+from benchmark.records import launch
+from benchmark.records import paper
+from benchmark.records import results
 from benchmark.fileio import atomic_write
-from benchmark.leaderboard import Failure, Stat, aggregate
+from benchmark.records.leaderboard import Failure, Stat, aggregate
 
 RUN_TRANSFER = Path(__file__).resolve().parents[1] / "tools" / "run_transfer.py"
 
@@ -76,7 +79,7 @@ def runs_dir(opts) -> Path:
 
 def _weights_of(row, opts) -> tuple[str | None, str]:
     """(spec for run_transfer, how to show it) of a row; (None, why) when it cannot be run."""
-    from benchmark import zoo
+    from benchmark.weights import zoo
 
     if row.name in opts.weights:
         return opts.weights[row.name], opts.weights[row.name]
@@ -338,7 +341,7 @@ def command(run: PlannedRun, opts) -> list:
 
 
 def _make_synthetic(table, runs):
-    from benchmark.checkpoints import make_synthetic_checkpoint
+    from benchmark.weights.synthetic import make_synthetic_checkpoint
 
     for row in table.rows:
         if row.synthetic:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark import bench  # noqa: E402
+from benchmarks import bench  # noqa: E402
 from benchmark.fileio import write_json_atomic  # noqa: E402
 
 

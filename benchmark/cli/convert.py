@@ -1,0 +1,38 @@
+"""Convert a pretrained checkpoint into detectron2 weights (a validated .pkl).
+
+INPUT is a file, an http(s) URL (downloaded into the cache, see $BENCHMARK_CACHE) or zoo:NAME.
+The format (MoCo v1/v2, Exemplar, supervised/torchvision, plain or DataParallel, encoder_q./
+backbone./encoder./model. prefixes) is detected unless --format names it (Exemplar and supervised
+files have torchvision's keys and are detected as torchvision: same conversion; pass --format
+exemplar or supervised to record them as such). The output holds only
+the ResNet backbone (heads, MoCo's key encoder and queue dropped) and records its provenance
+and the input settings (RGB, torchvision mean/std, STRIDE_IN_1X1 False) the model needs.
+
+Exit status: 0 converted; 1 bad input (one line 'error: <file>: <problem>', no output written);
+2 usage error.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from benchmark.weights.convert import SOURCES, ConversionError, convert_file
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="checkpoint path, http(s) URL, or zoo:NAME")
+    parser.add_argument("-o", "--output", help="output .pkl (default: INPUT with .pkl beside it; in the cache for URLs)")
+    parser.add_argument("--format", default="auto", choices=["auto", *SOURCES], help="source format (default: detect)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
+    args = parser.parse_args(argv)
+    try:
+        result = convert_file(args.input, args.output, fmt=args.format, force=args.force)
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

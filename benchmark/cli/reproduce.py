@@ -1,0 +1,71 @@
+"""Reproduce a paper table (configs/paper/NAME.yaml) and say, cell by cell, whether it holds.
+
+  python tools/reproduce.py --table table3 --dry-run            # the plan, zoo URLs, GPU-hours
+  python tools/reproduce.py --table table3 --trials 5 --num-gpus 8
+  python tools/reproduce.py --table table1 --launcher slurm --partition gpu --gpus-per-node 8
+  python tools/reproduce.py --table smoke --smoke --trials 2    # the machinery on CPU, synthetic
+
+Finished runs under --output are skipped, so an interrupted reproduction resumes. Writes
+OUTPUT/NAME.md and OUTPUT/NAME.csv. Exit status: 0 every judged cell and check holds; 1 one does
+not, or bad input (one line `error: ...`); 2 usage.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+
+
+def _pairs(items, what):
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise SystemExit(f"error: {what} {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", help="table name (configs/paper/NAME.yaml) or a .yaml path")
+    p.add_argument("--list-zoo", action="store_true", help="print the model zoo and exit")
+    p.add_argument("--tasks", nargs="+", help="only these of the table's tasks")
+    p.add_argument("--trials", type=int, default=5, help="trials per row and task (seeds S..S+K-1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    p.add_argument("--dry-run", action="store_true", help="print the planned runs and their cost; run nothing")
+    p.add_argument("--smoke", action="store_true", help="synthetic data and a tiny schedule (CPU machinery check)")
+    p.add_argument("--output", default="output/reproduce", help="runs, logs and the tables go here")
+    p.add_argument("--data-root", help="datasets root (default $DETECTRON2_DATASETS or datasets/)")
+    p.add_argument("--num-gpus", type=int, help="GPUs per run (default 1; slurm: --gpus-per-node)")
+    p.add_argument("--weights", nargs="+", metavar="ROW=SPEC", help="weights for a row (path, URL or zoo:NAME)")
+    p.add_argument("--tolerance", nargs="+", metavar="TASK:METRIC=VALUE", help="e.g. voc07:bbox/AP=1.0")
+    s = p.add_argument_group("slurm (submitit)")
+    s.add_argument("--partition"), s.add_argument("--account")
+    s.add_argument("--nodes", type=int, default=1, help="machines per run")
+    s.add_argument("--gpus-per-node", type=int, default=8)
+    s.add_argument("--cpus-per-task", type=int)
+    s.add_argument("--timeout-min", type=int, default=24 * 60)
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
+    args = p.parse_args(argv)
+    from benchmark.records import paper
+    from benchmark.records import reproduce
+    from benchmark.weights import zoo
+
+    if args.list_zoo:
+        print(zoo.format_zoo_table(), end="")
+        return 0
+    if not args.table:
+        p.error("--table is required (or --list-zoo); tables: " + ", ".join(paper.list_tables()))
+    tol = {tuple(k.split(":", 1)): float(v) for k, v in _pairs(args.tolerance, "--tolerance").items()}
+    opts = reproduce.Options(**{k: v for k, v in vars(args).items() if k not in ("list_zoo", "weights", "tolerance")},
+                             weights=_pairs(args.weights, "--weights"), tolerance=tol)
+    try:
+        return reproduce.reproduce(opts)
+    except (reproduce.ReproduceError, paper.TableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Hooks of ours, and the pruning of periodic checkpoints a killed run left."""
+import os
+import re
+
+import torch
+from detectron2.engine import HookBase
+
+PERIODIC_CHECKPOINT = re.compile(r"model_\d{7}\.pth")
+
+
+def prune_periodic_checkpoints(output_dir, keep: int) -> list:
+    """Delete all but the newest `keep` periodic checkpoints already in `output_dir` (0: keep all).
+
+    detectron2's PeriodicCheckpointer(max_to_keep=...) prunes only the files it wrote itself; a
+    resumed run calls this first so that what its killed predecessor wrote counts too.
+    model_final.pth is never removed. Returns the removed names.
+    """
+    if keep <= 0 or not os.path.isdir(output_dir):
+        return []
+    periodic = sorted(name for name in os.listdir(output_dir) if PERIODIC_CHECKPOINT.fullmatch(name))
+    removed = periodic[:-keep] if len(periodic) > keep else []
+    for name in removed:
+        os.remove(os.path.join(output_dir, name))
+    return removed
+
+
+class NonFiniteGuard(HookBase):
+    """Stops a diverged run within `period` iterations: every rank checks its weights are finite.
+
+    detectron2 raises FloatingPointError when the (gathered) loss is NaN/Inf, but only on rank 0
+    and only for the loss; a huge LR can also blow up weights or BN statistics first. Parameters
+    and buffers are identical across ranks under DDP + SyncBN, so each rank reaches the same
+    verdict without communicating, and all raise together.
+    """
+
+    def __init__(self, model, period: int):
+        self.model = model
+        self.period = period
+
+    def after_step(self):
+        if self.period <= 0 or (self.trainer.iter + 1) % self.period:
+            return
+        for name, tensor in list(self.model.named_parameters()) + list(self.model.named_buffers()):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise FloatingPointError(
+                    f"weights became infinite or NaN at iteration={self.trainer.iter} ({name})")

@@ -1,0 +1,151 @@
+"""Trainer: detectron2's training loop, assembled from its public pieces.
+
+detectron2's `DefaultTrainer` builds everything in its constructor and offers no argument for
+what we need to differ (CPU DDP without device ids, our checkpointer, the log period, how many
+checkpoints to keep, where the evaluation results go), so its docs recommend the way taken here:
+a `TrainerBase` with detectron2's own `SimpleTrainer`/`AMPTrainer` for the step, its builders
+(`DefaultTrainer.build_model`, `build_optimizer`, ...) and its hooks, each made with its
+constructor arguments. Nothing of detectron2 is patched or reached into.
+"""
+import logging
+import os
+import weakref
+
+from detectron2.data import build_detection_train_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, hooks
+from detectron2.modeling import build_model
+from detectron2.projects.deeplab import build_lr_scheduler as deeplab_build_lr_scheduler
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
+from fvcore.nn.precise_bn import get_bn_modules
+
+from benchmark.engine.checkpointer import SafeCheckpointer
+from benchmark.engine.hooks import NonFiniteGuard
+from benchmark.engine.mapper import LabelCheckedMapper, sem_seg_train_augmentations
+
+logger = logging.getLogger(__name__)
+
+
+class Trainer(TrainerBase):
+    """One fine-tuning run of a task's config: train, PreciseBN, evaluate at the end.
+
+    Attributes as detectron2's trainers have them: `model` (DDP-wrapped with several processes),
+    `optimizer`, `data_loader`, `scheduler`, `checkpointer`, `cfg`, `start_iter`, `max_iter`;
+    and `eval_results`, the evaluator's numbers once training ended.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        model = self.build_model(cfg)
+        self.optimizer = self.build_optimizer(cfg, model)
+        self.data_loader = self.build_train_loader(cfg)
+        # detectron2 passes device_ids=[local rank], which torch refuses for CPU modules; CPU
+        # processes over gloo need device_ids=None (create_ddp_model takes DDP's arguments).
+        ddp_args = {"device_ids": None} if cfg.MODEL.DEVICE == "cpu" else {}
+        self.model = create_ddp_model(model, broadcast_buffers=False, **ddp_args)
+        step = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self.step_trainer = step(self.model, self.data_loader, self.optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, self.optimizer)
+        self.checkpointer = SafeCheckpointer(self.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.eval_results = None
+        self.register_hooks(self.build_hooks())
+
+    # --------------------------------------------------------------- builders (detectron2's)
+
+    @classmethod
+    def build_model(cls, cfg):
+        model = build_model(cfg)
+        logger.info("Model:\n%s", model)  # kept in log.txt, off the terminal (see run._no_model_dump)
+        return model
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return DefaultTrainer.build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        # DeepLab's builder adds WarmupPolyLR and defers to detectron2's for the other schedules.
+        return deeplab_build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
+            mapper = LabelCheckedMapper(cfg, is_train=True, augmentations=sem_seg_train_augmentations(cfg))
+            return build_detection_train_loader(cfg, mapper=mapper)
+        return build_detection_train_loader(cfg)
+
+    @classmethod
+    def build_evaluators(cls, cfg):
+        from benchmark.tasks.evaluation import build_evaluator
+
+        return [build_evaluator(cfg.BENCHMARK.TASK, name, os.path.join(cfg.OUTPUT_DIR, "inference", name),
+                                distributed=True) for name in cfg.DATASETS.TEST]
+
+    @classmethod
+    def test(cls, cfg, model):
+        """Evaluate `model` on every test dataset with the task's evaluator (detectron2's test loop)."""
+        return DefaultTrainer.test(cfg, model, evaluators=cls.build_evaluators(cfg))
+
+    def build_writers(self):
+        period = self.cfg.BENCHMARK.LOG_PERIOD
+        return [
+            CommonMetricPrinter(self.max_iter),
+            # One line per LOG_PERIOD iterations, each the median over that period (raw at 1).
+            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), window_size=period),
+            TensorboardXWriter(self.cfg.OUTPUT_DIR, window_size=period),
+        ]
+
+    def build_hooks(self):
+        """detectron2's default hooks, in its order, made with our arguments, plus NonFiniteGuard."""
+        cfg = self.cfg
+        precise_bn_cfg = cfg.clone()
+        precise_bn_cfg.defrost()
+        precise_bn_cfg.DATALOADER.NUM_WORKERS = 0  # as detectron2: saves memory and time for PreciseBN
+        keep = cfg.BENCHMARK.CHECKPOINTS_TO_KEEP
+        ret = [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(self.optimizer, self.scheduler),
+            NonFiniteGuard(self.model, cfg.BENCHMARK.NONFINITE_CHECK_PERIOD),
+        ]
+        if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
+            ret.append(hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(precise_bn_cfg),
+                                       cfg.TEST.PRECISE_BN.NUM_ITER))
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD,
+                                                  max_iter=self.max_iter, max_to_keep=keep if keep > 0 else None))
+        ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate))
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.BENCHMARK.LOG_PERIOD))
+        return ret
+
+    def _evaluate(self):
+        self.eval_results = self.test(self.cfg, self.model)
+        return self.eval_results
+
+    # --------------------------------------------------------------- the loop
+
+    def resume_or_load(self, resume=True):
+        """Resume from OUTPUT_DIR's last checkpoint when asked and there is one, else load MODEL.WEIGHTS."""
+        self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_iter = self.iter + 1
+
+    def train(self):
+        super().train(self.start_iter, self.max_iter)
+        return self.eval_results
+
+    def run_step(self):
+        self.step_trainer.iter = self.iter
+        self.step_trainer.run_step()
+
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["step_trainer"] = self.step_trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self.step_trainer.load_state_dict(state_dict["step_trainer"])

@@ -1,0 +1,57 @@
+"""The task registry: each transfer task is a frozen record of its protocol (no torch, no detectron2).
+
+A task names its config (under configs/), its datasets, its evaluator and the metrics it reports.
+The protocol values themselves live in the config files and are pinned by tests/test_config.py
+against DESIGN.md.
+"""
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark import CONFIG_DIR
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    config: str  # path under configs/
+    train: tuple  # detectron2 dataset names
+    test: tuple
+    data_format: str  # "voc" | "coco" | "cityscapes": which loader, validator, synthetic writer
+    evaluator: str  # "voc" | "coco" | "cityscapes_sem_seg"
+    primary_metric: str  # "group/metric" in the run record's metrics
+    metrics: tuple  # every "group/metric" the task reports, primary first
+    source: str  # where the protocol comes from
+    description: str = ""
+
+    @property
+    def config_path(self) -> Path:
+        return CONFIG_DIR / self.config
+
+
+class UnknownTaskError(KeyError):
+    def __str__(self):
+        return self.args[0]
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    if task.name in _TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; known tasks: {', '.join(sorted(_TASKS))}"
+        ) from None
+
+
+def list_tasks(pattern: str = "*") -> list[Task]:
+    return [t for n, t in sorted(_TASKS.items()) if fnmatch.fnmatchcase(n, pattern)]
