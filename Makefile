@@ -11,7 +11,7 @@ PY := $(PYTHON)
 ENV_DEP :=
 endif
 
-.PHONY: env test test-fast demo bench clean
+.PHONY: env test test-fast lint demo bench clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ test: env
 
 test-fast: env
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+# ruff: pyflakes, pycodestyle and import order over the whole tree (settings in ruff.toml)
+lint: env
+	$(PY) -m ruff check .
 
 demo: env
 	$(PY) tools/demo.py

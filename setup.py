@@ -14,7 +14,18 @@ setup(
     description="detectron2-based transfer benchmark for pretrained visual backbones",
     python_requires=">=3.10",
     packages=find_packages(include=["benchmark", "benchmark.*"]),
-    include_package_data=True,
+    # The protocol configs, paper tables and zoo ship inside the package: an installed copy
+    # (pip install ., --target DIR) finds them through benchmark.CONFIG_DIR from any directory.
+    package_data={"benchmark": ["configs/*.yaml", "configs/*/*.yaml"]},
+    # The commands users know are tools/*.py; the same mains installed on PATH.
+    entry_points={"console_scripts": [
+        "transfer-convert = benchmark.cli.convert:main",
+        "transfer-run = benchmark.cli.run_transfer:main",
+        "transfer-leaderboard = benchmark.cli.leaderboard:main",
+        "transfer-reproduce = benchmark.cli.reproduce:main",
+        "transfer-make-synthetic = benchmark.cli.make_synthetic:main",
+        "transfer-demo = benchmark.cli.demo:main",
+    ]},
     # torch/torchvision and detectron2 are installed by tools/setup_env.py: torch must be the
     # local pinned build, and detectron2 is not on the package index (see DESIGN.md).
     install_requires=[
@@ -38,5 +49,5 @@ setup(
         "submitit",
         "pyyaml",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pytest-randomly", "ruff"]},
 )

@@ -1,25 +1,20 @@
 """Two CPU processes over gloo (`--num-gpus 2` without CUDA): naiveSyncBN keeps the BN running
 statistics identical on both ranks, and only rank 0 writes the run record."""
 import functools
-import importlib.util
 from pathlib import Path
 from unittest import mock
 
 import pytest
 import torch
 
-import benchmark  # noqa: F401
-from benchmark import engine
+from benchmark.engine import runner
+from benchmark.engine.trainer import Trainer
 from benchmark.records import results
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import tool
 
 
 def _cli(*args):
-    spec = importlib.util.spec_from_file_location("run_transfer", ROOT / "tools" / "run_transfer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main([str(a) for a in args])
+    return tool("run_transfer")([str(a) for a in args])
 
 
 def _bn_stats(model):
@@ -35,15 +30,15 @@ def run_one_saving_bn(job, dump_dir):
     """
     from detectron2.utils import comm
 
-    train = engine.Trainer.train
+    train = Trainer.train
 
     def train_and_dump(self):
         out = train(self)
         torch.save(_bn_stats(self.model), Path(dump_dir) / f"bn_rank{comm.get_rank()}.pt")
         return out
 
-    with mock.patch.object(engine.Trainer, "train", train_and_dump):
-        return engine.run_one(job)
+    with mock.patch.object(Trainer, "train", train_and_dump):
+        return runner.run_one(job)
 
 
 @pytest.mark.slow
@@ -56,7 +51,7 @@ def test_two_cpu_processes_sync_bn_and_write_one_record(tmp_path, synthetic_chec
     dump = tmp_path / "bn"
     dump.mkdir()
     # launch() pickles the worker function by reference: the spawned processes import this module.
-    monkeypatch.setattr(engine, "run_one", functools.partial(run_one_saving_bn, dump_dir=str(dump)))
+    monkeypatch.setattr(runner, "run_one", functools.partial(run_one_saving_bn, dump_dir=str(dump)))
     out = tmp_path / "out"
     rc = _cli("--task", "voc07", "--smoke", "--num-gpus", 2, "--weights", weights.path, "--data-root", data,
               "--output", out, "SOLVER.MAX_ITER", 6)

@@ -2,37 +2,22 @@
 cityscapes (real evaluators, real records), resume, skipping finished trials, a diverged run, and
 bad inputs refused before training."""
 import hashlib
-import importlib.util
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 
 import pytest
 import torch
 
-import benchmark  # noqa: F401
 from benchmark.records import results
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("run_transfer", ROOT / "tools" / "run_transfer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CLI = _load_cli()
+from tests.helpers import tool
 
 
 def cli(*args):
-    return CLI.main([str(a) for a in args])
+    return tool("run_transfer")([str(a) for a in args])
 
 
 def losses(trial_dir):
@@ -69,7 +54,8 @@ def smoke_run(work, task, name, *extra):
     """One --smoke run through the CLI with this module's cache; returns (rc, trial_0 dir, seconds)."""
     out = work.root / name
     start = time.perf_counter()
-    with mock.patch.dict(os.environ, {"BENCHMARK_CACHE": str(work.cache)}):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENCHMARK_CACHE", str(work.cache))
         rc = cli("--task", task, "--smoke", "--output", out, *extra)
     return rc, out / "trial_0", time.perf_counter() - start
 
@@ -258,11 +244,11 @@ def test_default_output_is_task_and_weights_name(work, voc_data, monkeypatch, tm
 
 
 def test_guard_stops_on_non_finite_weights():
-    from benchmark.engine import NonFiniteGuard
+    from benchmark.engine.hooks import NonFiniteGuard
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
-    guard = NonFiniteGuard(period=5)
-    guard.trainer = SimpleNamespace(model=model, iter=3)
+    guard = NonFiniteGuard(model, period=5)
+    guard.trainer = SimpleNamespace(iter=3)
     model[1].running_var[2] = float("inf")
     guard.after_step()  # iteration 3: not a checking iteration
     guard.trainer.iter = 4

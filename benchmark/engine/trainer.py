@@ -58,7 +58,7 @@ class Trainer(TrainerBase):
     @classmethod
     def build_model(cls, cfg):
         model = build_model(cfg)
-        logger.info("Model:\n%s", model)  # kept in log.txt, off the terminal (see run._no_model_dump)
+        logger.info("Model:\n%s", model)  # kept in log.txt, off the terminal (see runner._no_model_dump)
         return model
 
     @classmethod
