@@ -1,11 +1,8 @@
-"""Helpers of the hostile/broken inputs corpus: the tally, CLI mains, a tree checksum, and the one
-check every input goes through (`refused`)."""
-import hashlib
-import importlib.util
+"""Helpers of the hostile/broken inputs corpus: the tally and the one check every input goes through
+(`refused`); CLI mains and checksums come from tests/helpers.py."""
 import os
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, tool, tree_digest  # noqa: F401  (re-exported for the corpus modules)
 
 
 class Tally:
@@ -16,26 +13,6 @@ class Tally:
 
 
 TALLY = Tally()
-
-
-def tool(name):
-    """tools/NAME.py's main(argv), loaded as a module (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def tree_digest(*roots) -> dict:
-    """{path: sha256 of contents} of every file under `roots` (to prove nothing was damaged)."""
-    out = {}
-    for root in map(Path, roots):
-        if not root.exists():
-            continue
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 def refused(capsys, name, call, must_name, *, protect=(), problem=None, rc=1, absent=()):

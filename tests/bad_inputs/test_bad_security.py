@@ -176,3 +176,82 @@ def test_the_zoo_mirror_must_be_http(tmp_path, monkeypatch):
     ok = not (tmp_path / "cache" / "zoo" / zoo.list_zoo()[0].file).exists()
     count("zoo mirror: file://", ok)
     assert ok
+
+
+# Ways a library changes another library's behaviour for everyone who imports it. The suite is
+# imported into people's own detectron2 projects: it extends detectron2 through its extension
+# points (subclasses, constructor arguments, registries, dataset names of its own) and nothing else.
+PATCHING = {
+    "unittest.mock in production code": ("unittest.mock", "from unittest import mock", "mock.patch"),
+    "writes to sys.modules": ("sys.modules[",),
+    "removing entries of detectron2's global catalogs": ("DatasetCatalog.pop", "MetadataCatalog.pop",
+                                                         "DatasetCatalog.remove", "MetadataCatalog.remove"),
+    "private attributes of detectron2 objects": ("._hooks", "._period", "._last_eval_results", ".recent_checkpoints",
+                                                 "._trainer"),
+}
+
+
+def _package_hits(needles):
+    hits = []
+    for path in sorted((ROOT / "benchmark").rglob("*.py")):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if any(n in code for n in needles):
+                hits.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    return hits
+
+
+@pytest.mark.parametrize("what", sorted(PATCHING))
+def test_the_package_patches_nothing(what):
+    hits = _package_hits(PATCHING[what])
+    count(f"no patching: {what}", not hits)
+    assert hits == []
+
+
+def test_the_patching_scan_finds_what_it_looks_for(tmp_path):
+    needles = [n for group in PATCHING.values() for n in group]
+    sample = ["from unittest import mock", "sys.modules['detectron2._C'] = stub", "DatasetCatalog.pop(name)",
+              "hook._period = 5"]
+    assert all(any(n in line for n in needles) for line in sample)
+    assert not any(n in "model.eval()  # a plain call" for n in needles)
+
+
+IMPORT_EVERYTHING = """
+import ast, importlib, json, logging, pkgutil, sys, warnings
+import benchmark
+# What third-party libraries do on import (torch adds warning filters) is theirs: import every
+# library the package imports first, then snapshot, then import the package's own modules.
+for path in sorted(__import__("pathlib").Path(benchmark.__path__[0]).rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+        for name in names:
+            if not name.startswith("benchmark"):
+                try:
+                    importlib.import_module(name)
+                except ImportError:
+                    pass
+filters = list(warnings.filters)
+names = ["", "detectron2", "fvcore", "benchmark", "d2"]
+levels = {n: logging.getLogger(n).level for n in names}
+handlers = {n: len(logging.getLogger(n).handlers) for n in names}
+modules = [m.name for m in pkgutil.walk_packages(benchmark.__path__, "benchmark.")]
+for name in modules:
+    importlib.import_module(name)
+print(json.dumps({"modules": modules, "filters_same": list(warnings.filters) == filters,
+                  "levels_same": {n: logging.getLogger(n).level for n in names} == levels,
+                  "handlers_same": {n: len(logging.getLogger(n).handlers) for n in names} == handlers}))
+"""
+
+
+def test_importing_every_module_changes_no_global_state():
+    """No import sets a warning filter, a logging level or a handler: those belong to the application."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(report["modules"]) > 30 and "benchmark.engine.trainer" in report["modules"]
+    assert report == {**report, "filters_same": True, "levels_same": True, "handlers_same": True}

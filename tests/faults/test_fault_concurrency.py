@@ -57,7 +57,7 @@ def test_concurrent_writers_and_readers_lose_nothing(tmp_path, faults):
                 board = leaderboard.build(records)
                 assert board.problems == [] and board.failures == []
             if reads % 10 == 5:
-                cli = subprocess.run([sys.executable, "tools/leaderboard.py", str(root)], cwd=ROOT, env=child_env(),
+                cli = subprocess.run([sys.executable, "-m", "benchmark.cli.leaderboard", str(root)], cwd=ROOT, env=child_env(),
                                      capture_output=True, text=True, timeout=120)
                 assert cli.returncode in (0, 1) and "refused" not in cli.stderr, cli.stderr
                 cli_runs += 1

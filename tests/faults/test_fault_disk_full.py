@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from benchmark.records import results
+from tests.helpers import tool
 from faultlib import sha256
 
 FULL = (errno.ENOSPC, errno.EFBIG)
@@ -92,7 +93,7 @@ def test_record_on_a_full_disk(small_disk, faults):
 
 
 def test_checkpoint_on_a_full_disk(small_disk, faults):
-    from benchmark.engine import SafeCheckpointer
+    from benchmark.engine.checkpointer import SafeCheckpointer
 
     torch.manual_seed(0)
     model = torch.nn.Linear(300, 300)  # 361 kB a checkpoint
@@ -117,7 +118,7 @@ def test_checkpoint_on_a_full_disk(small_disk, faults):
 
 
 def test_convert_on_a_full_disk(small_disk, synthetic_checkpoint, faults, capsys):
-    from tools_convert import main as convert_main
+    convert_main = tool("convert")
 
     out, src = small_disk.path / "weights.pkl", synthetic_checkpoint("torchvision")
     faults.inject("disk full writing converted weights (tools/convert.py)")
@@ -134,7 +135,7 @@ def test_convert_on_a_full_disk(small_disk, synthetic_checkpoint, faults, capsys
 def test_failed_run_on_a_full_disk_still_says_why(small_disk, faults):
     """The engine's failed record cannot be written either: the reason says both, nothing torn."""
     from benchmark.tasks.config import build_config
-    from benchmark.engine import Job, _write_failed
+    from benchmark.engine.runner import Job, _write_failed
     from benchmark.tasks import get_task
 
     cfg, _ = build_config(get_task("voc07"), None, [], smoke=True)

@@ -30,7 +30,7 @@ def smoke_inputs(module_tmp, synthetic_checkpoint):
 
 
 def _command(weights, data, out, *extra):
-    return [sys.executable, "tools/run_transfer.py", "--task", "voc07", "--smoke", "--weights", weights,
+    return [sys.executable, "-m", "benchmark.cli.run_transfer", "--task", "voc07", "--smoke", "--weights", weights,
             "--data-root", data, "--output", out, *extra]
 
 
@@ -105,7 +105,7 @@ def test_diverging_run_fails_fast_and_is_listed_as_a_failure(smoke_inputs, tmp_p
         task="voc07", weights={"name": "stable", "sha256": None, "source": "x"}, seed=0, trial=0, status="finished",
         metrics={"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 42.0}}, iterations=30, world_size=1, ims_per_batch=2,
         duration_s=1.0, config_digest="0" * 64, environment={}))
-    board = subprocess.run([sys.executable, "tools/leaderboard.py", str(tmp_path / "runs")], cwd=ROOT, env=child_env(),
+    board = subprocess.run([sys.executable, "-m", "benchmark.cli.leaderboard", str(tmp_path / "runs")], cwd=ROOT, env=child_env(),
                            capture_output=True, text=True, timeout=120)
     assert board.returncode == 0, board.stderr
     table, failures = board.stdout.split("## Failed runs (not counted)")

@@ -14,6 +14,7 @@ import torch
 
 from benchmark.records import results
 from benchmark.weights.convert import load_converted, prepare_weights
+from tests.helpers import tool
 from faultlib import run_python_and_kill, sha256
 
 TORN_RECORD = """
@@ -40,8 +41,8 @@ def torn_dump(obj, f, protocol=None):
 pickle.dump = torn_dump
 if sys.argv[2] == "cli":
     import runpy
-    sys.argv = ["tools/convert.py", *sys.argv[3:]]
-    runpy.run_path("tools/convert.py", run_name="__main__")
+    sys.argv = ["transfer-convert", *sys.argv[3:]]
+    runpy.run_module("benchmark.cli.convert", run_name="__main__")
 else:
     from benchmark.weights.convert import prepare_weights
     prepare_weights(sys.argv[3], cache_dir=sys.argv[4])
@@ -51,7 +52,7 @@ TORN_CHECKPOINT = """
 import io, sys, time, torch
 from pathlib import Path
 ready, out = sys.argv[1:3]
-from benchmark.engine import SafeCheckpointer
+from benchmark.engine.checkpointer import SafeCheckpointer
 torch.manual_seed(0)
 model = torch.nn.Linear(300, 300)
 checkpointer = SafeCheckpointer(model, out)
@@ -139,7 +140,7 @@ def test_kill_while_converting_leaves_no_output_and_a_rerun_converts(tmp_path, s
     run_python_and_kill(TORN_PICKLE, tmp_path, "cli", src, "-o", out)
     assert not out.exists()
     assert len(_leftovers(tmp_path)) == 1
-    from tools_convert import main as convert_main
+    convert_main = tool("convert")
 
     assert convert_main([str(src), "-o", str(out)]) == 0  # no --force needed: nothing was there
     assert sorted(load_converted(out)["model"]) and "torchvision" in capsys.readouterr().out
@@ -149,7 +150,7 @@ def test_kill_while_converting_leaves_no_output_and_a_rerun_converts(tmp_path, s
 def test_kill_while_overwriting_a_converted_file_keeps_it(tmp_path, synthetic_checkpoint, faults):
     src = synthetic_checkpoint("torchvision")
     out = tmp_path / "weights.pkl"
-    from tools_convert import main as convert_main
+    convert_main = tool("convert")
 
     assert convert_main([str(src), "-o", str(out)]) == 0
     before = sha256(out)
@@ -183,7 +184,7 @@ def test_a_torn_file_in_the_conversion_cache_is_converted_again(tmp_path, synthe
 
 
 def test_kill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, faults):
-    from benchmark.engine import SafeCheckpointer, _remove_stale_temporaries
+    from benchmark.engine.checkpointer import SafeCheckpointer, _remove_stale_temporaries
 
     out = tmp_path / "trial_0"
     faults.inject("kill while saving a training checkpoint")
