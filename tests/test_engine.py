@@ -232,7 +232,7 @@ def test_trials_plan_seeds_and_folders(tmp_path, work, voc_data):
     assert (job.trial, job.seed, job.cfg.OUTPUT_DIR, job.weights["name"]) == (4, 9, str(tmp_path / "trial_4"), "moco")
     assert job.cfg.MODEL.WEIGHTS == str(work.pkl) and job.cfg.INPUT.FORMAT == "RGB"  # the checkpoint's settings
     (single,) = prepare(Options(**base))
-    assert (single.trial, single.resume) == (0, False)
+    assert (single.trial, single.resume) == (0, True)  # an interrupted trial always resumes
 
 
 def test_default_output_is_task_and_weights_name(work, voc_data, monkeypatch, tmp_path):

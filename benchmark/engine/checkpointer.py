@@ -55,6 +55,18 @@ class SafeCheckpointer(DetectionCheckpointer):
                           f"checkpoint {name}.pth not saved in {self.save_dir} ({detail}; {free:.0f} MiB free there); "
                           "the previous checkpoint is intact") from None
 
+    def _load_model(self, checkpoint):
+        # detectron2's own override point for matching a checkpoint to the model; ours also refuses
+        # converted weights that do not fit (check_backbone_load). Our training checkpoints
+        # (resuming) hold the whole model under its own names and load strictly enough as they are.
+        converted = bool(checkpoint.get("matching_heuristics")) and "__author__" in checkpoint
+        given = len(checkpoint["model"])
+        incompatible = super()._load_model(checkpoint)
+        if converted:
+            # fvcore pops misshapen tensors from the dict it loads: they were matched, by name.
+            check_backbone_load(given, len(checkpoint["model"]) + len(incompatible.incorrect_shapes), incompatible)
+        return incompatible
+
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
             from benchmark.weights.loading import load_converted
@@ -70,3 +82,38 @@ class SafeCheckpointer(DetectionCheckpointer):
         # As DetectionCheckpointer does for a plain .pth: our own checkpoints hold "model" (and
         # optimizer, scheduler, iteration); a bare state dict is a model.
         return loaded if "model" in loaded else {"model": loaded}
+
+
+class WeightsLoadError(RuntimeError):
+    """Converted weights that do not fit the model: backbone tensors left unused, missing or misshapen."""
+
+
+# Model parameters no pretrained backbone provides: the detection and segmentation heads, and the
+# extra norm after res5 of the C4 protocol (benchmark.tasks.modeling). Everything else under the
+# backbone (and res5, which R50-C4 runs in its ROI head) must come from the weights.
+_BACKBONE_PREFIXES = ("backbone.", "roi_heads.res5.")
+_NOT_PRETRAINED = ("roi_heads.res5.norm.",)
+
+
+def check_backbone_load(given: int, used: int, incompatible) -> None:
+    """Refuse a load of converted weights that leaves any of them unused or any backbone tensor empty.
+
+    detectron2 matches names by suffix and logs what it could not match; a ResNet-101 file on a
+    ResNet-50 model, or a layout misread by a converter, would then fine-tune from partly random
+    weights with exit 0. `given`/`used`: converted tensors in the file / matched to the model.
+    """
+    problems = []
+    if used < given:
+        problems.append(f"{given - used} of its {given} tensors match nothing in the model")
+    missing = sorted(k for k in incompatible.missing_keys
+                     if k.startswith(_BACKBONE_PREFIXES) and not k.startswith(_NOT_PRETRAINED))
+    if missing:
+        shown = ", ".join(missing[:3]) + (f", ... ({len(missing) - 3} more)" if len(missing) > 3 else "")
+        problems.append(f"{len(missing)} backbone tensors of the model are not in it ({shown})")
+    if incompatible.incorrect_shapes:
+        key, have, want = incompatible.incorrect_shapes[0]
+        problems.append(f"{len(incompatible.incorrect_shapes)} tensors have the wrong shape ({key}: {tuple(have)} "
+                        f"in the weights, {tuple(want)} in the model)")
+    if problems:
+        raise WeightsLoadError("the weights do not fit the model: " + "; ".join(problems)
+                               + " (a checkpoint of another architecture, or converted from another layout)")

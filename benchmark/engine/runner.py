@@ -11,6 +11,7 @@ task's official evaluator, and rank 0 writes the run record atomically. A run th
 import contextlib
 import dataclasses
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -21,17 +22,16 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
+from benchmark.engine import trials as trial_folder
 from benchmark.engine.checkpointer import SafeCheckpointer
 from benchmark.engine.hooks import prune_periodic_checkpoints
 from benchmark.engine.trainer import Trainer
 from benchmark.env import environment
 from benchmark.records import results
 from benchmark.tasks import UnknownTaskError, get_task
-from benchmark.tasks.config import ConfigError, build_config, config_digest
+from benchmark.tasks.config import ConfigError, WeightsSettingsError, build_config, config_digest
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_POINTER = "last_checkpoint"  # detectron2's file naming the latest checkpoint
 
 
 class RunError(Exception):
@@ -60,7 +60,17 @@ class Job:
 
     @property
     def output_dir(self) -> Path:
+        """The trial folder: checkpoints, config.yaml, metrics.json, and the fine-tuning record."""
         return Path(self.cfg.OUTPUT_DIR)
+
+    @property
+    def record_dir(self) -> Path:
+        """Where this run's record and log go: an evaluation-only run never replaces a fine-tuning record."""
+        return self.output_dir / trial_folder.EVAL_ONLY_DIR if self.eval_only else self.output_dir
+
+    @property
+    def digest(self) -> str:
+        return config_digest(self.cfg)
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -84,7 +94,7 @@ def _write(job: Job, status: str, reason, metrics, iterations: int, duration: fl
         duration_s=round(float(duration), 3), config_digest=config_digest(cfg),
         environment={**environment(), "data_root": str(job.data_root)},
     )
-    return results.write_record(job.output_dir, record)
+    return results.write_record(job.record_dir, record)
 
 
 def _write_failed(job: Job, reason: str, iterations: int, duration: float) -> str:
@@ -154,13 +164,13 @@ def run_one(job: Job) -> dict:
 
     rank, cfg = comm.get_rank(), job.cfg
     start = time.perf_counter()
-    with _run_logging(job.output_dir, rank):
+    with _run_logging(job.record_dir, rank):
         register_datasets(job.task, job.data_root)
         seed_all_rng(job.seed + rank)  # per-rank augmentation streams, reproducible per trial
         if rank == 0:
             _remove_stale_temporaries(job.output_dir)
             prune_periodic_checkpoints(job.output_dir, cfg.BENCHMARK.CHECKPOINTS_TO_KEEP)
-            (job.output_dir / "config.yaml").write_text(cfg.dump())
+            (job.record_dir / "config.yaml").write_text(cfg.dump())
         iterations, metrics, trainer = 0, {}, None
         try:
             if job.eval_only:
@@ -172,6 +182,10 @@ def run_one(job: Job) -> dict:
             else:
                 trainer = Trainer(cfg)
                 trainer.resume_or_load(resume=job.resume)
+                if trainer.start_iter > 0 and rank == 0:
+                    dropped = trial_folder.drop_metrics_after(job.output_dir / "metrics.json", trainer.start_iter - 1)
+                    logger.info("trial %d: resumed at iteration %d (%d metrics.json rows of the interrupted run "
+                                "after its checkpoint dropped)", job.trial, trainer.start_iter, dropped)
                 logger.info("trial %d: training from iteration %d to %d", job.trial, trainer.start_iter,
                             trainer.max_iter)
                 metrics = _metrics_of(trainer.train())
@@ -237,8 +251,8 @@ def _trials(opts) -> list:
 
 def prepare(opts):
     """Check every input and build the per-trial jobs, before any compute; raise RunError."""
-    from benchmark.weights.convert import ConversionError, prepare_weights
     from benchmark.data import DatasetLayoutError, validate_layout
+    from benchmark.weights.convert import ConversionError, prepare_weights
     from benchmark.weights.download import DownloadError
 
     try:
@@ -253,6 +267,11 @@ def prepare(opts):
         raise RunError("--amp needs CUDA (detectron2's AMPTrainer trains in float16 on GPUs only)")
     if opts.norm == "SyncBN" and not cuda:
         raise RunError("--norm SyncBN needs CUDA (torch's SyncBatchNorm); use naiveSyncBN, which also syncs CPU processes")
+    if opts.num_gpus < 1 or opts.num_machines < 1:
+        raise RunError(f"--num-gpus and --num-machines must be >= 1, got {opts.num_gpus} and {opts.num_machines}")
+    if not 0 <= opts.machine_rank < opts.num_machines:  # otherwise the rendezvous waits forever
+        raise RunError(f"--machine-rank must be in 0..{opts.num_machines - 1} (--num-machines {opts.num_machines}), "
+                       f"got {opts.machine_rank}")
     if opts.num_machines > 1 and (not opts.dist_url or opts.dist_url == "auto"):
         raise RunError("--num-machines > 1 needs --dist-url tcp://HOST:PORT of machine 0")
     if cuda and opts.num_gpus > torch.cuda.device_count():
@@ -280,12 +299,15 @@ def prepare(opts):
         cfg, deviations = build_config(task, weights.input_settings, list(opts.opts), smoke=opts.smoke,
                                        num_gpus=opts.num_gpus, num_machines=opts.num_machines,
                                        norm=opts.norm, amp=opts.amp)
+    except WeightsSettingsError as exc:
+        raise RunError(f"weights {weights.path}: {exc}") from None
     except ConfigError as exc:
         raise RunError(str(exc)) from None
     if opts.eval_only:
         deviations = deviations + ["evaluation only: no fine-tuning in this run"]
     name = opts.name or weights.name
     output = Path(opts.output) if opts.output else Path("output") / task.name / name
+    _check_writable(output)
     jobs = []
     for k in trials:
         trial_cfg = cfg.clone()
@@ -294,12 +316,25 @@ def prepare(opts):
         trial_cfg.SEED = opts.seed + k
         trial_cfg.MODEL.WEIGHTS = str(weights.path)
         trial_cfg.freeze()
-        resume = opts.resume or len(trials) > 1 or opts.trial is not None
+        # Fine-tuning always resumes an interrupted trial of the same config (trials.py says when
+        # that is); --resume matters only to --eval-only, which then evaluates the last checkpoint.
+        resume = opts.resume if opts.eval_only else True
         jobs.append(Job(task.name, trial_cfg, str(data_root),
                         {"name": name, "sha256": weights.sha256, "source": str(weights.source)},
                         opts.seed + k, k, resume, opts.eval_only, deviations,
                         opts.num_gpus * opts.num_machines))
     return jobs
+
+
+def _check_writable(output: Path) -> None:
+    """Refuse an output folder that cannot be made or written, before any compute and without creating it."""
+    probe = output.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise RunError(f"--output {output}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RunError(f"--output {output}: {probe} is not writable (read-only filesystem or no permission)")
 
 
 def _reason_from_launch(exc: BaseException) -> str:
@@ -341,12 +376,45 @@ def run(opts) -> int:
     jobs = prepare(opts)  # RunError propagates: nothing has run yet
     failed = []
     for job in jobs:
-        if not job.eval_only and results.is_finished(job.output_dir):
-            logger.info("trial %d: %s is finished, skipped", job.trial, job.output_dir / results.RECORD_NAME)
-            print(f"trial {job.trial}: finished earlier, skipped ({job.output_dir})")
-            continue
-        status = launch_job(job, opts)
-        print(f"trial {job.trial}: {status} ({job.output_dir / results.RECORD_NAME})")
+        # Machine 0 owns the trial folder; the other machines of a multi-machine run write nothing there.
+        lock = trial_folder.locked(job.output_dir) if opts.machine_rank == 0 else contextlib.nullcontext()
+        try:
+            with lock:
+                if not job.eval_only and _reuse_finished(job):
+                    print(f"trial {job.trial}: finished earlier, skipped ({job.output_dir})")
+                    continue
+                status = launch_job(job, opts)
+        except trial_folder.TrialBusy as exc:
+            raise RunError(str(exc)) from None
+        print(f"trial {job.trial}: {status} ({job.record_dir / results.RECORD_NAME})")
         if status != "finished":
             failed.append(job.trial)
     return 1 if failed else 0
+
+
+def _reuse_finished(job: Job) -> bool:
+    """True when the trial folder holds this very run, finished; RunError when it holds another one."""
+    path = job.output_dir / results.RECORD_NAME
+    try:
+        record = results.read_record(path)
+    except results.RecordError:
+        record = None  # none yet, or torn by a kill: the trial runs (again)
+    if record is not None and record["status"] == "finished":
+        problem = trial_folder.same_run_problem(record, task=job.task, sha256=job.weights["sha256"], digest=job.digest,
+                                                smoke=bool(job.cfg.BENCHMARK.SMOKE))
+        if problem is None:
+            logger.info("trial %d: %s is this run, finished; skipped", job.trial, path)
+            return True
+        raise RunError(f"{path}: a finished trial of another run is there ({problem}); it is kept as it is. "
+                       "Choose another --output, or delete that folder to run this one there")
+    problem = trial_folder.foreign_checkpoint_problem(job.output_dir, job.digest, _digest_of_config_file)
+    if problem:
+        raise RunError(f"{job.output_dir}: {problem}; not resumed. Choose another --output, or delete that folder")
+    return False
+
+
+def _digest_of_config_file(path) -> str:
+    from detectron2.config import CfgNode
+
+    with open(path) as f:
+        return config_digest(CfgNode.load_cfg(f))

@@ -15,13 +15,16 @@ import math
 from pathlib import Path
 
 import torch
-
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import DefaultTrainer
 from detectron2.projects.deeplab import add_deeplab_config
 
-from benchmark.tasks import CONFIG_DIR, Task, get_task
-from benchmark.tasks import modeling  # noqa: F401  (registers the model pieces our configs name)
+from benchmark.tasks import (
+    CONFIG_DIR,
+    Task,
+    get_task,
+    modeling,  # noqa: F401  (registers the model pieces our configs name)
+)
 
 NORMS = ("naiveSyncBN", "SyncBN", "BN")
 # Which smoke overlay each data format gets (COCO's differs from VOC's only by the task's mask head).
@@ -99,15 +102,29 @@ def adjust_world_size(cfg: CfgNode, world_size: int) -> list:
         return []
     if batch % ref:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH {batch} does not split over BENCHMARK.PROTOCOL_WORLD_SIZE {ref}")
-    before = (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS))
+    before = _schedule(cfg, world_size)
     cfg.SOLVER.REFERENCE_WORLD_SIZE = ref
     scaled = DefaultTrainer.auto_scale_workers(cfg, world_size)
     cfg.merge_from_other_cfg(scaled)
-    return [
-        f"world size {world_size} (protocol: {batch} images on {ref} processes): linear scaling to "
-        f"batch {cfg.SOLVER.IMS_PER_BATCH}, LR {before[0]:g} -> {cfg.SOLVER.BASE_LR:g}, iterations "
-        f"{before[1]} -> {cfg.SOLVER.MAX_ITER}, steps {list(before[2])} -> {list(cfg.SOLVER.STEPS)}"
-    ]
+    after = _schedule(cfg, world_size)
+    changes = ", ".join(f"{what} {before[what]} -> {after[what]}" for what in before if before[what] != after[what])
+    return [f"world size {world_size} (protocol: {batch} images on {ref} processes): linear scaling (detectron2's "
+            f"REFERENCE_WORLD_SIZE rule): {changes}"]
+
+
+def images_per_bn_statistic(cfg: CfgNode, world_size: int) -> int:
+    """How many images each BatchNorm statistic is computed over in training: the whole batch with a
+    synchronized norm, one process's share with plain BN."""
+    synced = cfg.MODEL.RESNETS.NORM in ("naiveSyncBN", "SyncBN")
+    return int(cfg.SOLVER.IMS_PER_BATCH) if synced else int(cfg.SOLVER.IMS_PER_BATCH) // max(world_size, 1)
+
+
+def _schedule(cfg: CfgNode, world_size: int) -> dict:
+    """Every value the world-size rule can change, as the deviation names them."""
+    return {"batch": int(cfg.SOLVER.IMS_PER_BATCH), "LR": f"{cfg.SOLVER.BASE_LR:g}", "iterations": int(cfg.SOLVER.MAX_ITER),
+            "steps": list(cfg.SOLVER.STEPS), "warmup": int(cfg.SOLVER.WARMUP_ITERS),
+            "checkpoint period": int(cfg.SOLVER.CHECKPOINT_PERIOD),
+            "images per BN statistic": images_per_bn_statistic(cfg, world_size)}
 
 
 def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, norm=None, amp=False,
@@ -127,7 +144,12 @@ def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, 
         cfg.BENCHMARK.SMOKE = True
         deviations.append("smoke run: synthetic data, tiny images and schedule (not comparable to references)")
     if weights_settings:
+        check_weights_settings(weights_settings)
         _merge_pairs(cfg, [x for kv in weights_settings.items() for x in kv], "checkpoint input settings")
+        for key in sorted(ARCHITECTURE_KEYS & set(weights_settings)):
+            if _flatten(cfg)[key] != protocol[key]:
+                deviations.append(f"{key}: {protocol[key]!r} in the protocol, {_flatten(cfg)[key]!r} from the weights "
+                                  "(the architecture of the checkpoint)")
     if norm is not None:
         if norm not in NORMS:
             raise ConfigError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
@@ -142,6 +164,7 @@ def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, 
         cfg.MODEL.DEVICE = "cpu"  # detectron2 defaults to cuda; where there is none, CPU processes
     if len(opts) % 2:
         raise ConfigError(f"options must be KEY VALUE pairs, got an odd count: {' '.join(map(str, opts))}")
+    check_options(opts[::2])
     before = _flatten(cfg)
     _merge_pairs(cfg, opts, "command-line option")
     after = _flatten(cfg)
@@ -157,8 +180,10 @@ def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, 
 
 
 # Values whose type yacs checks but whose range it does not: 0 or a negative number would train
-# nothing (or divide by zero in the world-size rule) and still write a "finished" record.
-_POSITIVE = ("SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH", "SOLVER.BASE_LR", "SOLVER.CHECKPOINT_PERIOD")
+# nothing (or divide by zero in the world-size rule, or in a period) and still write a "finished" record.
+_POSITIVE = ("SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH", "SOLVER.BASE_LR", "SOLVER.CHECKPOINT_PERIOD",
+             "BENCHMARK.PROTOCOL_WORLD_SIZE", "BENCHMARK.MAX_IMS_PER_PROCESS", "BENCHMARK.LOG_PERIOD")
+_NON_NEGATIVE = ("BENCHMARK.NONFINITE_CHECK_PERIOD", "BENCHMARK.CHECKPOINTS_TO_KEEP", "SOLVER.WARMUP_ITERS")
 
 
 def _check_values(cfg: CfgNode) -> None:
@@ -167,11 +192,69 @@ def _check_values(cfg: CfgNode) -> None:
         value = flat[key]
         if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{key} must be a positive number, got {value!r}")
+    for key in _NON_NEGATIVE:
+        if not math.isfinite(flat[key]) or flat[key] < 0:
+            raise ConfigError(f"{key} must be >= 0, got {flat[key]!r}")
+
+
+# What a checkpoint format may set through the converted file's provenance: how the network sees
+# its input, and its architecture (so a ResNet-101 is built as one). Nothing else: a provenance is
+# data from a file, and keys like DATASETS.PROPOSAL_FILES_TRAIN make detectron2 unpickle (run) files.
+INPUT_KEYS = frozenset({"INPUT.FORMAT", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD", "MODEL.RESNETS.STRIDE_IN_1X1"})
+ARCHITECTURE_KEYS = frozenset({"MODEL.RESNETS.DEPTH", "MODEL.RESNETS.STEM_OUT_CHANNELS", "MODEL.RESNETS.RES2_OUT_CHANNELS",
+                               "MODEL.RESNETS.WIDTH_PER_GROUP", "MODEL.RESNETS.NUM_GROUPS"})
+WEIGHTS_SETTING_KEYS = INPUT_KEYS | ARCHITECTURE_KEYS
+
+
+class WeightsSettingsError(ConfigError):
+    """A converted file whose provenance names config keys no checkpoint format may set."""
+
+
+def check_weights_settings(settings) -> None:
+    if not isinstance(settings, dict):
+        raise WeightsSettingsError(f"its input settings are a {type(settings).__name__}, not a mapping of config keys")
+    refused = sorted(str(k) for k in settings if k not in WEIGHTS_SETTING_KEYS)
+    if refused:
+        raise WeightsSettingsError(
+            f"its provenance sets {', '.join(refused)}, which a checkpoint may not set (only "
+            f"{', '.join(sorted(WEIGHTS_SETTING_KEYS))}); refused, nothing was loaded. Convert the original "
+            "checkpoint again with tools/convert.py")
+
+
+# Options the engine sets itself, or that would make detectron2 load files we do not check: refused
+# with the flag to use instead, so that no option is listed as applied while something else ran.
+REFUSED_OPTIONS = {
+    "MODEL.WEIGHTS": "the weights come from --weights (converted and checked)",
+    "OUTPUT_DIR": "use --output (each trial writes OUTPUT/trial_k)",
+    "SEED": "use --seed (trial k runs seed S+k)",
+    "DATASETS.TRAIN": "a task's datasets are part of its protocol; use --data-root to point at them",
+    "DATASETS.TEST": "a task's datasets are part of its protocol; use --data-root to point at them",
+    "BENCHMARK.TASK": "use --task",
+    "BENCHMARK.SMOKE": "use --smoke",
+    "MODEL.LOAD_PROPOSALS": "precomputed proposals are in no protocol, and detectron2 unpickles proposal files",
+    "DATASETS.PROPOSAL_FILES_TRAIN": "detectron2 unpickles proposal files (a pickle can run code); not loaded",
+    "DATASETS.PROPOSAL_FILES_TEST": "detectron2 unpickles proposal files (a pickle can run code); not loaded",
+    "SOLVER.AMP.ENABLED": "use --amp",
+}
+
+
+def check_options(keys) -> None:
+    for key in keys:
+        if str(key) in REFUSED_OPTIONS:
+            raise ConfigError(f"option {key} is refused: {REFUSED_OPTIONS[str(key)]}")
 
 
 def config_digest(cfg: CfgNode) -> str:
-    """sha256 of the full config dump: runs with equal digests ran the same configuration."""
-    return hashlib.sha256(cfg.dump().encode()).hexdigest()
+    """sha256 of the config that ran, less where it wrote and where its weights file lay.
+
+    Two trials with equal digests ran the same configuration (seed included). OUTPUT_DIR and
+    MODEL.WEIGHTS are paths, not settings: the weights are identified by their sha256 in the run
+    record, and a cache or output folder moved elsewhere must not make the same run look different.
+    """
+    same = cfg.clone()
+    same.defrost()
+    same.OUTPUT_DIR, same.MODEL.WEIGHTS = "", ""
+    return hashlib.sha256(same.dump().encode()).hexdigest()
 
 
 def smoke_overlay_path(task: Task) -> Path:
