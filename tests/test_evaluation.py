@@ -1,21 +1,27 @@
 """Evaluator wiring: known predictions through reset/process/evaluate give known numbers.
 
 Predictions are detectron2 `Instances` fed to the evaluator the way the trainer's inference loop
-feeds them (one process, so distributed or not makes no difference).
+feeds them (one process, so distributed or not makes no difference). The datasets are registered
+as the engine registers them, under our own names (`register_datasets`).
 """
+import importlib
 import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog
+from detectron2.evaluation import CityscapesSemSegEvaluator, COCOEvaluator, PascalVOCDetectionEvaluator
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances, PolygonMasks
 from PIL import Image
 
-import benchmark
-from benchmark.tasks import evaluation
 from benchmark.data import register_datasets, write_synthetic
-from benchmark.tasks.evaluation import BenchmarkCOCOEvaluator, build_evaluator, coco_eval_backend
+from benchmark.env import has_compiled_ops
+from benchmark.tasks.evaluation import CityscapesMIoUEvaluator, build_evaluator, coco_eval_backend
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -49,13 +55,24 @@ def root(module_tmp):
     return r
 
 
+@pytest.mark.parametrize("task,cls", [("voc07", PascalVOCDetectionEvaluator), ("voc0712", PascalVOCDetectionEvaluator),
+                                      ("coco", COCOEvaluator), ("coco_2x", COCOEvaluator),
+                                      ("cityscapes", CityscapesMIoUEvaluator)])
+def test_build_evaluator_is_the_familys(root, tmp_path, task, cls):
+    test = register_datasets(task, root)
+    name = test[list(test)[-1]]
+    ev = build_evaluator(task, name, str(tmp_path), distributed=False)
+    assert type(ev) is cls
+    assert isinstance(ev, (PascalVOCDetectionEvaluator, COCOEvaluator, CityscapesSemSegEvaluator))
+
+
 # ----------------------------------------------------------------------------- VOC
 
 def test_voc_ground_truth_scores_100(root):
-    register_datasets("voc07", root)
-    dicts = DatasetCatalog.get("voc_2007_test")
+    name = register_datasets("voc07", root)["voc_2007_test"]
+    dicts = DatasetCatalog.get(name)
     assert len({a["category_id"] for d in dicts for a in d["annotations"]}) == 20  # all classes present
-    ev = build_evaluator("voc07", "voc_2007_test", None, distributed=False)
+    ev = build_evaluator("voc07", name, None, distributed=False)
     res = _evaluate(ev, dicts, [_instances(d, masks=False) for d in dicts])
     assert res["bbox"] == {"AP": pytest.approx(100.0), "AP50": pytest.approx(100.0), "AP75": pytest.approx(100.0)}
 
@@ -77,8 +94,8 @@ def _hand_voc(tmp_path):
     (d / "Annotations/000001.xml").write_text(_voc_xml("VOC2007", "000001.jpg", 600, 600, objects))
     (d / "Annotations/000002.xml").write_text(_voc_xml("VOC2007", "000002.jpg", 600, 600, []))
     (d / "ImageSets/Main/test.txt").write_text("000001\n000002\n")
-    register_datasets("voc07", tmp_path)
-    return DatasetCatalog.get("voc_2007_test")[0], dog
+    name = register_datasets("voc07", tmp_path)["voc_2007_test"]
+    return name, DatasetCatalog.get(name), dog
 
 
 @pytest.mark.parametrize("wrong_score,dog_ap", [
@@ -90,14 +107,13 @@ def _hand_voc(tmp_path):
     (1.0, 8 / 11 * 3 / 4),
 ])
 def test_voc_one_wrong_box_lowers_ap_by_the_expected_amount(tmp_path, wrong_score, dog_ap):
-    d, dog = _hand_voc(tmp_path)
+    name, (d, empty), dog = _hand_voc(tmp_path)
     boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]]
     scores = [0.9] * len(boxes)
     i = next(k for k, a in enumerate(d["annotations"]) if a["category_id"] == dog)
     boxes[i] = [540.0, 500.0, 590.0, 590.0]  # empty corner: IoU 0 with every box
     scores[i] = wrong_score
-    ev = build_evaluator("voc07", "voc_2007_test", None, distributed=False)
-    empty = DatasetCatalog.get("voc_2007_test")[1]
+    ev = build_evaluator("voc07", name, None, distributed=False)
     res = _evaluate(ev, [d, empty], [_instances(d, boxes, scores, masks=False), _instances(empty, masks=False)])
     expected = (19 * 100 + 100 * dog_ap) / 20  # mean over the 20 classes, same at every IoU threshold
     for key in ("AP", "AP50", "AP75"):
@@ -114,14 +130,13 @@ def _size_expectation(areas):
     return out
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
-def test_coco_ground_truth_scores_100(root, tmp_path, backend):
-    register_datasets("coco", root)
-    dicts = DatasetCatalog.get("coco_2017_val")
+def test_coco_ground_truth_scores_100(root, tmp_path):
+    name = register_datasets("coco", root)["coco_2017_val"]
+    dicts = DatasetCatalog.get(name)
     areas = [a["area"] for a in json.loads((root / "coco/annotations/instances_val2017.json").read_text())["annotations"]]
     sizes = _size_expectation(areas)
     assert sizes["APs"] == sizes["APm"] == 100.0  # the synthetic val set spans sizes
-    ev = BenchmarkCOCOEvaluator("coco_2017_val", distributed=False, output_dir=str(tmp_path), backend=backend)
+    ev = build_evaluator("coco", name, str(tmp_path), distributed=False)
     res = _evaluate(ev, dicts, [_instances(d) for d in dicts])
     for task in ("bbox", "segm"):
         for key in ("AP", "AP50", "AP75"):
@@ -131,14 +146,7 @@ def test_coco_ground_truth_scores_100(root, tmp_path, backend):
         present = {a["category_id"] for d in dicts for a in d["annotations"]}
         per_class = {k: v for k, v in res[task].items() if k.startswith("AP-") and not np.isnan(v)}
         assert len(per_class) == len(present) and set(per_class.values()) == {100.0}
-
-
-def test_build_evaluator_coco_is_ours(root, tmp_path):
-    register_datasets("coco", root)
-    ev = build_evaluator("coco", "coco_2017_val", str(tmp_path), distributed=False)
-    assert isinstance(ev, BenchmarkCOCOEvaluator)
-    assert ev._tasks == ("bbox", "segm") and ev._use_fast_impl is False
-    assert ev.backend == coco_eval_backend() == "faster"  # installed here
+    assert (tmp_path / "coco_instances_results.json").is_file()  # output_dir reaches the evaluator
 
 
 def _hand_coco(tmp_path):
@@ -154,17 +162,16 @@ def _hand_coco(tmp_path):
             "images": [{"id": 1, "file_name": "000000000001.jpg", "height": 300, "width": 300}]}
     (tmp_path / "coco/annotations").mkdir(parents=True)
     (tmp_path / "coco/annotations/instances_val2017.json").write_text(json.dumps(data))
-    register_datasets("coco", tmp_path)
-    return DatasetCatalog.get("coco_2017_val")[0]
+    name = register_datasets("coco", tmp_path)["coco_2017_val"]
+    return name, DatasetCatalog.get(name)[0]
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
-def test_coco_one_wrong_box_lowers_bbox_ap_only(tmp_path, backend):
-    d = _hand_coco(tmp_path)
+def test_coco_one_wrong_box_lowers_bbox_ap_only(tmp_path):
+    name, d = _hand_coco(tmp_path)
     boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]]
     boxes[0] = [250.0, 10.0, 290.0, 60.0]  # a dog box moved where nothing is: IoU 0
     scores = [0.5, 0.9, 0.9, 0.9]  # ... and ranked last
-    ev = BenchmarkCOCOEvaluator("coco_2017_val", distributed=False, output_dir=str(tmp_path), backend=backend)
+    ev = build_evaluator("coco", name, str(tmp_path), distributed=False)
     res = _evaluate(ev, [d], [_instances(d, boxes, scores)])
     # dog: recall reaches 2/3 at precision 1; COCO's 101 recall points 0, .01, ..., .66 (67 of
     # them) get precision 1, the rest 0. car: 100. AP is the mean over the two classes.
@@ -176,92 +183,110 @@ def test_coco_one_wrong_box_lowers_bbox_ap_only(tmp_path, backend):
         assert res["segm"][key] == pytest.approx(100.0)
 
 
-def _imperfect(dicts, seed=0):
-    """Jittered boxes and shifted masks, random scores, a missed object and a false positive per image."""
-    rng = np.random.default_rng(seed)
-    outs = []
-    for d in dicts:
-        h, w = d["height"], d["width"]
-        inst = _instances(d)
-        n = len(inst)
-        boxes = inst.pred_boxes.tensor.numpy()
-        sizes = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
-        boxes = boxes + rng.normal(0, 0.06, size=boxes.shape) * sizes
-        masks = inst.pred_masks.numpy()
-        masks = np.stack([np.roll(m, tuple(rng.integers(-3, 4, size=2)), axis=(0, 1)) for m in masks])
-        fp_box = np.array([[0, 0, w / 3, h / 3]], np.float32)
-        fp_mask = np.zeros((1, h, w), bool)
-        fp_mask[0, : h // 3, : w // 3] = True
-        keep = np.arange(n) != rng.integers(n)  # miss one
-        out = Instances((h, w))
-        out.pred_boxes = Boxes(torch.tensor(np.concatenate([boxes[keep], fp_box]), dtype=torch.float32))
-        out.pred_masks = torch.from_numpy(np.concatenate([masks[keep], fp_mask]))
-        out.scores = torch.tensor(rng.uniform(0.05, 1.0, size=int(keep.sum()) + 1), dtype=torch.float32)
-        out.pred_classes = torch.cat([inst.pred_classes[torch.from_numpy(keep)],
-                                      inst.pred_classes[:1]])
-        outs.append(out)
-    return outs
-
-
-def test_faster_coco_eval_agrees_with_pycocotools(tmp_path):
-    root = write_synthetic("coco", tmp_path / "data", num_train=2, num_test=24, image_size=(256, 320))
-    register_datasets("coco", root)
-    dicts = DatasetCatalog.get("coco_2017_val")
-    outs = _imperfect(dicts)
-    res = {}
-    for backend in ("pycocotools", "faster"):
-        ev = BenchmarkCOCOEvaluator("coco_2017_val", distributed=False, output_dir=str(tmp_path / backend),
-                                    backend=backend)
-        res[backend] = _evaluate(ev, dicts, outs)
-    for task in ("bbox", "segm"):
-        ref, fast = res["pycocotools"][task], res["faster"][task]
-        assert all(5 < ref[k] < 95 for k in COCO_KEYS)  # imperfect, and every size range present
-        for key in COCO_KEYS:
-            assert fast[key] == pytest.approx(ref[key], abs=1e-4), (task, key)
-        for key, v in ref.items():  # per-class APs too
-            assert (np.isnan(v) and np.isnan(fast[key])) or fast[key] == pytest.approx(v, abs=1e-4)
-
-
-def test_backend_class_is_used_and_restored(root, tmp_path, monkeypatch):
-    from detectron2.evaluation import coco_evaluation
-    from faster_coco_eval import COCOeval_faster
-
-    used = []
-
-    class Spy(COCOeval_faster):
-        def evaluate(self):
-            used.append(self.params.iouType)
-            return super().evaluate()
-
-    monkeypatch.setattr(evaluation, "cocoeval_class", lambda backend: Spy)
-    original = coco_evaluation.COCOeval
-    register_datasets("coco", root)
-    dicts = DatasetCatalog.get("coco_2017_val")
-    ev = BenchmarkCOCOEvaluator("coco_2017_val", distributed=False, output_dir=str(tmp_path), backend="faster")
-    _evaluate(ev, dicts, [_instances(d) for d in dicts])
-    assert used == ["bbox", "segm"]
-    assert coco_evaluation.COCOeval is original
-
-
-def test_backend_switch(monkeypatch):
+def test_coco_eval_backend_switch(monkeypatch):
     monkeypatch.delenv("BENCHMARK_COCO_EVAL", raising=False)
-    assert coco_eval_backend() == "faster"
+    assert coco_eval_backend() == "pycocotools"
     monkeypatch.setenv("BENCHMARK_COCO_EVAL", "pycocotools")
     assert coco_eval_backend() == "pycocotools"
-    from pycocotools.cocoeval import COCOeval
-
-    assert evaluation.cocoeval_class() is COCOeval
-    monkeypatch.setattr(evaluation, "COCO_EVAL_BACKEND", "faster")  # the module switch wins
-    assert coco_eval_backend() == "faster"
-    monkeypatch.setattr(evaluation, "COCO_EVAL_BACKEND", "detectron2")
-    if benchmark.d2.HAS_COMPILED_OPS:  # a machine with detectron2's compiled build
+    monkeypatch.setenv("BENCHMARK_COCO_EVAL", "detectron2")
+    if has_compiled_ops():  # a machine with detectron2's compiled build
         assert coco_eval_backend() == "detectron2"
     else:
         with pytest.raises(ValueError, match="needs detectron2's compiled ops"):
             coco_eval_backend()
-    monkeypatch.setattr(evaluation, "COCO_EVAL_BACKEND", "fast")
-    with pytest.raises(ValueError, match="unknown COCO evaluation backend 'fast'"):
+    monkeypatch.setenv("BENCHMARK_COCO_EVAL", "faster")
+    with pytest.raises(ValueError, match="unknown COCO evaluation backend BENCHMARK_COCO_EVAL='faster'"):
         coco_eval_backend()
+
+
+# A COCO evaluation with detectron2's stock evaluator and nothing of ours: run as a script in a
+# fresh interpreter (the reference) and in the test process after importing all of our package.
+STOCK_COCO_EVAL = '''
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.evaluation import COCOEvaluator
+from detectron2.structures import BitMasks, Boxes, BoxMode, Instances, PolygonMasks
+
+
+def predictions(d, rng):
+    """Jittered boxes, shifted masks, random scores, one missed object and one false positive."""
+    h, w, anns = d["height"], d["width"], d["annotations"]
+    boxes = np.array([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns], np.float64)
+    sizes = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
+    boxes = boxes + rng.normal(0, 0.06, size=boxes.shape) * sizes
+    masks = BitMasks.from_polygon_masks(PolygonMasks([a["segmentation"] for a in anns]), h, w).tensor.numpy()
+    masks = np.stack([np.roll(m, tuple(int(s) for s in rng.integers(-3, 4, size=2)), axis=(0, 1)) for m in masks])
+    keep = np.arange(len(anns)) != rng.integers(len(anns))
+    fp_mask = np.zeros((1, h, w), bool)
+    fp_mask[0, : h // 3, : w // 3] = True
+    out = Instances((h, w))
+    out.pred_boxes = Boxes(torch.tensor(np.concatenate([boxes[keep], [[0, 0, w / 3, h / 3]]]), dtype=torch.float32))
+    out.pred_masks = torch.from_numpy(np.concatenate([masks[keep], fp_mask]))
+    out.scores = torch.tensor(rng.uniform(0.05, 1.0, size=int(keep.sum()) + 1), dtype=torch.float32)
+    classes = [a["category_id"] for a in anns]
+    out.pred_classes = torch.tensor([c for c, k in zip(classes, keep) if k] + classes[:1], dtype=torch.int64)
+    return out
+
+
+def evaluate(name, json_file, image_root):
+    register_coco_instances(name, {}, json_file, image_root)
+    dicts = DatasetCatalog.get(name)
+    rng = np.random.default_rng(0)
+    evaluator = COCOEvaluator(name)  # detectron2's defaults: use_fast_impl=True, distributed=True
+    evaluator.reset()
+    for d in dicts:
+        evaluator.process([d], [{"instances": predictions(d, rng)}])
+    return json.loads(json.dumps(evaluator.evaluate()))
+
+
+if __name__ == "__main__":
+    results = evaluate(*sys.argv[1:4])
+    assert not any(m.split(".")[0] == "benchmark" for m in sys.modules), "the reference imported the suite"
+    print(json.dumps(results))
+'''
+
+
+def _all_our_modules():
+    """Import every module of the package (found as files: a folder without __init__.py counts too)."""
+    import benchmark
+
+    top = Path(benchmark.__file__).parent
+    names = []
+    for path in sorted(top.rglob("*.py")):
+        parts = path.relative_to(top.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        importlib.import_module(name)
+        names.append(name)
+    return names
+
+
+def test_stock_coco_evaluator_gives_the_same_numbers_after_importing_the_suite(tmp_path):
+    data = write_synthetic("coco", tmp_path / "data", num_train=2, num_test=12, image_size=(256, 320))
+    json_file, image_root = data / "coco/annotations/instances_val2017.json", data / "coco/val2017"
+    script = tmp_path / "stock_coco_eval.py"
+    script.write_text(STOCK_COCO_EVAL)
+    fresh = subprocess.run([sys.executable, str(script), "test_only_stock_coco", str(json_file), str(image_root)],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    reference = json.loads(fresh.stdout.strip().splitlines()[-1])
+
+    imported = _all_our_modules()
+    for package in ("benchmark.weights", "benchmark.tasks", "benchmark.data", "benchmark.engine",
+                    "benchmark.records", "benchmark.cli"):
+        assert any(m.startswith(package + ".") for m in imported), package
+    stock = runpy.run_path(str(script), run_name="stock_coco_eval")
+    here = stock["evaluate"](f"test_only_stock_coco_{tmp_path.name}", str(json_file), str(image_root))
+
+    assert set(reference) == {"bbox", "segm"}
+    for task in ("bbox", "segm"):
+        assert all(5 < reference[task][k] < 95 for k in COCO_KEYS), reference[task]  # imperfect, all sizes
+    assert json.dumps(here, sort_keys=True) == json.dumps(reference, sort_keys=True)  # exactly
 
 
 # ----------------------------------------------------------------------------- Cityscapes
@@ -274,8 +299,8 @@ def _logits(train_ids):
     return torch.nn.functional.one_hot(train_ids.clamp(max=19), 20).permute(2, 0, 1)[:19].float()
 
 
-def _cityscapes_eval(dicts, preds):
-    ev = build_evaluator("cityscapes", "cityscapes_fine_sem_seg_val", None, distributed=False)
+def _cityscapes_eval(name, dicts, preds):
+    ev = build_evaluator("cityscapes", name, None, distributed=False)
     ev.reset()
     for d, p in zip(dicts, preds):
         ev.process([d], [{"sem_seg": _logits(p)}])
@@ -283,9 +308,9 @@ def _cityscapes_eval(dicts, preds):
 
 
 def test_cityscapes_ground_truth_scores_miou_100(root):
-    register_datasets("cityscapes", root)
-    dicts = DatasetCatalog.get("cityscapes_fine_sem_seg_val")
-    res = _cityscapes_eval(dicts, [_train_ids(d) for d in dicts])
+    name = register_datasets("cityscapes", root)["cityscapes_fine_sem_seg_val"]
+    dicts = DatasetCatalog.get(name)
+    res = _cityscapes_eval(name, dicts, [_train_ids(d) for d in dicts])
     assert res["mIoU"] == res["IoU"] == pytest.approx(100.0)
     assert res["iIoU"] == res["IoU_sup"] == pytest.approx(100.0)
 
@@ -293,8 +318,8 @@ def test_cityscapes_ground_truth_scores_miou_100(root):
 def test_cityscapes_miou_of_a_known_confusion(root):
     # Every "car" pixel predicted as "road": car IoU 0, road IoU |road| / (|road| + |car|), other
     # classes 100; mIoU is the mean over the classes that occur (cityscapesscripts skips the rest).
-    register_datasets("cityscapes", root)
-    dicts = DatasetCatalog.get("cityscapes_fine_sem_seg_val")
+    name = register_datasets("cityscapes", root)["cityscapes_fine_sem_seg_val"]
+    dicts = DatasetCatalog.get(name)
     gts = [_train_ids(d) for d in dicts]
     road, car = 0, 13
     preds = [torch.where(g == car, torch.tensor(road), g) for g in gts]
@@ -303,5 +328,5 @@ def test_cityscapes_miou_of_a_known_confusion(root):
     present = {int(c) for g in gts for c in g.unique() if c != 255}
     assert car in present and road in present
     ious = [0.0 if c == car else n_road / (n_road + n_car) if c == road else 1.0 for c in present]
-    res = _cityscapes_eval(dicts, preds)
+    res = _cityscapes_eval(name, dicts, preds)
     assert res["mIoU"] == pytest.approx(100 * np.mean(ious), abs=1e-6)

@@ -1,11 +1,8 @@
 """Synthetic datasets: the real on-disk formats, learnable content, determinism, safe concurrent writing."""
 import hashlib
-import importlib.util
 import json
 import multiprocessing as mp
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,11 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import benchmark  # noqa: F401
-from benchmark.data import write_synthetic
+from benchmark.data import FAMILIES, get_family, write_synthetic
 from benchmark.data.synthetic import COCO_CATEGORY_IDS, VOC_CLASSES, class_style
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import run_tool, tool
 
 
 def _tree_digest(root):
@@ -125,15 +120,22 @@ def test_cityscapes_label_images_agree(tmp_path):
         assert (ids == 0).sum() == 0  # stuff bands cover the image: nothing left unlabeled
 
 
-def test_deterministic_and_seeded(tmp_path):
-    for fmt in ("voc", "coco", "cityscapes"):
-        a = _tree_digest(write_synthetic(fmt, tmp_path / "a", num_train=2, num_test=2))
-        assert a == _tree_digest(write_synthetic(fmt, tmp_path / "b", num_train=2, num_test=2))
-        assert a != _tree_digest(write_synthetic(fmt, tmp_path / "c", num_train=2, num_test=2, seed=1))
-        for p in ("a", "b", "c"):
-            for top in {"voc": ("VOC2007", "VOC2012"), "coco": ("coco",), "cityscapes": ("cityscapes",)}[fmt]:
-                shutil.rmtree(tmp_path / p / top)
-            (tmp_path / p / f".synthetic_{fmt}.json").unlink()
+@pytest.mark.parametrize("fmt", list(FAMILIES))
+def test_deterministic_and_seeded(tmp_path, fmt):
+    a = _tree_digest(write_synthetic(fmt, tmp_path / "a", num_train=2, num_test=2))
+    assert a == _tree_digest(write_synthetic(fmt, tmp_path / "b", num_train=2, num_test=2))
+    assert a != _tree_digest(write_synthetic(fmt, tmp_path / "c", num_train=2, num_test=2, seed=1))
+
+
+@pytest.mark.parametrize("fmt", list(FAMILIES))
+def test_writes_the_familys_folders_at_its_smoke_size(tmp_path, fmt):
+    family = get_family(fmt)
+    assert family.write_synthetic(tmp_path, num_train=2, num_test=2) == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == sorted(family.tops)
+    image = next(p for p in sorted(tmp_path.rglob("*")) if p.suffix in (".jpg", ".png") and "gtFine" not in p.parts)
+    h, w = family.smoke_image_size
+    assert Image.open(image).size == (w, h)
+    assert json.loads((tmp_path / f".synthetic_{fmt}.json").read_text())["image_size"] == [h, w]
 
 
 def test_existing_root_is_returned_and_other_params_refused(tmp_path):
@@ -184,23 +186,29 @@ def test_concurrent_writers_agree(tmp_path):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="unknown data format 'kitti'"):
+    with pytest.raises(ValueError, match="unknown data format 'kitti'; known: voc, coco, cityscapes"):
         write_synthetic("kitti", "/nonexistent")
     with pytest.raises(ValueError, match="at least 32x32"):
         write_synthetic("voc", "/nonexistent", image_size=(16, 16))
 
 
 def test_make_synthetic_cli(tmp_path, capsys):
-    cmd = [sys.executable, str(ROOT / "tools/make_synthetic.py"), "--out", str(tmp_path), "--format", "coco",
-           "--num-train", "2", "--num-test", "2", "--size", "64", "96", "--seed", "5"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    args = ["--out", tmp_path, "--format", "coco", "--num-train", "2", "--num-test", "2", "--size", "64", "96"]
+    r = run_tool("make_synthetic", *args, "--seed", "5")
     assert r.returncode == 0, r.stderr
+    assert r.stdout == f"coco: {tmp_path}\n"
     data = json.loads((tmp_path / "coco/annotations/instances_val2017.json").read_text())
     assert [(i["height"], i["width"]) for i in data["images"]] == [(64, 96)] * 2
     # Another seed into the same folder: refused with one line and status 1 (in-process: faster).
-    spec = importlib.util.spec_from_file_location("make_synthetic", ROOT / "tools/make_synthetic.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    assert tool.main(cmd[2:-1] + ["6"]) == 1
+    capsys.readouterr()
+    assert tool("make_synthetic")([str(a) for a in args] + ["--seed", "6"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path} already holds a synthetic coco dataset") and err.count("\n") == 1
+
+
+def test_make_synthetic_cli_default_size_is_the_familys(tmp_path, capsys):
+    assert tool("make_synthetic")(["--out", str(tmp_path), "--format", "cityscapes", "--num-train", "2",
+                                   "--num-test", "2"]) == 0
+    assert capsys.readouterr().out == f"cityscapes: {tmp_path}\n"
+    image = next((tmp_path / "cityscapes/leftImg8bit/val").rglob("*_leftImg8bit.png"))
+    assert Image.open(image).size == (256, 128)

@@ -1,11 +1,26 @@
 """Datasets: the families (VOC, COCO, Cityscapes), registration by root, layout checks, synthetic data.
 
-Importing this package imports no detectron2: `register_datasets`, `validate_layout`,
-`write_synthetic` and `DatasetLayoutError` are loaded from their modules on first use.
+    families.py   DatasetFamily per family, get_family, registered_name (pure Python)
+    register.py   register_datasets(task, root) -> {protocol name: registered name} (detectron2)
+    validate.py   validate_layout(task, root), DatasetLayoutError
+    synthetic.py  write_synthetic(data_format, root, ...)
+
+Importing this package imports neither torch nor detectron2: `register_datasets`,
+`validate_layout`, `write_synthetic` and `DatasetLayoutError` are loaded from their modules on
+first use.
 """
 import importlib
 import os
 from pathlib import Path
+
+from benchmark.data.families import (  # noqa: F401
+    FAMILIES,
+    DatasetFamily,
+    get_family,
+    protocol_name,
+    registered_name,
+    task_datasets,
+)
 
 
 def default_data_root() -> Path:
@@ -15,7 +30,8 @@ def default_data_root() -> Path:
 
 _LAZY = {"register_datasets": "register", "write_synthetic": "synthetic",
          "validate_layout": "validate", "DatasetLayoutError": "validate"}
-__all__ = ["default_data_root", *_LAZY]
+__all__ = ["default_data_root", "FAMILIES", "DatasetFamily", "get_family", "protocol_name", "registered_name",
+           "task_datasets", *_LAZY]
 
 
 def __getattr__(name):  # PEP 562: the heavy modules load when a name of theirs is first used

@@ -1,10 +1,12 @@
 """Small synthetic datasets in the exact on-disk formats of PASCAL VOC, COCO 2017 and Cityscapes.
 
 They let every task run end to end on a CPU (`--smoke`, tests, `make demo`) through the *same*
-loaders and evaluators as the real data: `write_synthetic("voc", root)` makes `voc_2007_trainval`
-etc. resolve when `root` is the data root. The content is learnable: each class is one shape in
-one saturated colour over a muted, noisy, textured background, so a detector's loss falls within a
-few dozen iterations. Everything is seeded: the same arguments give the same files.
+loaders and evaluators as the real data: after `write_synthetic("voc", root)`, `root` is a data
+root for voc_2007_trainval etc. Each family's writer here (`write_voc`, `write_coco`,
+`write_cityscapes`) is named by its DatasetFamily (benchmark.data.families), which also gives the
+top folders it writes and its default (smoke) image size. The content is learnable: each class is
+one shape in one saturated colour over a muted, noisy, textured background, so a detector's loss
+falls within a few dozen iterations. Everything is seeded: the same arguments give the same files.
 
 Writing is safe when several processes ask for the same root at once (trials, ranks, tests): the
 writer takes a lock, builds the tree in a temporary folder beside its destination, renames it into
@@ -23,9 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmark.data.families import get_family, resolve
 from benchmark.fileio import write_json_atomic
-
-FORMATS = ("voc", "coco", "cityscapes")
 
 # Class i is drawn as shape i % 4 in colour (i % 4 + i // 4) % 5: the 20 (shape, colour) pairs are
 # all different, and the first four classes differ in both shape and colour.
@@ -178,7 +179,7 @@ def _voc_xml(folder, filename, h, w, objects):
     return ET.tostring(ann, encoding="unicode") + "\n"
 
 
-def _write_voc(out, p):
+def write_voc(out, p):
     h, w = p["image_size"]
     years = (("VOC2007", 0, {"trainval": p["num_train"], "test": p["num_test"]}),
              ("VOC2012", 1, {"trainval": p["num_train"]}))
@@ -217,7 +218,7 @@ def coco_categories():
     return [{"id": c["id"], "name": c["name"]} for c in COCO_CATEGORIES if c["isthing"]]
 
 
-def _write_coco(out, p):
+def write_coco(out, p):
     import pycocotools.mask as mask_util
 
     h, w = p["image_size"]
@@ -284,7 +285,7 @@ def _cityscapes_polygons(rng, h, w):
     return {"imgHeight": h, "imgWidth": w, "objects": objects}, things
 
 
-def _write_cityscapes(out, p):
+def write_cityscapes(out, p):
     # cityscapesscripts' own rasterisers turn the polygons into the label images, exactly as
     # `createTrainIdLabelImgs` does for the real dataset.
     from cityscapesscripts.helpers.annotation import Annotation
@@ -333,11 +334,6 @@ def _write_cityscapes(out, p):
 
 # ----------------------------------------------------------------------------- safe writing
 
-_WRITERS = {
-    "voc": (_write_voc, ("VOC2007", "VOC2012")),
-    "coco": (_write_coco, ("coco",)),
-    "cityscapes": (_write_cityscapes, ("cityscapes",)),
-}
 _OWN_MARK = ".synthetic"  # inside each top folder we wrote: tells it apart from a real dataset
 
 
@@ -351,23 +347,26 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def write_synthetic(data_format, root, *, num_train=8, num_test=4, image_size=(128, 160), seed=0) -> Path:
+def write_synthetic(data_format, root, *, num_train=8, num_test=4, image_size=None, seed=0) -> Path:
     """Write a synthetic `data_format` dataset ("voc", "coco", "cityscapes") under `root`; return `root`.
 
     The trees are those of the real datasets (see datasets.md), so `register_datasets(task, root)`
-    resolves the real dataset names to them. `num_train` images go to each training split
+    resolves the protocol dataset names to them. `num_train` images go to each training split
     (VOC2007 and VOC2012 trainval, COCO train2017, Cityscapes train), `num_test` to the test split
-    (VOC2007 test, COCO val2017, Cityscapes val); images are `image_size` = (height, width).
+    (VOC2007 test, COCO val2017, Cityscapes val); images are `image_size` = (height, width),
+    by default the family's smoke image size (128x160; Cityscapes 128x256).
     """
-    if data_format not in _WRITERS:
-        raise ValueError(f"unknown data format {data_format!r}; known: {', '.join(FORMATS)}")
+    family = get_family(data_format)
+    data_format = family.name
+    if image_size is None:
+        image_size = family.smoke_image_size
     h, w = (int(s) for s in image_size)
     if h < 32 or w < 32 or num_train < 2 or num_test < 2:
         # 2: detectron2's VOC loader cannot read a one-line image list (np.loadtxt gives a 0-d array)
         raise ValueError("synthetic datasets need images of at least 32x32 and >= 2 images per split")
     params = {"format": data_format, "num_train": int(num_train), "num_test": int(num_test),
               "image_size": [h, w], "seed": int(seed)}
-    write, tops = _WRITERS[data_format]
+    write, tops = resolve(family.synthesize_with), family.tops
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     marker = root / f".synthetic_{data_format}.json"

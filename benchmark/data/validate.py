@@ -3,14 +3,15 @@
 detectron2's loaders fail late and obscurely (an `assert` deep in a dataloader worker, minutes
 into a run, or a `ValueError: 'cat' is not in list`). `validate_layout(task, root)` walks what the
 loaders will read and raises one `DatasetLayoutError` naming the first missing or corrupt path and
-pointing to datasets.md, where the expected trees are written out.
+pointing to datasets.md, where the expected trees are written out. Each family's check here is
+named by its DatasetFamily (benchmark.data.families) and gets the dataset's absolute layout.
 """
 import json
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from benchmark.data.register import dataset_spec, task_datasets
+from benchmark.data.families import get_family, task_datasets
 
 DOC = "datasets.md"
 # A COCO annotation file bigger than this is checked for truncation only (its ends), not parsed:
@@ -36,10 +37,10 @@ def _need_file(name, path, what="missing file"):
         _fail(name, what, path)
 
 
-def _check_voc(name, root, dirname, split, year):
+def check_voc(name, *, dirname, split, year):
     from detectron2.data.datasets.pascal_voc import CLASS_NAMES
 
-    d = Path(root) / dirname
+    d = Path(dirname)
     _need_dir(name, d)
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         _need_dir(name, d / sub)
@@ -105,8 +106,8 @@ def _check_json_file(name, path):
         _fail(name, f"corrupt JSON annotation file ({e})", path)
 
 
-def _check_coco(name, root, image_root, json_file):
-    image_root, json_file = Path(root) / image_root, Path(root) / json_file
+def check_coco(name, *, image_root, json_file):
+    image_root, json_file = Path(image_root), Path(json_file)
     _need_dir(name, image_root)
     _need_file(name, json_file)
     data = _check_json_file(name, json_file)
@@ -137,8 +138,8 @@ def _check_coco_annotations(name, json_file, data):
             _fail(name, f"{where} an empty segmentation, in", json_file)
 
 
-def _check_cityscapes(name, root, image_dir, gt_dir):
-    image_dir, gt_dir = Path(root) / image_dir, Path(root) / gt_dir
+def check_cityscapes(name, *, image_dir, gt_dir):
+    image_dir, gt_dir = Path(image_dir), Path(gt_dir)
     _need_dir(name, image_dir)
     _need_dir(name, gt_dir)
     images = sorted(image_dir.glob("*/*_leftImg8bit.png"))
@@ -179,20 +180,16 @@ def _check_label_size(name, image, label):
                     f"{image_size[0]}x{image_size[1]}:", label)
 
 
-_CHECKS = {"voc": _check_voc, "coco": _check_coco, "cityscapes_sem_seg": _check_cityscapes}
-
-
-def validate_dataset(name, data_root):
-    """Check one dataset name under `data_root`; raise DatasetLayoutError naming what is wrong."""
-    kind, *args = dataset_spec(name)
-    _CHECKS[kind](name, data_root, *args)
-
-
 def validate_layout(task, data_root):
     """Check every train and test dataset of `task` (a Task or its name) under `data_root`."""
+    if isinstance(task, str):
+        from benchmark.tasks import get_task
+
+        task = get_task(task)
     data_root = Path(os.path.expanduser(str(data_root)))
     if not data_root.is_dir():
         raise DatasetLayoutError(
             f"data root {data_root} does not exist (pass --data-root or set $DETECTRON2_DATASETS; see {DOC})")
+    family = get_family(task.data_format)
     for name in task_datasets(task):
-        validate_dataset(name, data_root)
+        family.validate(name, data_root)

@@ -1,8 +1,8 @@
 """The task registry: each transfer task is a frozen record of its protocol (no torch, no detectron2).
 
-A task names its config (under configs/), its datasets, its evaluator and the metrics it reports.
-The protocol values themselves live in the config files and are pinned by tests/test_config.py
-against DESIGN.md.
+A task names its config (under configs/), its datasets, its dataset family (which gives the
+evaluator) and the metrics it reports. The protocol values themselves live in the config files
+and are pinned by tests/test_config.py against DESIGN.md.
 """
 import fnmatch
 from dataclasses import dataclass
@@ -15,18 +15,32 @@ from benchmark import CONFIG_DIR
 class Task:
     name: str
     config: str  # path under configs/
-    train: tuple  # detectron2 dataset names
+    train: tuple  # protocol dataset names (voc_2007_trainval); registered per data root under names of ours
     test: tuple
-    data_format: str  # "voc" | "coco" | "cityscapes": which loader, validator, synthetic writer
-    evaluator: str  # "voc" | "coco" | "cityscapes_sem_seg"
+    # Its dataset family (benchmark.data.families): "voc" | "coco" | "cityscapes". The family says
+    # where the datasets live, how they are registered, validated, synthesized and evaluated.
+    data_format: str
     primary_metric: str  # "group/metric" in the run record's metrics
     metrics: tuple  # every "group/metric" the task reports, primary first
     source: str  # where the protocol comes from
     description: str = ""
 
+    def __post_init__(self):
+        # An unknown family, or a dataset its family does not place, is refused when the task is
+        # made, not when it runs.
+        for name in (*self.train, *self.test):
+            self.family.layout(name)
+
     @property
     def config_path(self) -> Path:
         return CONFIG_DIR / self.config
+
+    @property
+    def family(self):
+        """The DatasetFamily of `data_format` (pure Python, like this module)."""
+        from benchmark.data.families import get_family
+
+        return get_family(self.data_format)
 
 
 class UnknownTaskError(KeyError):
