@@ -105,6 +105,7 @@ def test_resume_continues_from_the_checkpoint(voc_run, work):
     src, trial = voc_run[1], work.root / "resumed" / "trial_0"
     trial.mkdir(parents=True)
     shutil.copy(src / "model_0000009.pth", trial)
+    shutil.copy(src / "config.yaml", trial)  # what the interrupted run was: the same config
     (trial / "last_checkpoint").write_text("model_0000009.pth")
     rc, trial, _ = smoke_run(work, "voc07", "resumed", "--weights", work.pkl, "--name", "moco", "--resume")
     assert rc == 0

@@ -60,11 +60,15 @@ class SafeCheckpointer(DetectionCheckpointer):
         # converted weights that do not fit (check_backbone_load). Our training checkpoints
         # (resuming) hold the whole model under its own names and load strictly enough as they are.
         converted = bool(checkpoint.get("matching_heuristics")) and "__author__" in checkpoint
-        given = len(checkpoint["model"])
-        incompatible = super()._load_model(checkpoint)
+        given = list(checkpoint["model"])
+        incompatible = super()._load_model(checkpoint)  # consumes checkpoint["model"]
         if converted:
-            # fvcore pops misshapen tensors from the dict it loads: they were matched, by name.
-            check_backbone_load(given, len(checkpoint["model"]) + len(incompatible.incorrect_shapes), incompatible)
+            # detectron2 matches a file's name to the model name it is a dot-separated suffix of
+            # (res5.0.conv1.weight -> roi_heads.res5.0.conv1.weight); a name that is the suffix of
+            # nothing was dropped with a log line only.
+            model_keys = list(self.model.state_dict())
+            unmatched = [k for k in given if not any(m == k or m.endswith("." + k) for m in model_keys)]
+            check_backbone_load(len(given), len(given) - len(unmatched), incompatible)
         return incompatible
 
     def _load_file(self, filename):

@@ -147,6 +147,20 @@ def _run_logging(output_dir: Path, rank: int):
         handler.close()
 
 
+def _with_registered_datasets(cfg, names: dict):
+    """`cfg` training and testing on our registrations of its datasets (benchmark:<root>:<name>).
+
+    The job's config keeps the protocol's names, so that its digest does not depend on where the
+    data lies; the names detectron2 resolves are ours, never its builtin ones.
+    """
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATASETS.TRAIN = tuple(names.get(n, n) for n in cfg.DATASETS.TRAIN)
+    cfg.DATASETS.TEST = tuple(names.get(n, n) for n in cfg.DATASETS.TEST)
+    cfg.freeze()
+    return cfg
+
+
 def _metrics_of(res) -> dict:
     """The evaluator's {group: {metric: value}} (detectron2 nests by dataset when several)."""
     if not res:
@@ -162,15 +176,15 @@ def run_one(job: Job) -> dict:
     """
     from benchmark.data import register_datasets
 
-    rank, cfg = comm.get_rank(), job.cfg
+    rank = comm.get_rank()
     start = time.perf_counter()
     with _run_logging(job.record_dir, rank):
-        register_datasets(job.task, job.data_root)
+        cfg = _with_registered_datasets(job.cfg, register_datasets(job.task, job.data_root))
         seed_all_rng(job.seed + rank)  # per-rank augmentation streams, reproducible per trial
         if rank == 0:
             _remove_stale_temporaries(job.output_dir)
             prune_periodic_checkpoints(job.output_dir, cfg.BENCHMARK.CHECKPOINTS_TO_KEEP)
-            (job.record_dir / "config.yaml").write_text(cfg.dump())
+            (job.record_dir / "config.yaml").write_text(job.cfg.dump())  # protocol names: the digested config
         iterations, metrics, trainer = 0, {}, None
         try:
             if job.eval_only:
@@ -230,13 +244,11 @@ class Options:
 
 def synthetic_root(data_format: str) -> Path:
     """The shared synthetic dataset of `data_format` for --smoke (written once, reused)."""
-    from benchmark.data import write_synthetic
+    from benchmark.data import get_family
     from benchmark.weights.download import cache_dir
 
-    root = cache_dir() / "synthetic" / data_format
-    # Cityscapes keeps its 1:2 aspect so that smoke test features divide by the ASPP pool kernel.
-    size = (128, 256) if data_format == "cityscapes" else (128, 160)
-    return write_synthetic(data_format, root, image_size=size)
+    family = get_family(data_format)
+    return family.write_synthetic(cache_dir() / "synthetic" / family.name)  # at the family's smoke image size
 
 
 def _trials(opts) -> list:
@@ -407,14 +419,15 @@ def _reuse_finished(job: Job) -> bool:
             return True
         raise RunError(f"{path}: a finished trial of another run is there ({problem}); it is kept as it is. "
                        "Choose another --output, or delete that folder to run this one there")
-    problem = trial_folder.foreign_checkpoint_problem(job.output_dir, job.digest, _digest_of_config_file)
+    # Both sides through the same YAML round trip: a dumped config does not load back byte-identical.
+    problem = trial_folder.foreign_checkpoint_problem(job.output_dir, _digest_of_dump(job.cfg.dump()),
+                                                      lambda path: _digest_of_dump(Path(path).read_text()))
     if problem:
         raise RunError(f"{job.output_dir}: {problem}; not resumed. Choose another --output, or delete that folder")
     return False
 
 
-def _digest_of_config_file(path) -> str:
+def _digest_of_dump(text: str) -> str:
     from detectron2.config import CfgNode
 
-    with open(path) as f:
-        return config_digest(CfgNode.load_cfg(f))
+    return config_digest(CfgNode.load_cfg(text))

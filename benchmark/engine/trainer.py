@@ -79,9 +79,10 @@ class Trainer(TrainerBase):
 
     @classmethod
     def build_evaluators(cls, cfg):
+        from benchmark.data import protocol_name
         from benchmark.tasks.evaluation import build_evaluator
 
-        return [build_evaluator(cfg.BENCHMARK.TASK, name, os.path.join(cfg.OUTPUT_DIR, "inference", name),
+        return [build_evaluator(cfg.BENCHMARK.TASK, name, os.path.join(cfg.OUTPUT_DIR, "inference", protocol_name(name)),
                                 distributed=True) for name in cfg.DATASETS.TEST]
 
     @classmethod

@@ -1,8 +1,8 @@
 """A trial's folder (OUTPUT/trial_k): who may write it, and when what is in it is reused.
 
 The rules, so that a number on the board is what its record says:
-- One writer at a time. A run holds an exclusive lock on `trial_k/.lock` from before it looks at
-  the folder until its record is written; a second run into the same folder is refused at once
+- One writer at a time. A run holds an exclusive lock on the trial folder from before it looks at
+  it until its record is written; a second run into the same folder is refused at once
   with one line (it never picks up the other's checkpoints mid-training).
 - A finished trial is reused (skipped) only when it is the same run: same task, same sha256 of the
   weights that were loaded, same config digest (`benchmark.tasks.config.config_digest`: the whole
@@ -22,7 +22,6 @@ from pathlib import Path
 
 from benchmark.fileio import atomic_write
 
-LOCK_NAME = ".lock"
 CHECKPOINT_POINTER = "last_checkpoint"  # detectron2's file naming the latest checkpoint
 EVAL_ONLY_DIR = "eval_only"
 
@@ -33,19 +32,19 @@ class TrialBusy(Exception):
 
 @contextlib.contextmanager
 def locked(folder):
-    """Hold the trial folder's lock for the duration; raise TrialBusy when another run has it."""
+    """Hold the trial folder's lock for the duration; raise TrialBusy when another run has it.
+
+    The lock is flock(2) on the folder itself: it puts no file in the folder (so a refused run
+    changes nothing there), and the kernel releases it when its holder dies, even by SIGKILL.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise TrialBusy(f"{folder} is in use by another run ({holder}); wait for it to end or choose "
-                            "another --output") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+            raise TrialBusy(f"{folder} is in use by another run; wait for it to end or choose another --output") from None
         yield
     finally:
         os.close(fd)  # closing releases the lock

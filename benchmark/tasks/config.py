@@ -20,16 +20,12 @@ from detectron2.engine import DefaultTrainer
 from detectron2.projects.deeplab import add_deeplab_config
 
 from benchmark.tasks import (
-    CONFIG_DIR,
     Task,
     get_task,
     modeling,  # noqa: F401  (registers the model pieces our configs name)
 )
 
 NORMS = ("naiveSyncBN", "SyncBN", "BN")
-# Which smoke overlay each data format gets (COCO's differs from VOC's only by the task's mask head).
-SMOKE_OVERLAYS = {"voc": "smoke/detection.yaml", "coco": "smoke/detection.yaml",
-                  "cityscapes": "smoke/cityscapes.yaml"}
 
 
 class ConfigError(ValueError):
@@ -140,7 +136,7 @@ def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, 
     protocol = _flatten(cfg)
     deviations = []
     if smoke:
-        cfg.merge_from_file(str(CONFIG_DIR / SMOKE_OVERLAYS[task.data_format]))
+        cfg.merge_from_file(str(smoke_overlay_path(task)))
         cfg.BENCHMARK.SMOKE = True
         deviations.append("smoke run: synthetic data, tiny images and schedule (not comparable to references)")
     if weights_settings:
@@ -258,4 +254,5 @@ def config_digest(cfg: CfgNode) -> str:
 
 
 def smoke_overlay_path(task: Task) -> Path:
-    return CONFIG_DIR / SMOKE_OVERLAYS[task.data_format]
+    """The smoke overlay of the task's dataset family (configs/smoke/<family.smoke_overlay>)."""
+    return task.family.smoke_overlay_path

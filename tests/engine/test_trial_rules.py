@@ -1,0 +1,247 @@
+"""The engine's trust rules, each as a hostile or unlucky user would meet it (benchmark/engine/trials.py,
+benchmark/tasks/config.py): what a weights file may set, which options are refused, when a trial
+folder is reused, locked, resumed; every refusal is one `error:` line, exit 1, nothing run or written.
+"""
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import one_error_line, tool, tree_digest, write_code_running_pickle, write_record
+
+
+@pytest.fixture(scope="module")
+def ready(module_tmp, synthetic_checkpoint):
+    """Valid converted weights and VOC data, so that only the thing under test is wrong."""
+    from benchmark.data import write_synthetic
+    from benchmark.weights.convert import prepare_weights
+
+    weights = prepare_weights(synthetic_checkpoint("moco"), cache_dir=module_tmp / "cache")
+    return weights, write_synthetic("voc", module_tmp / "voc")
+
+
+def run_cli(capsys, *argv):
+    capsys.readouterr()
+    rc = tool("run_transfer")([str(a) for a in argv])
+    return rc, capsys.readouterr()
+
+
+def _forged_weights(ready, tmp_path, settings) -> Path:
+    """The valid converted file with its provenance's input settings replaced by `settings`."""
+    from benchmark.weights.loading import load_converted
+
+    data = dict(load_converted(ready[0].path))
+    data["__provenance__"] = {**data["__provenance__"], "input_settings": settings}
+    path = tmp_path / "forged.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=5))
+    return path
+
+
+# A proposal file is what detectron2 unpickles with plain pickle.load: the way in for code.
+PROPOSAL_KEYS = {"MODEL.LOAD_PROPOSALS": True, "DATASETS.PROPOSAL_FILES_TRAIN": None}
+
+
+@pytest.mark.parametrize("proposal_file", ["local", "url"])
+def test_weights_settings_cannot_make_detectron2_load_a_pickle(ready, tmp_path, capsys, monkeypatch, proposal_file):
+    marker = tmp_path / "MARKER_code_ran"
+    evil = write_code_running_pickle(tmp_path / "evil.pkl", marker)
+    target = str(evil) if proposal_file == "local" else "http://127.0.0.1:9/evil.pkl"
+    forged = _forged_weights(ready, tmp_path, {"INPUT.FORMAT": "RGB", "MODEL.LOAD_PROPOSALS": True,
+                                               "DATASETS.PROPOSAL_FILES_TRAIN": [target]})
+    monkeypatch.chdir(tmp_path)
+    rc, out = run_cli(capsys, "--task", "voc07", "--smoke", "--weights", forged, "--data-root", ready[1], "--output", "o")
+    line = one_error_line(out.err)
+    assert rc == 1 and str(forged) in line
+    assert "DATASETS.PROPOSAL_FILES_TRAIN, MODEL.LOAD_PROPOSALS, which a checkpoint may not set" in line
+    assert not marker.exists() and not (tmp_path / "o").exists()
+
+
+OPTIONS_REFUSED = {
+    "MODEL.LOAD_PROPOSALS": ("True", "detectron2 unpickles proposal files"),
+    "DATASETS.PROPOSAL_FILES_TRAIN": ("('{evil}',)", "a pickle can run code"),
+    "DATASETS.PROPOSAL_FILES_TEST": ("('{evil}',)", "a pickle can run code"),
+    "MODEL.WEIGHTS": ("'{evil}'", "the weights come from --weights"),
+    "OUTPUT_DIR": ("'/tmp/elsewhere'", "use --output"),
+    "SEED": ("7", "use --seed"),
+    "DATASETS.TRAIN": ("('coco_2017_val',)", "use --data-root"),
+    "BENCHMARK.TASK": ("'coco'", "use --task"),
+    "BENCHMARK.SMOKE": ("False", "use --smoke"),
+    "SOLVER.AMP.ENABLED": ("True", "use --amp"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(OPTIONS_REFUSED))
+def test_options_the_engine_sets_or_that_load_files_are_refused(ready, tmp_path, capsys, monkeypatch, key):
+    marker = tmp_path / "MARKER_code_ran"
+    evil = write_code_running_pickle(tmp_path / "evil.pkl", marker)
+    value, problem = OPTIONS_REFUSED[key]
+    monkeypatch.chdir(tmp_path)
+    rc, out = run_cli(capsys, "--task", "voc07", "--smoke", "--weights", ready[0].path, "--data-root", ready[1],
+                      "--output", "o", "SOLVER.MAX_ITER", "4", key, value.format(evil=evil))
+    line = one_error_line(out.err)
+    assert rc == 1 and "is refused" in line and problem in line
+    assert not marker.exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["--num-machines", "2", "--machine-rank", "5", "--dist-url", "tcp://127.0.0.1:9"], "--machine-rank must be in 0..1"),
+    (["--num-gpus", "0"], "--num-gpus and --num-machines must be >= 1"),
+    (["SOLVER.WARMUP_ITERS", "-1"], "SOLVER.WARMUP_ITERS must be >= 0"),
+    (["BENCHMARK.PROTOCOL_WORLD_SIZE", "0"], "BENCHMARK.PROTOCOL_WORLD_SIZE must be a positive number"),
+    (["BENCHMARK.LOG_PERIOD", "0"], "BENCHMARK.LOG_PERIOD must be a positive number"),
+], ids=["machine-rank-out-of-range", "zero-gpus", "negative-warmup", "zero-protocol-world", "zero-log-period"])
+def test_values_that_would_fail_late_are_refused_first(ready, tmp_path, capsys, argv, problem):
+    flags = [a for a in argv if not a[0].isupper()] if argv[0].startswith("--") else []
+    options = [] if flags else argv
+    rc, out = run_cli(capsys, "--task", "voc07", "--smoke", "--weights", ready[0].path, "--data-root", ready[1],
+                      "--output", tmp_path / "o", *flags, *options)
+    assert rc == 1 and problem in one_error_line(out.err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_under_a_file_is_refused(ready, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    rc, out = run_cli(capsys, "--task", "voc07", "--smoke", "--weights", ready[0].path, "--data-root", ready[1],
+                      "--output", tmp_path / "a_file" / "o")
+    assert rc == 1 and "is a file, not a folder" in one_error_line(out.err)
+
+
+# ----------------------------------------------------------------------------- trial folders
+
+def _job(ready, output, *opts, smoke=True):
+    from benchmark.engine import Options, prepare
+
+    (job,) = prepare(Options(task="voc07", weights=str(ready[0].path), data_root=str(ready[1]), output=str(output),
+                             smoke=smoke, opts=list(opts)))
+    return job
+
+
+def _finished_record(job, **over):
+    fields = dict(task=job.task, weights=dict(job.weights), config_digest=job.digest, deviations=list(job.deviations),
+                  seed=job.seed, trial=job.trial)
+    fields.update(over)
+    return write_record(job.output_dir, **fields)
+
+
+# name: (how the finished run in the folder differs from the one asked for, the refusal names)
+FOREIGN = {
+    "smoke record, real run asked": (dict(smoke=False), "it is a --smoke run and this one is not"),
+    "other weights": (dict(weights_sha="00" * 32), "its weights have sha256 000000000000..."),
+    "other options": (dict(opts=("SOLVER.MAX_ITER", "8")), "its config differs"),
+    "other task": (dict(task="voc0712"), "it is a 'voc0712' run, not 'voc07'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOREIGN))
+def test_a_finished_trial_of_another_run_is_never_reused(ready, tmp_path, capsys, name):
+    how, problem = FOREIGN[name]
+    out = tmp_path / "o"
+    recorded = _job(ready, out)  # what ran there: the default smoke run
+    over = {}
+    if "weights_sha" in how:
+        over["weights"] = {**recorded.weights, "sha256": how["weights_sha"]}
+    if "task" in how:
+        over["task"] = how["task"]
+    record = _finished_record(recorded, **over)
+    before = tree_digest(out)
+    argv = ["--task", "voc07", "--weights", ready[0].path, "--data-root", ready[1], "--output", out]
+    argv += [] if how.get("smoke") is False else ["--smoke"]
+    argv += list(how.get("opts", ()))
+    rc, got = run_cli(capsys, *argv)
+    line = one_error_line(got.err)
+    assert rc == 1 and str(record) in line and problem in line and "it is kept as it is" in line
+    assert tree_digest(out) == before
+
+
+def test_the_same_finished_run_is_skipped(ready, tmp_path, capsys):
+    out = tmp_path / "o"
+    _finished_record(_job(ready, out))
+    before = tree_digest(out)
+    rc, got = run_cli(capsys, "--task", "voc07", "--smoke", "--weights", ready[0].path, "--data-root", ready[1],
+                      "--output", out)
+    assert rc == 0 and "trial 0: finished earlier, skipped" in got.out
+    assert tree_digest(out) == before
+
+
+def test_checkpoints_of_another_config_are_not_resumed(ready, tmp_path, capsys):
+    out = tmp_path / "o"
+    other = _job(ready, out, "SOLVER.MAX_ITER", "8")
+    other.output_dir.mkdir(parents=True)
+    (other.output_dir / "config.yaml").write_text(other.cfg.dump())
+    (other.output_dir / "model_0000009.pth").write_bytes(b"not read")
+    (other.output_dir / "last_checkpoint").write_text("model_0000009.pth")
+    before = tree_digest(out)
+    rc, got = run_cli(capsys, "--task", "voc07", "--smoke", "--weights", ready[0].path, "--data-root", ready[1],
+                      "--output", out)
+    assert rc == 1 and "checkpoints of another configuration" in one_error_line(got.err)
+    assert tree_digest(out) == before
+
+
+def test_a_second_run_into_a_busy_trial_folder_is_refused(ready, tmp_path, capsys):
+    from benchmark.engine import trials
+
+    out = tmp_path / "o"
+    with trials.locked(out / "trial_0"):
+        rc, got = run_cli(capsys, "--task", "voc07", "--smoke", "--weights", ready[0].path, "--data-root", ready[1],
+                          "--output", out)
+    line = one_error_line(got.err)
+    assert rc == 1 and "is in use by another run" in line
+    assert list((out / "trial_0").iterdir()) == []
+
+
+def test_the_lock_is_free_again_once_the_holder_is_done(tmp_path):
+    from benchmark.engine import trials
+
+    with trials.locked(tmp_path):
+        with pytest.raises(trials.TrialBusy, match="in use by another run"):
+            with trials.locked(tmp_path):
+                pass
+    with trials.locked(tmp_path):  # released: taken again at once
+        pass
+
+
+def test_metrics_of_iterations_after_the_resumed_checkpoint_are_dropped_once(tmp_path):
+    from benchmark.engine import trials
+
+    rows = [f'{{"iteration": {i}, "total_loss": {10 - i}}}' for i in range(8)]
+    (tmp_path / "metrics.json").write_text("\n".join(rows) + '\n{"iteration": 8, "tot')  # torn by the kill
+    assert trials.drop_metrics_after(tmp_path / "metrics.json", 4) == 4
+    assert (tmp_path / "metrics.json").read_text().splitlines() == rows[:5]
+    assert trials.drop_metrics_after(tmp_path / "metrics.json", 4) == 0
+
+
+def test_deviation_of_one_process_names_warmup_and_bn_batch():
+    from benchmark.tasks.config import build_config
+
+    _, deviations = build_config("voc0712", num_gpus=1)
+    (line,) = [d for d in deviations if d.startswith("world size 1")]
+    for change in ("batch 16 -> 2", "LR 0.02 -> 0.0025", "iterations 24000 -> 192000", "steps [18000, 22000] -> [144000, 176000]",
+                   "warmup 100 -> 800", "images per BN statistic 16 -> 2"):
+        assert change in line, (change, line)
+
+
+def test_two_processes_of_four_images_keep_the_protocol():
+    from benchmark.tasks.config import build_config
+
+    cfg, deviations = build_config("voc07", num_gpus=4)
+    assert deviations == [] and cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.WARMUP_ITERS == 100
+
+
+def test_converted_weights_that_leave_backbone_tensors_empty_fail_the_load(ready, tmp_path):
+    from detectron2.modeling import build_model
+
+    from benchmark.engine.checkpointer import SafeCheckpointer, WeightsLoadError
+    from benchmark.weights.loading import load_converted
+
+    job = _job(ready, tmp_path / "o")
+    model = build_model(job.cfg)
+    data = dict(load_converted(ready[0].path))
+    data["model"] = {k: v for k, v in data["model"].items() if not k.startswith("res3.1.")}
+    data["model"]["head.fc.weight"] = data["model"]["stem.conv1.weight"][:1]  # matches nothing
+    forged = tmp_path / "partial.pkl"
+    forged.write_bytes(pickle.dumps(data, protocol=5))
+    with pytest.raises(WeightsLoadError, match=r"1 of its \d+ tensors match nothing.*backbone tensors of the model "
+                                               r"are not in it \(backbone.res3.1."):
+        SafeCheckpointer(model, str(tmp_path)).load(str(forged))
+    shutil.rmtree(tmp_path / "o", ignore_errors=True)
