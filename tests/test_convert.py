@@ -1,22 +1,37 @@
-"""benchmark.weights.convert and tools/convert.py: every layout converts to exact arrays; the result loads
-fully into the R50-C4 and DeepLabV3 models; every bad input gets one line, exit 1, no output."""
-import importlib.util
+"""benchmark.weights: formats (pure renames), the --weights spec, conversion and prepare_weights.
+
+Every layout converts to exactly the source arrays (full-width ResNet-50, the one place where
+size matters); the recorded settings build a detectron2 model the weights load into completely;
+every broken input gets one line, exit 1, no output. Everything else uses a width-8 backbone.
+"""
+import hashlib
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from benchmark.weights import convert
-from benchmark.weights.synthetic import LAYOUTS, make_synthetic_checkpoint, torchvision_weights
-from benchmark.weights.convert import ConversionError
+import benchmark
 from benchmark.fileio import STALE_TEMPORARY_AGE_S
+from benchmark.weights import download, formats
+from benchmark.weights.convert import ConversionError, convert_file, prepare_weights
+from benchmark.weights.loading import load_converted
+from benchmark.weights.spec import WeightsSpec
+from benchmark.weights.synthetic import LAYOUTS, make_synthetic_checkpoint, torchvision_shapes, torchvision_weights
+from tests.helpers import CodeRunningPickle, one_error_line, run_tool, tool, write_code_running_pickle
 
-ROOT = Path(__file__).resolve().parents[1]
+TINY = 8  # base width of the test backbones: ResNet-50's 265 tensors, 1/64 of its parameters
+RGB_INPUT = {"INPUT.FORMAT": "RGB", "MODEL.PIXEL_MEAN": [123.675, 116.280, 103.530],
+             "MODEL.PIXEL_STD": [58.395, 57.120, 57.375], "MODEL.RESNETS.STRIDE_IN_1X1": False}
+
+
+def arch(depth, width):
+    """The architecture keys a converted ResNet-`depth` of base `width` must carry, written out."""
+    return {"MODEL.RESNETS.DEPTH": depth, "MODEL.RESNETS.STEM_OUT_CHANNELS": width,
+            "MODEL.RESNETS.RES2_OUT_CHANNELS": 4 * width, "MODEL.RESNETS.WIDTH_PER_GROUP": width,
+            "MODEL.RESNETS.NUM_GROUPS": 1}
 
 
 def moco_script_name(tv_key):
@@ -29,22 +44,126 @@ def moco_script_name(tv_key):
     return k.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
 
 
-def backbone_source(seed=0, depth=50):
+def backbone_source(seed=0, depth=50, width=64):
     """{detectron2 name: tensor} every converted file of these weights must hold exactly."""
-    return {moco_script_name(k): v for k, v in torchvision_weights(seed, depth).items()
+    return {moco_script_name(k): v for k, v in torchvision_weights(seed, depth, width).items()
             if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
 
 
-@pytest.fixture(scope="module")
-def cli():
-    """tools/convert.py's main(argv), run in this process (importing detectron2 once)."""
-    spec = importlib.util.spec_from_file_location("convert_tool", ROOT / "tools" / "convert.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+@pytest.fixture
+def tiny(synthetic_checkpoint):
+    """`tiny(layout="moco", seed=0, depth=50) -> Path`: a width-8 synthetic checkpoint (shared, read-only)."""
+    return lambda layout="moco", seed=0, depth=50: synthetic_checkpoint(layout, seed, depth, TINY)
 
 
-# --------------------------------------------------------------------------- exact conversion
+# --------------------------------------------------------------------------- formats: pure renames
+
+@pytest.mark.parametrize("source, key, expected", [
+    ("moco", "module.encoder_q.layer3.2.bn1.bias", "res4.2.conv1.norm.bias"),
+    ("moco", "encoder_q.conv1.weight", "stem.conv1.weight"),
+    ("moco", "module.encoder_k.conv1.weight", None),
+    ("moco", "module.queue", None),
+    ("moco", "module.encoder_q.fc.0.weight", None),
+    ("moco", "module.encoder_q.bn1.num_batches_tracked", None),
+    ("torchvision", "module.layer4.0.downsample.1.running_var", "res5.0.shortcut.norm.running_var"),
+    ("torchvision", "layer1.0.downsample.0.weight", "res2.0.shortcut.weight"),
+    ("torchvision", "bn1.running_mean", "stem.conv1.norm.running_mean"),
+    ("torchvision", "fc.weight", None),
+    ("backbone", "backbone.layer2.3.conv3.weight", "res3.3.conv3.weight"),
+    ("backbone", "head.fc.weight", None),
+    ("encoder", "projector.0.weight", None),
+    ("model", "model.layer1.0.bn2.weight", "res2.0.conv2.norm.weight"),
+    # neither a ResNet tensor nor a known head: kept under its own name, so that validate names it
+    ("torchvision", "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.weight"),
+])
+def test_a_source_is_a_pure_rename(source, key, expected):
+    assert formats.SOURCES[source].rename(key) == expected
+
+
+@pytest.mark.parametrize("key, kind", [("module.encoder_k.layer1.0.conv1.weight", "momentum_encoder"),
+                                       ("module.queue_ptr", "queue"), ("bn1.num_batches_tracked", "num_batches_tracked"),
+                                       ("module.encoder_q.fc.2.bias", "head")])
+def test_drop_kind(key, kind):
+    assert formats.drop_kind(key) == kind
+
+
+@pytest.mark.parametrize("depth, width", [(50, 64), (101, 64), (152, 64), (50, 8), (101, 16), (50, 128)])
+def test_expected_shapes_are_detectron2s_resnet(depth, width):
+    """The validator's table equals the tensors of detectron2's own ResNet built from the settings."""
+    from detectron2.config import get_cfg
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.backbone.resnet import build_resnet_backbone
+
+    cfg = get_cfg()
+    cfg.merge_from_list([x for kv in formats.architecture_settings(depth, width).items() for x in kv])
+    cfg.MODEL.RESNETS.NORM = "BN"
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res5"]
+    with torch.device("meta"):
+        backbone = build_resnet_backbone(cfg, ShapeSpec(channels=3))
+    shapes = {k: tuple(v.shape) for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert shapes == formats.expected_shapes(depth, width)
+
+
+@pytest.mark.parametrize("depth", [50, 101, 152])
+def test_synthetic_checkpoints_have_torchvisions_keys_shapes_and_order(depth):
+    import torchvision
+
+    with torch.device("meta"):
+        model = getattr(torchvision.models, f"resnet{depth}")()
+    assert list(torchvision_shapes(depth).items()) == [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
+@pytest.mark.parametrize("depth, width", [(50, 8), (101, 8), (50, 16), (152, 4)])
+def test_validate_returns_the_architecture_of_the_weights(depth, width):
+    sd = torchvision_weights(1, depth, width)
+    assert formats.validate(formats.convert_state_dict(sd, "torchvision")) == (depth, width)
+
+
+def test_architecture_settings_are_detectron2_keys():
+    assert formats.architecture_settings(101, 128) == arch(101, 128)
+    assert formats.settings_for("moco", 50, 8) == {**RGB_INPUT, **arch(50, 8)}
+
+
+# --------------------------------------------------------------------------- WeightsSpec: parsed once
+
+@pytest.mark.parametrize("text, kind, name", [
+    ("ckpt/moco_v2_800ep.pth.tar", "file", "moco_v2_800ep.pth"),
+    ("weights/exemplar.pkl", "converted", "exemplar"),
+    ("https://h/a/moco_v2_imagenet.pth?x=1", "url", "moco_v2_imagenet"),
+    ("HTTP://h/r50.pth", "url", "r50"),
+    ("zoo:exemplar_v1", "zoo", "exemplar_v1"),
+])
+def test_weights_spec_kinds_and_names(text, kind, name):
+    spec = WeightsSpec.parse(text)
+    assert (spec.kind, spec.name, spec.text) == (kind, name, text)
+
+
+def test_weights_spec_of_a_path_expands_home_and_labels_it_absolute(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spec = WeightsSpec.parse("~/moco.pth")
+    assert spec.target == str(tmp_path / "moco.pth") and spec.label == str((tmp_path / "moco.pth").resolve())
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("ftp://h/moco.pth", "refused scheme 'ftp': only http and https URLs are downloaded"),
+    ("file:///etc/passwd", "refused scheme 'file': only http and https URLs are downloaded"),
+    ("zoo:moco_v3", "unknown zoo checkpoint 'moco_v3'"),
+    ("zoo:../../x", "unsafe zoo name '../../x'"),
+])
+def test_weights_spec_refuses_before_any_io(text, problem, isolated_cache):
+    with pytest.raises(ConversionError) as info:
+        WeightsSpec.parse(text)
+    assert str(info.value).startswith(f"{text}: {problem}")
+    assert not isolated_cache.exists()
+
+
+@pytest.mark.parametrize("text, hint", [("zoo:exemplar_v1", "exemplar"), ("zoo:supervised_imagenet", "supervised"),
+                                        ("zoo:moco_v2_imagenet", None), ("exemplar_v1.pth", None)])
+def test_the_zoo_says_which_format_a_torchvision_keyed_file_is(text, hint):
+    assert WeightsSpec.parse(text).format_hint == hint
+
+
+# --------------------------------------------------------------------------- exact conversion (full width)
 
 EXPECTED_FORMAT = {"moco": "moco", "moco_v1": "moco", "encoder_q": "moco", "torchvision": "torchvision",
                    "dataparallel": "torchvision", "exemplar": "torchvision", "backbone": "backbone",
@@ -54,6 +173,11 @@ EXPECTED_DROPPED = {  # kind -> count, for ResNet-50 (53 BN layers, fc = weight 
     "moco_v1": {"head": 2, "momentum_encoder": 320, "num_batches_tracked": 53, "queue": 2},
     "encoder_q": {"head": 4, "momentum_encoder": 322, "num_batches_tracked": 53, "queue": 2},
 }
+# spot checks written out by hand, independent of any renaming code
+HAND_WRITTEN = [("stem.conv1.norm.running_var", "bn1.running_var"),
+                ("res5.0.shortcut.norm.weight", "layer4.0.downsample.1.weight"),
+                ("res3.3.conv2.norm.running_mean", "layer2.3.bn2.running_mean"),
+                ("res4.5.conv3.weight", "layer3.5.conv3.weight")]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -61,331 +185,217 @@ def test_every_layout_converts_to_the_exact_source_arrays(layout, tmp_path):
     # Written per test, not through the session fixture: most layouts are used only here, and
     # keeping all nine (~1.2 GB) until the session ends is what fills a small CI disk.
     src = make_synthetic_checkpoint(tmp_path / f"{layout}.pth", layout, 0, 50)
-    result = convert.convert_file(src, tmp_path / "out.pkl")
-    assert (result.format, result.depth, result.tensors) == (EXPECTED_FORMAT[layout], 50, 265)
+    result = convert_file(src, tmp_path / "out.pkl")
+    assert (result.format, result.depth, result.width, result.tensors) == (EXPECTED_FORMAT[layout], 50, 64, 265)
     assert {k: len(v) for k, v in result.dropped.items()} == EXPECTED_DROPPED.get(
         layout, {"head": 2, "num_batches_tracked": 53})
 
-    data = convert.load_converted(tmp_path / "out.pkl")
+    data = load_converted(tmp_path / "out.pkl")
     source = backbone_source()
-    assert sorted(data["model"]) == sorted(source) == sorted(convert.expected_shapes(50))
+    assert sorted(data["model"]) == sorted(source)
     for name, tensor in source.items():
         assert data["model"][name].dtype == np.float32
         np.testing.assert_array_equal(data["model"][name], tensor.numpy(), err_msg=name)
-    # spot checks written out by hand, independent of any renaming code
     tv = torchvision_weights()
-    for d2_name, tv_name in [("stem.conv1.norm.running_var", "bn1.running_var"),
-                             ("res5.0.shortcut.norm.weight", "layer4.0.downsample.1.weight"),
-                             ("res3.3.conv2.norm.running_mean", "layer2.3.bn2.running_mean"),
-                             ("res4.5.conv3.weight", "layer3.5.conv3.weight")]:
+    for d2_name, tv_name in HAND_WRITTEN:
         np.testing.assert_array_equal(data["model"][d2_name], tv[tv_name].numpy())
     assert data["__author__"] == EXPECTED_FORMAT[layout] and data["matching_heuristics"] is True
-    prov = data["__provenance__"]
-    assert prov["sha256"] == convert.download.sha256_file(src)
-    assert (prov["format"], prov["depth"], prov["input"]) == (EXPECTED_FORMAT[layout], 50, str(src.resolve()))
-    assert prov["converter"] == __import__("benchmark").__version__
-    assert prov["input_settings"] == {"INPUT.FORMAT": "RGB", "MODEL.PIXEL_MEAN": [123.675, 116.280, 103.530],
-                                      "MODEL.PIXEL_STD": [58.395, 57.120, 57.375], "MODEL.RESNETS.STRIDE_IN_1X1": False}
+    assert data["__provenance__"] == {
+        "input": str(src.resolve()), "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+        "format": EXPECTED_FORMAT[layout], "converter": benchmark.__version__, "depth": 50, "width": 64,
+        "input_settings": {**RGB_INPUT, **arch(50, 64)}}
 
 
-def test_moco_takes_the_query_encoder_not_the_key_encoder(synthetic_checkpoint):
-    sd = convert.extract_state_dict(torch.load(synthetic_checkpoint("moco"), weights_only=True))
-    out = convert.convert_state_dict(sd, "moco")
+# --------------------------------------------------------------------------- conversion (tiny backbones)
+
+def test_moco_takes_the_query_encoder_not_the_key_encoder(tiny):
+    sd = formats.extract_state_dict(torch.load(tiny("moco"), weights_only=True))
+    out = formats.convert_state_dict(sd, "moco")
     np.testing.assert_array_equal(out["res2.0.conv1.weight"], sd["module.encoder_q.layer1.0.conv1.weight"].numpy())
     assert not np.array_equal(out["res2.0.conv1.weight"], sd["module.encoder_k.layer1.0.conv1.weight"].numpy())
 
 
-def test_moco_and_torchvision_copies_convert_to_identical_weights(synthetic_checkpoint, tmp_path):
-    a = convert.convert_file(synthetic_checkpoint("moco"), tmp_path / "a.pkl")
-    b = convert.convert_file(synthetic_checkpoint("torchvision"), tmp_path / "b.pkl")
-    da, db = convert.load_converted(a.output), convert.load_converted(b.output)
-    assert pickle.dumps(da["model"], protocol=5) == pickle.dumps(db["model"], protocol=5)
-    assert da["__provenance__"]["input_settings"] == db["__provenance__"]["input_settings"]
+def test_moco_and_torchvision_copies_convert_to_identical_weights(tiny, tmp_path):
+    a = load_converted(convert_file(tiny("moco"), tmp_path / "a.pkl").output)
+    b = load_converted(convert_file(tiny("torchvision"), tmp_path / "b.pkl").output)
+    assert pickle.dumps(a["model"], protocol=5) == pickle.dumps(b["model"], protocol=5)
+    assert a["__provenance__"]["input_settings"] == b["__provenance__"]["input_settings"] == {**RGB_INPUT, **arch(50, TINY)}
 
 
 def test_legacy_serialization_converts(tmp_path):
-    torch.save(dict(torchvision_weights()), tmp_path / "old.pth", _use_new_zipfile_serialization=False)
-    model = convert.load_converted(convert.convert_file(tmp_path / "old.pth").output)["model"]
-    np.testing.assert_array_equal(model["res3.1.conv1.weight"], torchvision_weights()["layer2.1.conv1.weight"].numpy())
+    torch.save(torchvision_weights(0, 50, TINY), tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    model = load_converted(convert_file(tmp_path / "old.pth").output)["model"]
+    np.testing.assert_array_equal(model["res3.1.conv1.weight"], torchvision_weights(0, 50, TINY)["layer2.1.conv1.weight"].numpy())
 
 
-def test_explicit_format_is_recorded(synthetic_checkpoint, tmp_path):
-    result = convert.convert_file(synthetic_checkpoint("exemplar"), tmp_path / "e.pkl", fmt="exemplar")
-    assert result.format == "exemplar" and convert.load_converted(result.output)["__author__"] == "exemplar"
+def test_explicit_format_is_recorded(tiny, tmp_path):
+    result = convert_file(tiny("exemplar"), tmp_path / "e.pkl", fmt="exemplar")
+    assert result.format == "exemplar" and load_converted(result.output)["__author__"] == "exemplar"
 
 
-def test_resnet101_is_detected_and_validated(tmp_path):
-    torch.save(dict(torchvision_weights(seed=3, depth=101)), tmp_path / "r101.pth")
-    result = convert.convert_file(tmp_path / "r101.pth")
-    assert (result.format, result.depth, result.tensors) == ("torchvision", 101, 520)
-    model = convert.load_converted(result.output)["model"]
-    np.testing.assert_array_equal(model["res4.22.conv3.norm.bias"], torchvision_weights(3, 101)["layer3.22.bn3.bias"].numpy())
+def test_resnet101_is_detected_and_its_depth_recorded(tiny, tmp_path):
+    result = convert_file(tiny("torchvision", seed=3, depth=101), tmp_path / "r101.pkl")
+    assert (result.format, result.depth, result.width, result.tensors) == ("torchvision", 101, TINY, 520)
+    data = load_converted(result.output)
+    np.testing.assert_array_equal(data["model"]["res4.22.conv3.norm.bias"],
+                                  torchvision_weights(3, 101, TINY)["layer3.22.bn3.bias"].numpy())
+    assert data["__provenance__"]["input_settings"] == {**RGB_INPUT, **arch(101, TINY)}
 
 
-@pytest.mark.parametrize("depth", [50, 101, 152])
-def test_expected_shapes_are_detectron2s_resnet(depth):
-    """The validator's table equals the tensors of detectron2's own ResNet of that depth."""
-    from detectron2.config import get_cfg
-    from detectron2.layers import ShapeSpec
-    from detectron2.modeling.backbone.resnet import build_resnet_backbone
+# --------------------------------------------------------------------------- into the tasks' models
 
-    cfg = get_cfg()
-    cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.NORM = depth, "BN"
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res5"]
-    with torch.device("meta"):
-        backbone = build_resnet_backbone(cfg, ShapeSpec(channels=3))
-    shapes = {k: tuple(v.shape) for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
-    assert shapes == convert.expected_shapes(depth)
-
-
-def test_source_formats_are_pure_renames():
-    assert convert.SOURCES["moco"].rename("module.encoder_q.layer3.2.bn1.bias") == "res4.2.conv1.norm.bias"
-    assert convert.SOURCES["moco"].rename("encoder_q.conv1.weight") == "stem.conv1.weight"
-    for dropped in ("module.encoder_k.conv1.weight", "module.queue", "module.encoder_q.fc.0.weight",
-                    "module.encoder_q.bn1.num_batches_tracked"):
-        assert convert.SOURCES["moco"].rename(dropped) is None
-    assert convert.SOURCES["torchvision"].rename("module.layer4.0.downsample.1.running_var") == "res5.0.shortcut.norm.running_var"
-    assert convert.SOURCES["backbone"].rename("head.fc.weight") is None
-    assert convert.SOURCES["torchvision"].rename("blocks.0.attn.qkv.weight") == "blocks.0.attn.qkv.weight"  # kept for validate to name
-
-
-# --------------------------------------------------------------------------- into detectron2 models
-
-def load_report(model, path):
-    """Load `path` with detectron2's DetectionCheckpointer; return {model key: tensor} after."""
-    from detectron2.checkpoint import DetectionCheckpointer
-
-    DetectionCheckpointer(model).load(str(path))
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def assert_backbone_loaded(state, prefixes, source):
-    """Every backbone tensor under `prefixes` equals the source; every source tensor was used."""
-    used = set()
-    for key, value in state.items():
-        prefix = next((p for p in prefixes if key.startswith(p)), None)
-        if prefix is None or key.endswith("num_batches_tracked"):
-            continue
-        name = key[len(prefix):]
-        assert name in source, f"model tensor {key} has no counterpart in the converted file"
-        np.testing.assert_array_equal(value.numpy(), source[name].numpy(), err_msg=key)
-        used.add(name)
-    assert used == set(source), f"converted tensors not loaded: {sorted(set(source) - used)[:5]}"
-
-
-@pytest.fixture(scope="module")
-def r50_c4_model():
-    """The voc07 model: Faster R-CNN R50-C4 with an extra norm after res5, BN, torchvision stride."""
-    from detectron2 import model_zoo
-    from detectron2.config import get_cfg
+def task_model(task, settings):
+    """The task's smoke model, built by the suite's own config path from a checkpoint's settings."""
     from detectron2.modeling import build_model
 
-    cfg = get_cfg()
-    cfg.merge_from_file(model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_C4_1x.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.ROI_HEADS.NAME = "Res5ROIHeadsExtraNorm"
-    cfg.MODEL.RESNETS.NORM = "BN"
-    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0  # the protocol fine-tunes all layers: BN everywhere, none frozen
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 20
+    import benchmark.tasks  # noqa: F401  (registers the model pieces)
+    from benchmark.tasks.config import build_config
+
+    cfg, _ = build_config(task, settings, smoke=True)
     torch.manual_seed(0)
-    return build_model(cfg)
+    return cfg, build_model(cfg)
 
 
-def test_converted_moco_loads_completely_into_r50_c4(r50_c4_model, synthetic_checkpoint, tmp_path):
-    result = convert.convert_file(synthetic_checkpoint("moco"), tmp_path / "moco.pkl")
-    state = load_report(r50_c4_model, result.output)
-    source = backbone_source()
-    res4_and_below = {k: v for k, v in source.items() if not k.startswith("res5.")}
-    assert_backbone_loaded({k: v for k, v in state.items() if not k.startswith("roi_heads.")}, ["backbone."], res4_and_below)
-    res5 = {k: v for k, v in source.items() if k.startswith("res5.")}
-    res5_state = {k: v for k, v in state.items() if k.startswith("roi_heads.res5.") and not k.startswith("roi_heads.res5.norm.")}
-    assert_backbone_loaded(res5_state, ["roi_heads."], res5)
-    # detectron2's own load report: only the heads and the extra norm after res5 are left out
+HEADS = {  # what a backbone checkpoint does not hold: the task's head, left to its initialisation
+    "voc07": {"proposal_generator.rpn_head.conv", "proposal_generator.rpn_head.objectness_logits",
+              "proposal_generator.rpn_head.anchor_deltas", "roi_heads.res5.norm",
+              "roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"},
+    "cityscapes": {"sem_seg_head.aspp.convs.0", "sem_seg_head.aspp.convs.0.norm", "sem_seg_head.aspp.convs.1",
+                   "sem_seg_head.aspp.convs.1.norm", "sem_seg_head.aspp.convs.2", "sem_seg_head.aspp.convs.2.norm",
+                   "sem_seg_head.aspp.convs.3", "sem_seg_head.aspp.convs.3.norm", "sem_seg_head.aspp.convs.4.1",
+                   "sem_seg_head.aspp.project", "sem_seg_head.aspp.project.norm", "sem_seg_head.predictor"},
+}
+# where each converted tensor lands in the model (R50-C4 runs res5 in the ROI head)
+PLACES = {"voc07": lambda name: ("roi_heads." if name.startswith("res5.") else "backbone.") + name,
+          "cityscapes": lambda name: "backbone." + name}
+
+
+@pytest.mark.parametrize("task", ["voc07", "cityscapes"])
+@pytest.mark.parametrize("depth", [50, 101])
+def test_the_recorded_settings_build_the_network_the_weights_load_into(task, depth, tiny):
+    """A ResNet-101 of width 8 is built as one (not as the configs' ResNet-50) and fills it."""
     from detectron2.checkpoint import DetectionCheckpointer
 
-    checkpointer = DetectionCheckpointer(r50_c4_model)
-    report = checkpointer._load_model(checkpointer._load_file(str(result.output)))
-    assert not report.unexpected_keys and not report.incorrect_shapes
-    assert {k.rsplit(".", 1)[0] for k in report.missing_keys} == {
-        "proposal_generator.rpn_head.conv", "proposal_generator.rpn_head.objectness_logits",
-        "proposal_generator.rpn_head.anchor_deltas", "roi_heads.res5.norm",
-        "roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"}
-    # the extra norm after res5 is not pretrained: it keeps BN's initial values
-    np.testing.assert_array_equal(state["roi_heads.res5.norm.weight"].numpy(), np.ones(2048, np.float32))
-    np.testing.assert_array_equal(state["roi_heads.res5.norm.running_mean"].numpy(), np.zeros(2048, np.float32))
+    prepared = prepare_weights(tiny("dataparallel", depth=depth))
+    cfg, model = task_model(task, prepared.input_settings)
+    assert (cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.STEM_OUT_CHANNELS) == (depth, TINY)
+    checkpointer = DetectionCheckpointer(model)
+    report = checkpointer._load_model(dict(load_converted(prepared.path)))
+    assert report.unexpected_keys == [] and report.incorrect_shapes == []
+    assert {k.rsplit(".", 1)[0] for k in report.missing_keys} == HEADS[task]
+    state = model.state_dict()
+    for name, tensor in backbone_source(0, depth, TINY).items():
+        np.testing.assert_array_equal(state[PLACES[task](name)].numpy(), tensor.numpy(), err_msg=name)
 
 
-def test_converted_weights_load_completely_into_deeplabv3(synthetic_checkpoint, tmp_path):
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_model
-    from detectron2.projects.deeplab import add_deeplab_config
+# --------------------------------------------------------------------------- broken inputs (tools/convert.py)
+# The I/O-level corpus (truncated, random bytes, code-running pickles, NaN, ViT, ResNet-18, a
+# folder, ...) is tests/bad_inputs/test_bad_checkpoints.py; these are broken *formats*.
 
-    cfg = get_cfg()
-    add_deeplab_config(cfg)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
-    cfg.MODEL.BACKBONE.NAME = "build_resnet_deeplab_backbone"
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.NORM, cfg.MODEL.RESNETS.STRIDE_IN_1X1 = 50, "BN", False
-    cfg.MODEL.RESNETS.STEM_TYPE = "basic"  # torchvision's stem: one 7x7 conv, as in the checkpoint
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res5"]
-    cfg.MODEL.RESNETS.RES4_DILATION, cfg.MODEL.RESNETS.RES5_DILATION = 1, 2
-    cfg.MODEL.RESNETS.RES5_MULTI_GRID = [1, 2, 4]
-    cfg.MODEL.SEM_SEG_HEAD.NAME = "DeepLabV3Head"
-    cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["res5"]
-    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 19
-    cfg.MODEL.SEM_SEG_HEAD.COMMON_STRIDE = 16
-    cfg.MODEL.SEM_SEG_HEAD.NORM = "BN"
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    result = convert.convert_file(synthetic_checkpoint("dataparallel"), tmp_path / "tv.pkl")
-    state = load_report(model, result.output)
-    assert_backbone_loaded(state, ["backbone."], backbone_source())
-    assert model.backbone.res5[1].conv2.dilation == (4, 4)  # the dilated res5 it was loaded into
-
-
-# --------------------------------------------------------------------------- bad inputs
-
-class Evil:
-    """Unpickling this runs `touch MARKER`."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def resnet_missing_one():
-    sd = dict(torchvision_weights())
-    del sd["layer3.4.bn2.running_var"]
+def tv(changes=None):
+    """The width-8 torchvision state dict with `changes` ({key: tensor, or None to delete}) applied."""
+    sd = torchvision_weights(0, 50, TINY)
+    for key, value in (changes or {}).items():
+        if value is None:
+            del sd[key]
+        else:
+            sd[key] = value
     return sd
 
 
-def resnet18():
-    import torchvision
-
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in torchvision.models.resnet18().state_dict().items()}
-    return {k: torch.zeros(s) for k, s in shapes.items()}
-
-
-def vit():
-    return {"cls_token": torch.zeros(1, 1, 768), "pos_embed": torch.zeros(1, 197, 768),
-            "patch_embed.proj.weight": torch.zeros(768, 3, 16, 16), "blocks.0.attn.qkv.weight": torch.zeros(2304, 768)}
-
-
-def wrong_shape():
-    sd = dict(torchvision_weights())
-    sd["layer1.0.conv2.weight"] = torch.zeros(64, 64, 1, 1)
-    return sd
-
-
-def extra_tensor():
-    sd = dict(torchvision_weights())
-    sd["layer2.0.se.fc1.weight"] = torch.zeros(8, 512)
-    return sd
-
-
-def legacy_bytes(p):
-    """A ResNet-50 in torch's legacy (pre-1.6, non-zip) serialization."""
-    torch.save(dict(torchvision_weights()), p, _use_new_zipfile_serialization=False)
-    return p.read_bytes()
-
-
-BAD_CHECKPOINTS = {  # name -> (writer(path), message fragment)
-    "empty": (lambda p: p.write_bytes(b""), "empty file"),
-    "truncated": (lambda p: p.write_bytes((p.parent / "good.pth").read_bytes()[:200_000]), "truncated or corrupt"),
-    "random": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(4096)), "not a PyTorch checkpoint"),
-    "text": (lambda p: p.write_text("model: resnet50\n"), "not a PyTorch checkpoint"),
-    "legacy_truncated": (lambda p: p.write_bytes(legacy_bytes(p)[:300_000]), "truncated: the file ends in the middle"),
-    "list": (lambda p: torch.save([torch.zeros(2)], p), "top level is a list, not a dict"),
-    "empty_dict": (lambda p: torch.save({}, p), "empty state dict"),
-    "empty_state_dict": (lambda p: torch.save({"state_dict": {}}, p), "empty state dict"),
-    "vit": (lambda p: torch.save({"model": vit()}, p), "not a ResNet checkpoint of a known format"),
-    "resnet18": (lambda p: torch.save(resnet18(), p), "basic-block ResNet (ResNet-18/34"),
-    "missing_tensor": (lambda p: torch.save(resnet_missing_one(), p), "missing 1 (res4.4.conv2.norm.running_var)"),
-    "wrong_shape": (lambda p: torch.save(wrong_shape(), p),
-                    "wrong shape 1 (res2.0.conv2.weight: (64, 64, 1, 1), expected (64, 64, 3, 3))"),
-    "extra_tensor": (lambda p: torch.save(extra_tensor(), p), "unexpected 1 (layer2.0.se.fc1.weight)"),
-    "detectron2_names": (lambda p: torch.save({"stem.conv1.weight": torch.zeros(64, 3, 7, 7)}, p), "already in detectron2's naming"),
+BROKEN = {  # name -> (object torch.save writes, or bytes; the message fragment)
+    "text file": (b"model: resnet50\n", "not a PyTorch checkpoint"),
+    "a list": ([torch.zeros(2)], "top level is a list, not a dict"),
+    "an empty dict": ({}, "empty state dict"),
+    "a ResNet missing a tensor": (tv({"layer3.4.bn2.running_var": None}), "missing 1 (res4.4.conv2.norm.running_var)"),
+    "a tensor of the wrong shape": (tv({"layer1.0.conv2.weight": torch.zeros(8, 8, 1, 1)}),
+                                    "wrong shape 1 (res2.0.conv2.weight: (8, 8, 1, 1), expected (8, 8, 3, 3))"),
+    "an extra tensor": (tv({"layer2.0.se.fc1.weight": torch.zeros(2, 64)}), "unexpected 1 (layer2.0.se.fc1.weight)"),
+    "a stem wider than its stages": (tv({"conv1.weight": torch.zeros(16, 3, 7, 7)}),
+                                     "not a detectron2 ResNet-50 (width 16) backbone"),
+    "a block missing from res4": ({k: v for k, v in tv().items() if not k.startswith("layer3.5.")},
+                                  "blocks per stage res2..res5 3/4/5/3 match no supported ResNet"),
+    "two keys for one tensor": ({**tv(), "module.conv1.weight": torch.zeros(8, 3, 7, 7)},
+                                "two keys map to 'stem.conv1.weight'"),
+    "a non-tensor value": ({**tv(), "layer1.0.conv1.weight": [0.0]}, "'layer1.0.conv1.weight' is a list, not a tensor"),
+    "detectron2 names already": ({"stem.conv1.weight": torch.zeros(8, 3, 7, 7)}, "already in detectron2's naming"),
 }
 
 
-@pytest.fixture
-def bad_dir(tmp_path):
-    torch.save(dict(torchvision_weights()), tmp_path / "good.pth")
-    return tmp_path
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_broken_checkpoint_gets_one_line_exit_1_and_no_output(case, tmp_path, capsys):
+    content, problem = BROKEN[case]
+    src = tmp_path / "broken.pth"
+    if isinstance(content, bytes):
+        src.write_bytes(content)
+    else:
+        torch.save(content, src)
+    assert tool("convert")([str(src)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {src}: ") and problem in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pth"]  # no output, no temporary
 
 
-@pytest.mark.parametrize("case", BAD_CHECKPOINTS)
-def test_bad_checkpoint_one_line_exit_1_no_output(case, bad_dir, cli, capsys):
-    write, message = BAD_CHECKPOINTS[case]
-    src = bad_dir / f"{case}.pth"
-    write(src)
-    assert cli([str(src)]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: {src}: ") and err.count("\n") == 1, err
-    assert message in err
-    assert not (bad_dir / f"{case}.pkl").exists()
-    assert sorted(p.name for p in bad_dir.iterdir()) == sorted(["good.pth", f"{case}.pth"])  # no temp file left
-
-
-def test_code_running_pickle_is_refused_and_never_runs(tmp_path, cli, capsys):
+def test_a_code_running_checkpoint_is_refused_and_never_runs(tmp_path, capsys):
     marker = tmp_path / "MARKER"
     src = tmp_path / "evil.pth"
-    torch.save({"state_dict": dict(torchvision_weights()), "hook": Evil(marker)}, src)
-    assert cli([str(src), "-o", str(tmp_path / "out.pkl")]) == 1
-    err = capsys.readouterr().err
-    assert err == f"error: {src}: refused: unpickling it would call posix.system, i.e. run code; it was not loaded and nothing in it ran\n"
+    torch.save({"state_dict": tv(), "hook": CodeRunningPickle(marker)}, src)
+    assert tool("convert")([str(src), "-o", str(tmp_path / "out.pkl")]) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        f"error: {src}: refused: unpickling it would call posix.system, i.e. run code; it was not loaded and nothing in it ran")
     assert not marker.exists() and not (tmp_path / "out.pkl").exists()
 
 
-def test_missing_input_and_unknown_format(tmp_path, cli, capsys, synthetic_checkpoint):
-    assert cli([str(tmp_path / "nope.pth")]) == 1
-    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.pth'}: no such file\n"
+def test_a_missing_input_is_named(tmp_path, capsys):
+    assert tool("convert")([str(tmp_path / "nope.pth")]) == 1
+    assert one_error_line(capsys.readouterr().err) == f"error: {tmp_path / 'nope.pth'}: no such file"
+
+
+def test_an_unknown_format_is_a_usage_error(tiny):
     with pytest.raises(SystemExit) as exit_info:
-        cli([str(synthetic_checkpoint("moco")), "--format", "simclr"])
+        tool("convert")([str(tiny("moco")), "--format", "simclr"])
     assert exit_info.value.code == 2
 
 
-def test_wrong_explicit_format_names_the_format(tmp_path, synthetic_checkpoint):
+def test_a_wrong_explicit_format_names_the_format(tmp_path, tiny):
     with pytest.raises(ConversionError, match=r"converted state dict is empty \(as format backbone\)"):
-        convert.convert_file(synthetic_checkpoint("torchvision"), tmp_path / "x.pkl", fmt="backbone")
+        convert_file(tiny("torchvision"), tmp_path / "x.pkl", fmt="backbone")
     assert not (tmp_path / "x.pkl").exists()
 
 
-def test_existing_output_kept_without_force(tmp_path, cli, capsys, synthetic_checkpoint):
+def test_an_existing_output_is_kept_without_force(tmp_path, tiny, capsys):
     out = tmp_path / "out.pkl"
     out.write_bytes(b"previous")
-    assert cli([str(synthetic_checkpoint("moco")), "-o", str(out)]) == 1
-    assert capsys.readouterr().err == f"error: {out}: already exists; pass --force to overwrite\n"
+    assert tool("convert")([str(tiny("moco")), "-o", str(out)]) == 1
+    assert one_error_line(capsys.readouterr().err) == f"error: {out}: already exists; pass --force to overwrite"
     assert out.read_bytes() == b"previous"
-    assert cli([str(synthetic_checkpoint("moco")), "-o", str(out), "--force"]) == 0
-    printed = capsys.readouterr().out
-    assert printed == ("format:  moco\ndepth:   ResNet-50\ntensors: 265 written\n"
-                       f"dropped: 4 head, 322 momentum_encoder, 53 num_batches_tracked, 2 queue\noutput:  {out}\n")
-    assert len(convert.load_converted(out)["model"]) == 265
 
 
-def test_cli_as_a_program_default_output_beside_input(tmp_path):
-    src = make_synthetic_checkpoint(tmp_path / "moco_v2.pth", "moco_v1", 0, 50)
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "convert.py"), str(src)], capture_output=True, text=True, cwd=tmp_path)
+def test_force_overwrites_and_prints_the_summary(tmp_path, tiny, capsys):
+    out = tmp_path / "out.pkl"
+    out.write_bytes(b"previous")
+    assert tool("convert")([str(tiny("moco")), "-o", str(out), "--force"]) == 0
+    assert capsys.readouterr().out == (
+        "format:  moco\ndepth:   ResNet-50 (width 8)\ntensors: 265 written\n"
+        f"dropped: 4 head, 322 momentum_encoder, 53 num_batches_tracked, 2 queue\noutput:  {out}\n")
+    assert len(load_converted(out)["model"]) == 265
+
+
+def test_the_tool_in_a_fresh_process_writes_beside_the_input(tmp_path):
+    src = make_synthetic_checkpoint(tmp_path / "moco_v1.pth", "moco_v1", 0, 50, TINY)
+    run = run_tool("convert", src, cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert f"output:  {tmp_path / 'moco_v2.pkl'}" in run.stdout
-    assert convert.load_converted(tmp_path / "moco_v2.pkl")["__author__"] == "moco"
+    assert run.stdout.splitlines()[-1] == f"output:  {tmp_path / 'moco_v1.pkl'}"
+    assert load_converted(tmp_path / "moco_v1.pkl")["__author__"] == "moco"
 
 
 # --------------------------------------------------------------------------- our .pkl, read safely
 
 def test_load_converted_refuses_a_code_running_pkl(tmp_path):
     marker = tmp_path / "MARKER"
-    path = tmp_path / "hostile.pkl"
-    path.write_bytes(pickle.dumps({"model": {}, "__author__": "x", "hook": Evil(marker)}))
+    path = write_code_running_pickle(tmp_path / "hostile.pkl", marker, wrap=lambda o: {"model": {}, "__author__": "x", "hook": o})
     with pytest.raises(ConversionError, match=r"hostile.pkl: not a converted weights file: refused global posix.system"):
-        convert.load_converted(path)
+        load_converted(path)
     assert not marker.exists()
 
 
@@ -398,35 +408,69 @@ def test_load_converted_refuses_a_code_running_pkl(tmp_path):
 def test_load_converted_refuses_foreign_content(tmp_path, content, message):
     path = tmp_path / "foreign.pkl"
     path.write_bytes(pickle.dumps(content))
-    with pytest.raises(ConversionError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        convert.load_converted(path)
+    with pytest.raises(ConversionError) as info:
+        load_converted(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
 
 
-def test_load_converted_refuses_truncated_pkl(tmp_path, synthetic_checkpoint):
-    full = convert.convert_file(synthetic_checkpoint("torchvision"), tmp_path / "full.pkl").output
+def test_load_converted_refuses_a_truncated_pkl(tmp_path, tiny):
+    full = convert_file(tiny("torchvision"), tmp_path / "full.pkl").output
     (tmp_path / "cut.pkl").write_bytes(full.read_bytes()[:1000])
     with pytest.raises(ConversionError, match=r"cut.pkl: not a converted weights file \(unreadable pickle"):
-        convert.load_converted(tmp_path / "cut.pkl")
+        load_converted(tmp_path / "cut.pkl")
 
 
 # --------------------------------------------------------------------------- prepare_weights
 
-def test_prepare_weights_converts_once_and_reuses_by_content(tmp_path, synthetic_checkpoint, isolated_cache):
+def test_prepare_weights_converts_once_and_reuses_by_content(tmp_path, tiny, isolated_cache):
     src = tmp_path / "moco_v2_imagenet.pth"
-    src.write_bytes(synthetic_checkpoint("moco").read_bytes())
-    first = convert.prepare_weights(str(src))
-    digest = convert.download.sha256_file(src)
-    assert first.path == isolated_cache / "converted" / f"{digest}.pkl"
-    assert (first.name, first.sha256, first.source) == ("moco_v2_imagenet", digest, str(src))
-    assert first.input_settings["MODEL.RESNETS.STRIDE_IN_1X1"] is False
+    src.write_bytes(tiny("moco").read_bytes())
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    first = prepare_weights(src)
+    assert (first.path, first.name, first.sha256, first.source) == (
+        isolated_cache / "converted" / f"{digest}.pkl", "moco_v2_imagenet", digest, str(src))
+    assert first.input_settings == {**RGB_INPUT, **arch(50, TINY)}
     mtime = first.path.stat().st_mtime_ns
     copy = tmp_path / "same_weights.pth"
     copy.write_bytes(src.read_bytes())
-    second = convert.prepare_weights(str(copy))
-    assert second.path == first.path and second.path.stat().st_mtime_ns == mtime and second.name == "same_weights"
+    second = prepare_weights(str(copy))
+    assert (second.path, second.path.stat().st_mtime_ns, second.name) == (first.path, mtime, "same_weights")
 
 
-def test_prepare_weights_removes_temporaries_that_killed_conversions_left(tmp_path, synthetic_checkpoint, isolated_cache):
+def counting_sha256_file(monkeypatch):
+    """Count calls of download.sha256_file (the one full read of a file's bytes for its digest)."""
+    calls = []
+    real = download.sha256_file
+    monkeypatch.setattr(download, "sha256_file", lambda path: calls.append(Path(path)) or real(path))
+    return calls
+
+
+def test_a_local_checkpoint_is_hashed_exactly_once(tmp_path, tiny, monkeypatch):
+    calls = counting_sha256_file(monkeypatch)
+    prepared = prepare_weights(tiny("moco"), cache_dir=tmp_path / "cache")
+    assert calls == [tiny("moco")]
+    assert load_converted(prepared.path)["__provenance__"]["sha256"] == prepared.sha256
+
+
+def test_a_downloaded_checkpoint_is_hashed_while_it_streams(http_server, tiny, monkeypatch):
+    base, folder = http_server
+    (folder / "exemplar_v1.pth").write_bytes(tiny("exemplar").read_bytes())
+    calls = counting_sha256_file(monkeypatch)
+    prepared = prepare_weights(f"{base}/exemplar_v1.pth")
+    assert calls == []
+    assert prepared.sha256 == hashlib.sha256((folder / "exemplar_v1.pth").read_bytes()).hexdigest()
+
+
+def test_prepare_weights_from_a_url(http_server, tiny):
+    base, folder = http_server
+    (folder / "exemplar_v1.pth").write_bytes(tiny("exemplar").read_bytes())
+    prepared = prepare_weights(f"{base}/exemplar_v1.pth")
+    assert (prepared.name, prepared.source) == ("exemplar_v1", f"{base}/exemplar_v1.pth")
+    data = load_converted(prepared.path)
+    assert data["__provenance__"]["input"] == f"{base}/exemplar_v1.pth" and len(data["model"]) == 265
+
+
+def test_prepare_weights_removes_temporaries_that_killed_conversions_left(tiny, isolated_cache):
     converted = isolated_cache / "converted"
     converted.mkdir(parents=True)
     dead, live = converted / ".0123.pkl.k1ll3d.tmp", converted / ".4567.pkl.wr1t1ng.tmp"
@@ -434,59 +478,73 @@ def test_prepare_weights_removes_temporaries_that_killed_conversions_left(tmp_pa
         path.write_bytes(b"partial")
         stamp = path.stat().st_mtime - age_s
         os.utime(path, (stamp, stamp))
-    prepared = convert.prepare_weights(str(synthetic_checkpoint("torchvision")))
+    prepared = prepare_weights(tiny("torchvision"))
     assert sorted(p.name for p in converted.iterdir()) == sorted([live.name, prepared.path.name])
 
 
-def test_prepare_weights_passes_a_converted_pkl_through(tmp_path, synthetic_checkpoint):
-    result = convert.convert_file(synthetic_checkpoint("exemplar"), tmp_path / "exemplar_v2.pkl", fmt="exemplar")
-    prepared = convert.prepare_weights(str(result.output), cache_dir=tmp_path / "unused")
-    assert prepared.path == result.output and prepared.name == "exemplar_v2"
-    assert prepared.sha256 == convert.download.sha256_file(synthetic_checkpoint("exemplar"))
+def test_prepare_weights_uses_a_converted_pkl_in_place(tmp_path, tiny):
+    result = convert_file(tiny("exemplar"), tmp_path / "exemplar_v2.pkl", fmt="exemplar")
+    prepared = prepare_weights(str(result.output), cache_dir=tmp_path / "unused")
+    assert (prepared.path, prepared.name) == (result.output, "exemplar_v2")
+    assert prepared.sha256 == hashlib.sha256(tiny("exemplar").read_bytes()).hexdigest()
+    assert prepared.input_settings == {**RGB_INPUT, **arch(50, TINY)}
     assert not (tmp_path / "unused").exists()
+
+
+def test_a_pkl_without_the_architecture_in_its_provenance_still_builds_its_network(tmp_path, tiny):
+    """Files converted before the architecture was recorded: it is read off the weights' shapes."""
+    data = load_converted(convert_file(tiny("torchvision", depth=101), tmp_path / "r101.pkl").output)
+    data["__provenance__"]["input_settings"] = dict(RGB_INPUT)
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps(data, protocol=5))
+    assert prepare_weights(tmp_path / "old.pkl").input_settings == {**RGB_INPUT, **arch(101, TINY)}
+
+
+def test_a_pkl_without_provenance_takes_its_authors_settings(tmp_path, tiny):
+    data = load_converted(convert_file(tiny("torchvision"), tmp_path / "tv.pkl").output)
+    del data["__provenance__"]
+    (tmp_path / "bare.pkl").write_bytes(pickle.dumps(data, protocol=5))
+    prepared = prepare_weights(tmp_path / "bare.pkl")
+    assert prepared.input_settings == {**RGB_INPUT, **arch(50, TINY)}
+    assert prepared.sha256 == hashlib.sha256((tmp_path / "bare.pkl").read_bytes()).hexdigest()
 
 
 def test_prepare_weights_refuses_a_pkl_that_is_not_a_backbone(tmp_path):
     path = tmp_path / "partial.pkl"
     path.write_bytes(pickle.dumps({"model": {"stem.conv1.weight": np.zeros((64, 3, 7, 7), np.float32)}, "__author__": "moco"}))
-    with pytest.raises(ConversionError, match=r"partial.pkl: blocks per stage res2..res5 0/0/0/0"):
-        convert.prepare_weights(str(path))
+    with pytest.raises(ConversionError) as info:
+        prepare_weights(path)
+    assert str(info.value).startswith(f"{path}: blocks per stage res2..res5 0/0/0/0")
 
 
-def test_prepare_weights_from_url_and_zoo(http_server, synthetic_checkpoint, monkeypatch, isolated_cache):
+def test_prepare_weights_refuses_a_pkl_that_does_not_say_its_input_settings(tmp_path, tiny):
+    data = load_converted(convert_file(tiny("torchvision"), tmp_path / "tv.pkl").output)
+    del data["__provenance__"]
+    data["__author__"] = "caffe2"
+    path = tmp_path / "caffe2.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=5))
+    with pytest.raises(ConversionError) as info:
+        prepare_weights(path)
+    assert str(info.value).startswith(f"{path}: does not say which input settings it needs (no __provenance__, author 'caffe2')")
+
+
+# --------------------------------------------------------------------------- URLs through the tool
+
+def test_a_url_input_converts_into_the_cache(http_server, tiny, isolated_cache, capsys):
     base, folder = http_server
-    (folder / "exemplar_v1.pth").write_bytes(synthetic_checkpoint("exemplar").read_bytes())
-    prepared = convert.prepare_weights(f"{base}/exemplar_v1.pth")
-    assert prepared.name == "exemplar_v1" and prepared.source == f"{base}/exemplar_v1.pth"
-    assert convert.load_converted(prepared.path)["__provenance__"]["input"] == f"{base}/exemplar_v1.pth"
-    assert prepared.sha256 == convert.download.sha256_file(folder / "exemplar_v1.pth")
-    assert len(convert.load_converted(prepared.path)["model"]) == 265
-
-    import types
-
-    fake_zoo = types.SimpleNamespace(fetch=lambda name: folder / f"{name}.pth")
-    monkeypatch.setitem(sys.modules, "benchmark.weights.zoo", fake_zoo)
-    monkeypatch.setattr("benchmark.weights.zoo", fake_zoo, raising=False)
-    zoo = convert.prepare_weights("zoo:exemplar_v1")
-    assert (zoo.name, zoo.sha256, zoo.path) == ("exemplar_v1", prepared.sha256, prepared.path)
-
-
-def test_url_input_converts_into_the_cache(http_server, synthetic_checkpoint, isolated_cache, cli, capsys):
-    base, folder = http_server
-    (folder / "moco.pth").write_bytes(synthetic_checkpoint("moco").read_bytes())
-    assert cli([f"{base}/moco.pth"]) == 0
+    (folder / "moco.pth").write_bytes(tiny("moco").read_bytes())
+    assert tool("convert")([f"{base}/moco.pth"]) == 0
     out = Path(capsys.readouterr().out.splitlines()[-1].split("output:  ")[1])
     assert out.is_relative_to(isolated_cache) and out.name == "moco.pkl"
-    data = convert.load_converted(out)
+    data = load_converted(out)
     assert data["__provenance__"]["input"] == f"{base}/moco.pth"
-    np.testing.assert_array_equal(data["model"]["res5.2.conv3.weight"], backbone_source()["res5.2.conv3.weight"].numpy())
+    np.testing.assert_array_equal(data["model"]["res5.2.conv3.weight"], backbone_source(0, 50, TINY)["res5.2.conv3.weight"].numpy())
 
 
-def test_url_download_cut_short_is_refused_and_not_kept(http_server, synthetic_checkpoint, isolated_cache, cli, capsys):
+def test_a_url_download_cut_short_is_refused_and_not_kept(http_server, tiny, isolated_cache, capsys):
     base, folder = http_server
-    (folder / "moco.pth").write_bytes(synthetic_checkpoint("moco").read_bytes())
+    (folder / "moco.pth").write_bytes(tiny("moco").read_bytes())
     size = (folder / "moco.pth").stat().st_size
-    assert cli([f"{base}/cut/moco.pth"]) == 1
-    err = capsys.readouterr().err
-    assert err == f"error: {base}/cut/moco.pth: download cut short: received {size // 2} of {size} bytes\n"
+    assert tool("convert")([f"{base}/cut/moco.pth"]) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        f"error: {base}/cut/moco.pth: download cut short: received {size // 2} of {size} bytes")
     assert [p for p in isolated_cache.rglob("*") if p.is_file()] == []

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.fileio import STALE_TEMPORARY_AGE_S
 from benchmark.weights import download
 from benchmark.weights.download import DownloadError
-from benchmark.fileio import STALE_TEMPORARY_AGE_S
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
@@ -79,21 +79,63 @@ def test_fetch_refuses_other_schemes(tmp_path, url):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_fetch_http_error_and_connection_refused(http_server, tmp_path):
+def test_fetch_http_error(http_server, tmp_path):
     base, _ = http_server
     with pytest.raises(DownloadError, match=f"^{base}/missing.pth: HTTP 404 File not found$"):
         download.fetch(f"{base}/missing.pth", tmp_path / "m.pth")
+    assert list(tmp_path.iterdir()) == [tmp_path / "served"]
+
+
+def test_fetch_connection_refused(tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DownloadError, match="download failed: .*refused"):
         download.fetch(f"http://127.0.0.1:{port}/w.pth", tmp_path / "w.pth")
-    assert list(tmp_path.iterdir()) == [tmp_path / "served"]
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_url_filename():
-    assert download.url_filename("https://h/a/b/moco_v2_imagenet.pth?x=1") == "moco_v2_imagenet.pth"
-    assert download.url_filename("https://h/") == "download"
+@pytest.mark.parametrize("url, name", [("https://h/a/b/moco_v2_imagenet.pth?x=1", "moco_v2_imagenet.pth"),
+                                       ("https://h/", "download"), ("http://h/a%20b.pth", "a b.pth")])
+def test_url_filename(url, name):
+    assert download.url_filename(url) == name
+
+
+def test_fetch_file_returns_the_digest_it_hashed_while_streaming(http_server, tmp_path, monkeypatch):
+    base, folder = http_server
+    payload = os.urandom(2 * download.CHUNK + 7)
+    (folder / "w.pth").write_bytes(payload)
+    monkeypatch.setattr(download, "sha256_file", lambda path: pytest.fail(f"{path} was read again to hash it"))
+    local = download.fetch_file(f"{base}/w.pth", tmp_path / "w.pth")
+    assert (local.path, local.sha256) == (tmp_path / "w.pth", hashlib.sha256(payload).hexdigest())
+
+
+def test_a_local_file_is_hashed_on_first_use_and_only_once(tmp_path, monkeypatch):
+    (tmp_path / "w.pth").write_bytes(b"weights")
+    calls = []
+    real = download.sha256_file
+    monkeypatch.setattr(download, "sha256_file", lambda path: calls.append(path) or real(path))
+    local = download.LocalFile(tmp_path / "w.pth")
+    assert calls == []
+    assert [local.sha256, local.sha256] == [hashlib.sha256(b"weights").hexdigest()] * 2
+    assert calls == [tmp_path / "w.pth"]
+
+
+def test_cached_download_downloads_once_per_url(http_server, isolated_cache):
+    base, folder = http_server
+    (folder / "w.pth").write_bytes(b"first")
+    first = download.cached_download(f"{base}/w.pth", progress=False)
+    assert first.path.is_relative_to(isolated_cache / "downloads") and first.path.name == "w.pth"
+    (folder / "w.pth").write_bytes(b"second")  # the server changes; the cached copy is used
+    again = download.cached_download(f"{base}/w.pth", progress=False)
+    assert (again.path, again.path.read_bytes()) == (first.path, b"first")
+    other = download.cached_download(f"{base}/w.pth?v=2", progress=False)  # another URL, another folder
+    assert other.path.parent != first.path.parent and other.path.read_bytes() == b"second"
+
+
+def test_cached_download_refuses_a_url_file_name_outside_the_cache(isolated_cache):
+    with pytest.raises(ValueError, match="unsafe cache name"):
+        download.cached_download("http://127.0.0.1:9/a/%2E%2E", progress=False)
 
 
 def _temporary(folder, name, age_s):

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from benchmark.weights import download
-from benchmark.weights import zoo
+from benchmark.weights import download, zoo
+from benchmark.weights.convert import prepare_weights
 from benchmark.weights.download import DownloadError
+from benchmark.weights.loading import load_converted
 
 BASE = "https://frontiers.blob.core.windows.net/pretraining/checkpoints/pil_pretrained_models/good_transfer/"
 
@@ -40,12 +41,16 @@ def test_format_zoo_table_lists_every_checkpoint_and_the_notes():
     assert lines[-1] == "[2] moco_v2_places: The released file name is spelled moco_v2_palces.pth (sic) in the listing."
 
 
-def test_unknown_and_unsafe_names_are_refused():
+def test_an_unknown_name_is_refused_with_the_known_ones():
     with pytest.raises(zoo.UnknownCheckpointError, match="unknown zoo checkpoint 'moco_v3'; known: moco_v2_imagenet_aug_f, "):
         zoo.get("moco_v3")
-    for bad in ("../exemplar_v1", "/etc/passwd", "zoo/exemplar_v1", "..", ""):
-        with pytest.raises(zoo.ZooError, match="unsafe zoo name"):
-            zoo.fetch(bad)
+
+
+@pytest.mark.parametrize("bad", ["../exemplar_v1", "/etc/passwd", "zoo/exemplar_v1", "..", ""])
+def test_an_unsafe_name_is_refused_before_any_download(bad, isolated_cache):
+    with pytest.raises(zoo.ZooError, match="unsafe zoo name"):
+        zoo.fetch(bad)
+    assert not isolated_cache.exists()
 
 
 @pytest.fixture
@@ -58,21 +63,44 @@ def served(http_server, monkeypatch):
     return payload, folder, base
 
 
-def test_fetch_records_the_checksum_then_verifies_it(served, isolated_cache):
-    payload, folder, _ = served
+def test_a_first_fetch_records_the_checksum(served, isolated_cache):
+    payload, _, _ = served
     path = zoo.fetch("exemplar_v1", progress=False)
     assert path == isolated_cache / "zoo" / "exemplar_v1.pth" and path.read_bytes() == payload
     record = json.loads((isolated_cache / "zoo" / "sha256.json").read_text())
     assert record == {"exemplar_v1.pth": hashlib.sha256(payload).hexdigest()}
-    (folder / "exemplar_v1.pth").unlink()  # a second use is served from the cache
-    assert zoo.fetch("exemplar_v1", progress=False) == path
 
-    path.write_bytes(payload[:-1] + b"\x00")  # corrupted in the cache
+
+def test_a_fetch_hashes_the_file_once_and_returns_the_digest(served, monkeypatch):
+    payload, _, _ = served
+    calls = []
+    real = download.sha256_file
+    monkeypatch.setattr(download, "sha256_file", lambda path: calls.append(path) or real(path))
+    first = zoo.fetch_file("exemplar_v1", progress=False)
+    assert (first.sha256, calls) == (hashlib.sha256(payload).hexdigest(), [])  # hashed while downloading
+    again = zoo.fetch_file("exemplar_v1", progress=False)
+    assert (again.sha256, calls) == (first.sha256, [first.path])  # the cached copy, checked once
+
+
+def test_a_second_use_is_served_from_the_cache(served):
+    payload, folder, _ = served
+    path = zoo.fetch("exemplar_v1", progress=False)
+    (folder / "exemplar_v1.pth").unlink()
+    assert zoo.fetch("exemplar_v1", progress=False) == path and path.read_bytes() == payload
+
+
+def test_a_corrupted_cached_file_is_refused(served):
+    payload, _, _ = served
+    path = zoo.fetch("exemplar_v1", progress=False)
+    path.write_bytes(payload[:-1] + b"\x00")
     with pytest.raises(zoo.ZooError, match=r"exemplar_v1.pth: sha256 [0-9a-f]{64} differs from the one recorded at "
                                            r"first download .*is not used. Delete it to download again"):
         zoo.fetch("exemplar_v1", progress=False)
 
-    path.unlink()  # downloaded again, but the server now has other bytes: refused, nothing left
+
+def test_a_redownload_with_other_bytes_is_refused_and_not_kept(served, isolated_cache):
+    payload, folder, _ = served
+    zoo.fetch("exemplar_v1", progress=False).unlink()
     (folder / "exemplar_v1.pth").write_bytes(b"other bytes")
     with pytest.raises(DownloadError, match=f"sha256 mismatch: expected {hashlib.sha256(payload).hexdigest()}"):
         zoo.fetch("exemplar_v1", progress=False)
@@ -89,29 +117,24 @@ def test_a_download_cut_short_is_refused_and_not_recorded(served, isolated_cache
 
 def test_zoo_name_as_weights_goes_through_the_converter(http_server, monkeypatch, synthetic_checkpoint, isolated_cache):
     """`zoo:NAME` in prepare_weights (what --weights and tools/convert.py call) downloads, records, converts."""
-    from benchmark.weights.convert import load_converted, prepare_weights
-
     base, folder = http_server
-    raw = synthetic_checkpoint("moco", seed=3)
+    raw = synthetic_checkpoint("moco", seed=3, width=8)
     (folder / "moco_v2_palces.pth").write_bytes(raw.read_bytes())
     monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", base)
     prepared = prepare_weights("zoo:moco_v2_places")
-    assert prepared.name == "moco_v2_places" and prepared.sha256 == download.sha256_file(raw)
+    assert (prepared.name, prepared.source) == ("moco_v2_places", "zoo:moco_v2_places")
+    assert prepared.sha256 == hashlib.sha256(raw.read_bytes()).hexdigest()
     assert json.loads((isolated_cache / "zoo" / "sha256.json").read_text()) == {"moco_v2_palces.pth": prepared.sha256}
     assert load_converted(prepared.path)["__provenance__"]["input"] == "zoo:moco_v2_places"
 
 
-def test_zoo_exemplar_and_supervised_files_are_recorded_as_such(http_server, monkeypatch, synthetic_checkpoint):
+@pytest.mark.parametrize("name, layout, recorded", [("exemplar_v2", "exemplar", "exemplar"),
+                                                    ("supervised_imagenet", "exemplar", "supervised"),
+                                                    ("moco_v2_imagenet", "moco", "moco")])
+def test_zoo_exemplar_and_supervised_files_are_recorded_as_such(name, layout, recorded, http_server, monkeypatch,
+                                                                synthetic_checkpoint):
     """Their keys are plain torchvision ones; the zoo names the format the provenance records."""
-    from benchmark.weights.convert import load_converted, prepare_weights
-
     base, folder = http_server
-    # Distinct seeds: converted files are cached by content, so equal bytes would share one label.
-    for seed, file in enumerate(("exemplar_v2.pth", "supervised_imagenet.pth", "moco_v2_imagenet.pth"), 4):
-        layout = "moco" if file.startswith("moco") else "exemplar"
-        (folder / file).write_bytes(synthetic_checkpoint(layout, seed=seed).read_bytes())
+    (folder / zoo.get(name).file).write_bytes(synthetic_checkpoint(layout, width=8).read_bytes())
     monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", base)
-    formats = {name: load_converted(prepare_weights(f"zoo:{name}").path)["__author__"]
-               for name in ("exemplar_v2", "supervised_imagenet", "moco_v2_imagenet")}
-    assert formats == {"exemplar_v2": "exemplar", "supervised_imagenet": "supervised", "moco_v2_imagenet": "moco"}
-    assert zoo.get("exemplar_v1").source_format == "exemplar" and zoo.get("moco_v2_celeba").source_format is None
+    assert load_converted(prepare_weights(f"zoo:{name}").path)["__author__"] == recorded

@@ -4,18 +4,20 @@ INPUT is a file, an http(s) URL (downloaded into the cache, see $BENCHMARK_CACHE
 The format (MoCo v1/v2, Exemplar, supervised/torchvision, plain or DataParallel, encoder_q./
 backbone./encoder./model. prefixes) is detected unless --format names it (Exemplar and supervised
 files have torchvision's keys and are detected as torchvision: same conversion; pass --format
-exemplar or supervised to record them as such). The output holds only
-the ResNet backbone (heads, MoCo's key encoder and queue dropped) and records its provenance
-and the input settings (RGB, torchvision mean/std, STRIDE_IN_1X1 False) the model needs.
+exemplar or supervised to record them as such). Bottleneck ResNet-50/101/152 of any width
+(64: torchvision's; 128: SimCLR's ResNet-50 x2) are read. The output holds only the ResNet
+backbone (heads, MoCo's key encoder and queue dropped) and records its provenance and the
+config keys a model fine-tuned from it needs: the input settings (RGB, torchvision mean/std,
+STRIDE_IN_1X1 False) and the architecture (MODEL.RESNETS.DEPTH and the widths).
 
 Exit status: 0 converted; 1 bad input (one line 'error: <file>: <problem>', no output written);
 2 usage error.
 """
 import argparse
 import sys
-from pathlib import Path
 
-from benchmark.weights.convert import SOURCES, ConversionError, convert_file
+from benchmark.weights.convert import ConversionError, convert_file
+from benchmark.weights.formats import SOURCES
 
 
 def main(argv=None):

@@ -5,7 +5,12 @@ temporary file beside the destination and renames it into place only once every 
 by the server has arrived (and, when given, the sha256 matches), so a file present in the cache
 is always complete. The zoo builds on it: it records the sha256 of a first download and passes
 it on later ones.
+
+A `LocalFile` is a complete local file with the sha256 of its bytes, hashed at most once: a
+download hashes while it streams, any other file when its sha256 is first asked for. It is
+what each step of the --weights chain (benchmark.weights.spec -> convert) hands the next one.
 """
+import dataclasses
 import hashlib
 import http.client
 import os
@@ -58,11 +63,31 @@ def url_filename(url) -> str:
 
 
 def sha256_file(path) -> str:
+    """The sha256 (hex) of a file's bytes, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class LocalFile:
+    """A complete file on local disk and the sha256 of its bytes, computed at most once.
+
+    `known_sha256`: the digest where the bytes were already hashed (while downloading them, or
+    when the zoo verified its cached copy); otherwise the file is read the first time `sha256`
+    is asked for, and never again.
+    """
+
+    path: Path
+    known_sha256: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        if self.known_sha256 is None:
+            self.known_sha256 = sha256_file(self.path)
+        return self.known_sha256
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -79,7 +104,12 @@ _OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 
 
 def fetch(url, dest, sha256=None, progress=True) -> Path:
-    """Download `url` to `dest` atomically and return `dest`.
+    """Download `url` to `dest` atomically and return `dest` (see `fetch_file`)."""
+    return fetch_file(url, dest, sha256=sha256, progress=progress).path
+
+
+def fetch_file(url, dest, sha256=None, progress=True) -> LocalFile:
+    """Download `url` to `dest` atomically; return it with the sha256 hashed while streaming.
 
     Shows a tqdm progress bar when stderr is a terminal (`progress=False`: never).
     Refuses non-http(s) schemes (no file://, ftp:// ...). A transfer cut short (fewer bytes than
@@ -116,7 +146,21 @@ def fetch(url, dest, sha256=None, progress=True) -> Path:
         raise
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, IncompleteRead, resets, timeouts
         raise DownloadError(url, f"download failed: {e}") from None
-    return dest
+    return LocalFile(dest, digest.hexdigest())
+
+
+def cached_download(url, progress=True, root=None) -> LocalFile:
+    """`url` downloaded once into `root` (default: the cache) as downloads/<url digest>/<file name>.
+
+    A file already there is complete (`fetch` renames it in only at the end) and is used as it
+    is. The folder is named by the URL's sha256 so that equal file names from different URLs do
+    not meet; the file name is the URL's, refused (ValueError) where it would leave the cache.
+    """
+    folder = f"downloads/{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+    dest = safe_cache_path(f"{folder}/{url_filename(url)}", root=root)
+    if dest.is_file():
+        return LocalFile(dest)
+    return fetch_file(url, dest, progress=progress)
 
 
 def _progress_bar(total, name, enabled):

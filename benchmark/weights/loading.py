@@ -1,2 +1,114 @@
-"""Safe loaders (being split out of convert.py)."""
-from benchmark.weights.convert import load_checkpoint, load_converted  # noqa: F401
+"""Safe loaders: a raw checkpoint with torch.load(weights_only=True), a converted .pkl with a
+restricted unpickler. Neither ever runs code from the file; each failure is one ConversionError
+naming the file.
+
+`load_converted` is also what the engine's checkpointer (benchmark/engine/checkpointer.py) reads
+MODEL.WEIGHTS with, instead of detectron2's plain `pickle.load`.
+"""
+import pickle
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.weights.errors import ConversionError, listing
+
+_BLOCKED_GLOBAL = re.compile(r"GLOBAL (\S+)")
+
+
+def require_file(path) -> Path:
+    """`path` as a Path, or a ConversionError saying why it is not a readable regular file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(path, "no such file" if not path.exists() else "not a regular file")
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """torch.load(path, weights_only=True) with one clear ConversionError per way it can fail.
+
+    weights_only refuses any pickle that would import or call something other than tensors and
+    plain containers, *before* calling it: a checkpoint crafted to run code is refused and the
+    code never runs. An explicit weights_only=True also wins over $TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.
+    """
+    path = require_file(path)
+    if path.stat().st_size == 0:
+        raise ConversionError(path, "empty file")
+    try:
+        with warnings.catch_warnings():
+            # torch warns (two lines on stderr) about pickle protocols of non-torch pickles before
+            # refusing them; the ConversionError below is the one line the user needs.
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                # mmap: tensors stay in the page cache instead of being copied into memory
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e):
+                    raise
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except pickle.UnpicklingError as e:
+        blocked = _BLOCKED_GLOBAL.search(str(e))
+        if blocked:
+            raise ConversionError(path, f"refused: unpickling it would call {blocked.group(1)}, i.e. run code; "
+                                        "it was not loaded and nothing in it ran") from None
+        hint = "; converted .pkl weights are used as they are (--weights FILE.pkl)" if path.suffix == ".pkl" else ""
+        raise ConversionError(path, f"not a PyTorch checkpoint (unreadable pickle, not loaded){hint}") from None
+    except EOFError:
+        raise ConversionError(path, "truncated: the file ends in the middle of the checkpoint") from None
+    except RuntimeError as e:
+        if "zip archive" in str(e) or "central directory" in str(e):
+            raise ConversionError(path, "truncated or corrupt: its zip archive cannot be read") from None
+        if "EOF" in str(e):  # legacy (pre-1.6, non-zip) format cut short
+            raise ConversionError(path, "truncated: the file ends in the middle of the checkpoint") from None
+        raise ConversionError(path, f"not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001  (torch raises KeyError, ValueError, ... on garbage)
+        raise ConversionError(path, f"not a PyTorch checkpoint ({type(e).__name__})") from None
+    if not isinstance(checkpoint, dict):
+        raise ConversionError(path, f"not a checkpoint: top level is a {type(checkpoint).__name__}, not a dict")
+    return checkpoint
+
+
+# The only globals a converted file needs: numpy's array reconstruction (numpy 1 and 2 module
+# names) and dtypes. Everything else (dicts, lists, str, numbers, bools) is built by pickle's
+# own opcodes without a lookup, so this allow-list is the whole attack surface.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+}
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED_GLOBALS or (module == "numpy.dtypes" and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise _RefusedGlobal(f"refused global {module}.{name}")
+
+
+def load_converted(path) -> dict:
+    """Read a converted .pkl without ever running code from it, and check its shape.
+
+    Returns the dict detectron2 expects ({"model": {name: ndarray}, "__author__", ...}).
+    detectron2's own loader would `pickle.load` the file, which runs whatever it contains.
+    """
+    path = require_file(path)
+    try:
+        with open(path, "rb") as f:
+            data = _RestrictedUnpickler(f, encoding="latin1").load()
+    except _RefusedGlobal as e:
+        raise ConversionError(path, f"not a converted weights file: {e}; it was not loaded and nothing in it ran") from None
+    except Exception as e:  # noqa: BLE001  (truncated or garbage pickles raise many types)
+        raise ConversionError(path, f"not a converted weights file (unreadable pickle: {e or type(e).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict) or "__author__" not in data:
+        raise ConversionError(path, "not a converted weights file: expected a dict with 'model' and '__author__'")
+    bad = [k for k, v in data["model"].items() if not isinstance(v, np.ndarray) or v.dtype.kind not in "fiub"]
+    if bad:
+        raise ConversionError(path, f"not a converted weights file: {listing('non-numeric entries', sorted(map(str, bad)))}")
+    return data

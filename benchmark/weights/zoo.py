@@ -2,7 +2,8 @@
 
 `configs/zoo.yaml` lists each checkpoint (file, method, pretraining data, augmentations, the paper
 table and row it belongs to). `fetch(name)` downloads one into `$BENCHMARK_CACHE/zoo/` with a
-progress bar and returns its path; `zoo:NAME` wherever weights are accepted goes through it.
+progress bar and returns its path (`fetch_file`: with its sha256); `zoo:NAME` wherever weights
+are accepted goes through it (benchmark.weights.spec).
 
 No checksums are published, so trust is on first use: the sha256 of the first complete download
 is recorded in `$BENCHMARK_CACHE/zoo/sha256.json` (written atomically) and every later use of
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from benchmark.weights import download
 from benchmark.fileio import write_json_atomic
+from benchmark.weights import download
 
 ZOO_FILE = Path(__file__).resolve().parents[1] / "configs" / "zoo.yaml"
 CACHE_SUBDIR = "zoo"
@@ -124,10 +125,11 @@ def format_zoo_table() -> str:
         if e.note:
             notes.append(f"[{len(notes) + 1}] {e.name}: {e.note}")
         rows.append((e.name + mark, e.method.split(" (")[0], e.data.split(" (")[0], e.augmentations or "-", paper, e.file))
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows]
+    from tabulate import tabulate
+
+    table = tabulate(rows, headers=head, tablefmt="plain", disable_numparse=True)
     base = url_of(list_zoo()[0])[: -len(list_zoo()[0].file)]
-    return "\n".join([f"{len(rows)} checkpoints (ResNet-50), URL = {base}FILE", ""] + lines + [""] + notes) + "\n"
+    return "\n".join([f"{len(rows)} checkpoints (ResNet-50), URL = {base}FILE", "", table, ""] + notes) + "\n"
 
 
 # --------------------------------------------------------------------------- the cache
@@ -170,9 +172,19 @@ def _locked():
 def fetch(name: str, progress: bool = True) -> Path:
     """The local path of zoo checkpoint `name`, downloaded (and its sha256 recorded) on first use.
 
-    Raises UnknownCheckpointError for an unknown name, ZooError for an unsafe name or a cached
-    file whose sha256 differs from the recorded one, download.DownloadError for a download that
-    failed, was cut short or did not match the recorded sha256. Nothing refused is left in place.
+    See `fetch_file`, which also returns the file's sha256.
+    """
+    return fetch_file(name, progress=progress).path
+
+
+def fetch_file(name: str, progress: bool = True) -> download.LocalFile:
+    """Zoo checkpoint `name` as a local file with its sha256, downloaded and recorded on first use.
+
+    The file is hashed exactly once: while it downloads, or when its cached copy is checked
+    against the record. Raises UnknownCheckpointError for an unknown name, ZooError for an unsafe
+    name or a cached file whose sha256 differs from the recorded one, download.DownloadError for
+    a download that failed, was cut short or did not match the recorded sha256. Nothing refused
+    is left in place.
     """
     entry = get(name)
     dest = download.safe_cache_path(f"{CACHE_SUBDIR}/{entry.file}")
@@ -189,10 +201,9 @@ def fetch(name: str, progress: bool = True) -> Path:
             # killed download left (hundreds of MB each); remove it before starting afresh.
             for stale in dest.parent.glob(f".{entry.file}.*.tmp"):
                 stale.unlink(missing_ok=True)
-            download.fetch(url_of(entry), dest, sha256=known, progress=progress)
-            actual = known or download.sha256_file(dest)
+            actual = download.fetch_file(url_of(entry), dest, sha256=known, progress=progress).sha256
         if known is None:
             records = recorded_sha256()
             records[entry.file] = actual
             write_json_atomic(_records_path(), records)
-    return dest
+    return download.LocalFile(dest, actual)
