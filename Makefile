@@ -33,7 +33,7 @@ demo: env
 	$(PY) tools/demo.py
 
 bench: env
-	$(PY) tools/bench.py
+	$(PY) benchmarks/run_bench.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -4,13 +4,15 @@
 Sections (all by default; each prints a progress line, a summary table ends the run):
   train    seconds/iteration of our engine's Trainer vs detectron2's plain DefaultTrainer, same
            config (voc07 --smoke), weights, data and threads, at two image sizes; target <= 1.03
-  eval     VOC 11-point and COCO bbox+segm evaluation of a few hundred synthetic images;
-           COCO with pycocotools vs faster-coco-eval (speed-up and largest metric difference)
+  eval     VOC 11-point and COCO bbox+segm evaluation of a few hundred synthetic images: COCO
+           with pycocotools, the suite's evaluator (must give pycocotools' numbers) and, when it
+           is installed, faster-coco-eval (speed-up and largest metric difference)
   data     detectron2 train loader images/s with 0, 1 and 2 workers
   convert  time and peak memory of converting a full ResNet-50 MoCo checkpoint
 
-  python tools/bench.py --json bench.json          # a few minutes on 2 CPU cores
-  python tools/bench.py --quick --sections eval,data
+Run from a checkout (benchmarks/ is not part of the installed package):
+  python benchmarks/run_bench.py --json bench.json          # a few minutes on 2 CPU cores
+  python benchmarks/run_bench.py --quick --sections eval,data
 
 Exit status: 0 all targets met; 1 a target missed (said why); 2 usage.
 """
@@ -18,9 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import bench  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `benchmarks` imports from the checkout, wherever this runs from
+
 from benchmark.fileio import write_json_atomic  # noqa: E402
+from benchmarks import bench  # noqa: E402
 
 
 def sections(text):

@@ -1,18 +1,20 @@
-"""benchmarks.bench's building blocks on a tiny setting: every figure tools/bench.py reports is
-present and a finite positive number, and the comparisons carry real results (faster-coco-eval's
-numbers equal pycocotools', the converter keeps every ResNet-50 tensor). Speeds are not asserted
-here: tools/bench.py checks its targets itself."""
-import importlib.util
+"""benchmarks/bench.py (the measurements behind benchmarks/run_bench.py) on tiny settings.
+
+Each test stands alone (any order, alone or not): the figures a section returns are checked
+against what was measured (counts, the numbers of the evaluations, the ratios from the given
+times), and the summary and the problems are checked against reports built here with known
+numbers. Speeds themselves are not asserted: benchmarks/run_bench.py checks its targets itself.
+"""
 import math
-from pathlib import Path
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from benchmarks import bench
-from benchmark.weights.convert import expected_shapes
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def positive(fig, *keys):
@@ -23,91 +25,286 @@ def positive(fig, *keys):
             assert isinstance(v, (int, float)) and math.isfinite(v) and v > 0, (key, value)
 
 
-@pytest.fixture(scope="module")
-def figures():
-    """Filled by the tests below, read by the summary test (module order)."""
-    return {"machine": bench.machine(), "load_after": [0.0, 0.0, 0.0]}
+def rows_of(report) -> dict:
+    """{what: (figure, detail)} of the summary's rows."""
+    return {what: (figure, detail) for what, figure, detail in bench.summary_rows(report)}
+
+
+MACHINE = {"cpus": 2, "torch_threads": 1, "cuda": False, "torch": "x", "python": "3", "platform": "p",
+           "load_average": [1.5, 1.0, 0.5]}
+
+
+def train_size(**over):
+    """One size's training figures, as train_size_figures returns them, with known numbers."""
+    fig = {"image_size": 128, "images_per_iter": 2, "iterations_timed": 10,
+           "ours_s_per_iter": 3.47, "plain_s_per_iter": 3.408, "ours_run_step_s": 1.0, "plain_run_step_s": 0.95,
+           "ours_hooks_s": 0.05, "plain_hooks_s": 0.0, "guard_check_s": 0.04, "guard_period": 20,
+           "guard_amortized_s": 0.002, "ratio": 1.10, "round_ratio_spread": [1.05, 1.2], "ratio_of_medians": 1.019,
+           "cpu_ratio": 1.09, "hook_ratio": 1.055}
+    fig.update(over)
+    return fig
+
+
+def eval_report(**over):
+    fig = {"images": 300, "repeats": 3, "voc_s": 0.404, "voc_detections": 1946, "voc_AP50": 61.25,
+           "coco_detections": 1800, "coco_pycocotools_s": 1.014, "coco_suite_s": 1.1, "coco_suite_backend": "pycocotools",
+           "coco_suite_max_abs_diff": 0.0, "coco_bbox_AP": 31.17, "coco_segm_AP": 17.32,
+           "faster_coco_eval": "1.8.0", "coco_faster_s": 0.145, "coco_speedup": 6.99, "coco_max_abs_diff": 0.0}
+    fig.update(over)
+    return fig
+
+
+# ----------------------------------------------------------------------------- summary, problems
+
+def test_summary_and_problems():
+    report = {"machine": MACHINE, "load_after": [1.0, 1.0, 1.0],
+              "train": {"ratio": 1.10, "within_target": False, "sizes": {"128": train_size()}},
+              "eval": eval_report(),
+              "data": {"batches": 100, "images_per_batch": 2, "workers": {"0": {"images_per_s": 554.4, "images": 200,
+                                                                               "first_batch_s": 0.0123}}},
+              "convert": {"checkpoint_mib": 246.2, "wall_s": 0.394, "peak_rss_growth_mib": 92.4,
+                          "peak_rss_x_checkpoint": 0.375, "within_target": True,
+                          "targets": dict(bench.CONVERT_TARGETS)}}
+    rows = rows_of(report)
+    assert rows["train s/iter @128px, ours vs plain"] == (
+        "3.470 vs 3.408", "ratio 1.100 (rounds 1.050..1.200; of medians 1.019; CPU time 1.090; hooks only 1.0550)")
+    assert rows["train run_step, hooks @128px, ours"] == ("1.000 s, 50.00 ms", "plain 0.950 s, 0.00 ms; guard 40.0 ms / 20 it")
+    assert rows["train overhead (worst size)"] == ("1.100", "target <= 1.03: MISSED")
+    assert rows["eval VOC 11-point, 300 img"] == ("0.40 s", "1946 detections, AP50 61.2")
+    assert rows["eval COCO bbox+segm pycocotools, 300 img"] == ("1.01 s", "1800 detections, AP 31.2 bbox, 17.3 segm")
+    assert rows["eval COCO, the suite's COCOEvaluator"] == ("1.10 s", "pycocotools: identical numbers")
+    assert rows["eval COCO, faster-coco-eval 1.8.0"] == ("0.14 s", "6.99x pycocotools' speed, identical numbers")
+    assert rows["data loader, 0 workers"] == ("554 img/s", "first batch 0.01 s")
+    assert rows["convert R50 MoCo"] == ("0.39 s", "246 MiB file, peak RSS +92 MiB (0.38x)")
+    assert rows["machine"] == ("2 CPUs, 1 threads", "load [1.5, 1.0, 0.5] -> [1.0, 1.0, 1.0]")
+    # The printed table: a Markdown pipe table (pastes into README.md), one line per row + header.
+    lines = bench.summary(report).splitlines()
+    cells = [[c.strip() for c in ln.split("|")[1:-1]] for ln in lines]
+    assert len(lines) == 2 + len(rows) and all(ln[0] == ln[-1] == "|" for ln in lines)
+    assert cells[0] == ["what", "figure", "detail"] and set(cells[1][0]) == {"-"}
+    assert [tuple(c) for c in cells[2:]] == bench.summary_rows(report)  # every row, three cells each, in order
+
+    found = bench.problems(report)  # the converter is within target, the suite's COCO numbers agree
+    assert found == ["training overhead 1.100 > 1.03 at 128 px. Profile: run_step (detectron2's code in both) "
+                     "1.000 vs 0.950 s, hooks 50.00 vs 0.00 ms, our finite-weights guard 2.0 ms/iter amortized: "
+                     "hooks-only ratio 1.0550; CPU-time ratio 1.090; per-round ratios 1.050..1.200"]
+    report["train"]["sizes"]["128"].update(hook_ratio=1.002, round_ratio_spread=[0.95, 1.2])
+    assert bench.problems(report)[0].endswith("per-round ratios 0.950..1.200; they span 1.0: the excess is machine "
+                                              "noise (load [1.0, 1.0, 1.0]), not the engine; re-measure on an idle machine")
+    # faster-coco-eval is a comparison, not a target: slower and different numbers are no problem.
+    report.update(train={"ratio": 1.01, "within_target": True, "sizes": {"128": train_size(ratio=1.01)}},
+                  eval=eval_report(coco_speedup=0.5, coco_max_abs_diff=0.5, coco_faster_s=2.03))
+    assert bench.problems(report) == []
+    assert rows_of(report)["eval COCO, faster-coco-eval 1.8.0"] == (
+        "2.03 s", "0.50x pycocotools' speed, numbers differ by up to 0.5 AP")
+    report["eval"].update(coco_suite_max_abs_diff=0.25)
+    report["convert"].update(wall_s=2.5, within_target=False)
+    assert bench.problems(report) == [
+        "the suite's COCO evaluation (pycocotools) differs from pycocotools' COCOeval on the same predictions by 0.25 AP",
+        "converter over target (2.50 s, 0.38x checkpoint; targets < 2 s, < 3x)"]
+
+
+def test_summary_without_faster_coco_eval():
+    e = {k: v for k, v in eval_report(faster_coco_eval=None).items() if k not in ("coco_faster_s", "coco_speedup",
+                                                                                 "coco_max_abs_diff")}
+    rows = rows_of({"machine": MACHINE, "eval": e})
+    assert rows["eval COCO, faster-coco-eval"] == ("not installed", "no comparison")
+    assert not any("1.8.0" in what for what in rows)
+    assert bench.problems({"machine": MACHINE, "eval": e}) == []
+
+
+def test_ratios_from_given_rounds():
+    fig = train_size(ours_s_per_iter=2.0, plain_s_per_iter=1.6, ours_hooks_s=0.03, plain_hooks_s=0.01,
+                     guard_amortized_s=0.004)
+    rounds_s = [(2.0, 1.6), (1.0, 1.0), (3.3, 3.0)]  # per-round (ours, plain) seconds
+    rounds_cpu = [(1.0, 1.0), (1.996, 2.0), (1.1, 1.0)]
+    got = bench.ratios(fig, rounds_s, rounds_cpu)
+    assert got["ratio"] == pytest.approx(3.304 / 3.0)  # median of 2.004/1.6, 1.004/1.0, 3.304/3.0
+    assert got["round_ratio_spread"] == pytest.approx([1.004, 2.004 / 1.6])
+    assert got["ratio_of_medians"] == pytest.approx(2.004 / 1.6)
+    assert got["loop_ratio"] == pytest.approx(1.25)
+    assert got["cpu_ratio"] == pytest.approx(1.004)  # median of 1.004, 1.0, 1.104
+    assert got["hook_ratio"] == pytest.approx(1 + 0.024 / 1.6)
+
+
+# ----------------------------------------------------------------------------- training pieces
+
+def test_stepper_calls_what_train_calls():
+    """Stepping in blocks makes the same calls, in the same order, with the same iter and
+    storage.iter, as TrainerBase.train(0, 3) in one go."""
+    from detectron2.engine import HookBase, TrainerBase
+
+    class Recorder(HookBase):
+        def __init__(self, log):
+            self.log = log
+
+        def before_train(self):
+            self.log.append(("before_train", self.trainer.iter, self.trainer.storage.iter))
+
+        def before_step(self):
+            self.log.append(("before_step", self.trainer.iter, self.trainer.storage.iter))
+
+        def after_step(self):
+            self.log.append(("after_step", self.trainer.iter, self.trainer.storage.iter))
+
+        def after_train(self):
+            self.log.append(("after_train", self.trainer.iter, self.trainer.storage.iter))
+
+    class Counting(TrainerBase):
+        def __init__(self):
+            super().__init__()
+            self.log = []
+            self.register_hooks([Recorder(self.log)])
+
+        def run_step(self):
+            self.storage.put_scalar("loss", float(self.iter))
+            self.log.append(("run_step", self.iter, self.storage.iter))
+
+    whole = Counting()
+    whole.train(0, 3)
+    pieces = Counting()
+    stepper = bench.Stepper(pieces, start_iter=0, max_iter=3)
+    times = stepper.step(1) + stepper.step(2)
+    stepper.close()
+    assert pieces.log == whole.log and len(whole.log) == 1 + 3 * 3 + 1
+    assert stepper.storage.history("loss").values()[-1][0] == 2.0
+    assert len(times) == 3 and all(total >= run_step and total >= hooks for total, run_step, hooks, _ in times)
+
+
+def test_guard_seconds_times_the_real_check():
+    model = torch.nn.Linear(4, 2)
+    assert bench.guard_seconds(model, 0) == 0.0  # period 0: the guard never checks
+    assert bench.guard_seconds(model, 20) > 0
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"iteration=19 \(weight\)"):  # it ran the check, at iter 19
+        bench.guard_seconds(model, 20)
 
 
 @pytest.mark.slow
-def test_train_figures(tmp_path, figures):
+def test_train_figures(tmp_path):
+    from benchmark.tasks.config import build_config
+
     threads = torch.get_num_threads()
-    try:
-        fig = bench.train_figures(tmp_path, sizes=(64,), warmup=1, rounds=2, block=1, threads=1)
-    finally:
-        torch.set_num_threads(threads)
+    fig = bench.train_figures(tmp_path, sizes=(64,), warmup=1, rounds=2, block=1, threads=1)
+    assert torch.get_num_threads() == threads  # put back
     assert fig["threads"] == 1 and fig["target"] == bench.TRAIN_TARGET and "DefaultTrainer" in fig["compared"]
     size = fig["sizes"]["64"]
-    assert (size["image_size"], size["images_per_iter"], size["iterations_timed"], size["guard_period"]) == (64, 2, 2, 20)
+    period = build_config("voc07", smoke=True)[0].BENCHMARK.NONFINITE_CHECK_PERIOD
+    assert (size["image_size"], size["images_per_iter"], size["iterations_timed"], size["guard_period"]) == (64, 2, 2, period)
     positive(size, "ours_s_per_iter", "plain_s_per_iter", "ours_spread_s", "plain_spread_s", "ours_run_step_s",
              "plain_run_step_s", "ours_hooks_s", "plain_hooks_s", "guard_check_s", "guard_amortized_s",
              "loop_ratio", "ratio", "ratio_of_medians", "round_ratio_spread", "ours_cpu_s_per_iter",
              "plain_cpu_s_per_iter", "cpu_ratio", "hook_ratio")
-    assert size["ours_run_step_s"] < size["ours_s_per_iter"]  # hooks are timed apart from run_step
-    assert size["ratio_of_medians"] == pytest.approx((size["ours_s_per_iter"] + size["guard_check_s"] / 20) / size["plain_s_per_iter"])
+    for name in ("ours", "plain"):
+        raw = size[f"{name}_iter_s"]
+        assert len(raw) == 2 and size[f"{name}_s_per_iter"] == pytest.approx(sum(raw) / 2, abs=1e-4)  # median of 2
+        assert size[f"{name}_run_step_s"] < size[f"{name}_s_per_iter"]  # hooks are timed apart from run_step
+    assert size["ratio_of_medians"] == pytest.approx((size["ours_s_per_iter"] + size["guard_check_s"] / period)
+                                                     / size["plain_s_per_iter"])
     lo, hi = size["round_ratio_spread"]
     assert lo <= size["ratio"] <= hi  # the median of the per-round ratios
     assert fig["ratio"] == size["ratio"] and fig["within_target"] == (fig["ratio"] <= 1.03)
-    figures["train"] = fig
+    rows = rows_of({"machine": MACHINE, "train": fig})
+    assert rows["train s/iter @64px, ours vs plain"][0] == f"{size['ours_s_per_iter']:.3f} vs {size['plain_s_per_iter']:.3f}"
+    assert rows["train overhead (worst size)"][0] == f"{fig['ratio']:.3f}"
 
 
-def test_eval_figures(tmp_path, figures):
-    fig = bench.eval_figures(tmp_path, num_images=8, repeats=1)
-    positive(fig, "images", "voc_s", "voc_spread_s", "voc_detections", "coco_pycocotools_s", "coco_faster_s",
-             "coco_detections", "coco_speedup", "voc_AP50", "coco_bbox_AP", "coco_segm_AP")
-    assert fig["images"] == 8
+# ----------------------------------------------------------------------------- evaluation, data, converter
+
+def expected_detections(task, root, dataset):
+    """What imperfect_predictions gives per image: every object but one, plus 5 false positives."""
+    from detectron2.data import DatasetCatalog
+
+    from benchmark.data import registered_name
+
+    dicts = DatasetCatalog.get(registered_name(dataset, root))
+    assert dicts and all(d["annotations"] for d in dicts)
+    return sum(len(d["annotations"]) - 1 + 5 for d in dicts)
+
+
+def test_eval_figures(tmp_path):
+    fig = bench.eval_figures(tmp_path, num_images=6, repeats=1)
+    positive(fig, "voc_s", "voc_spread_s", "coco_pycocotools_s", "coco_suite_s", "voc_AP50", "coco_bbox_AP",
+             "coco_segm_AP")
+    assert (fig["images"], fig["repeats"]) == (6, 1)
+    assert fig["voc_detections"] == expected_detections("voc07", tmp_path / "eval_voc", "voc_2007_test")
+    assert fig["coco_detections"] == expected_detections("coco", tmp_path / "eval_coco", "coco_2017_val")
     # imperfect predictions (jitter, a missed object, false positives): AP strictly between 0 and 100
     assert all(0 < fig[k] < 100 for k in ("voc_AP50", "coco_bbox_AP", "coco_segm_AP"))
-    assert fig["coco_max_abs_diff"] <= 1e-4  # same numbers from both COCO backends
-    figures["eval"] = fig
+    assert fig["coco_bbox_AP"] == fig["coco_pycocotools"]["bbox"]["AP"]
+    assert fig["coco_segm_AP"] == fig["coco_pycocotools"]["segm"]["AP"]
+    assert fig["coco_suite_backend"] == "pycocotools" and fig["coco_suite_max_abs_diff"] == 0.0  # the same COCOeval
+    if fig["faster_coco_eval"] is None:  # not installed here: no comparison figures
+        assert not {"coco_faster_s", "coco_speedup", "coco_max_abs_diff"} & set(fig)
+    else:
+        positive(fig, "coco_faster_s", "coco_speedup")
+        assert fig["coco_speedup"] == pytest.approx(fig["coco_pycocotools_s"] / fig["coco_faster_s"])
+        assert fig["coco_max_abs_diff"] <= 1e-4  # the same numbers from both on the same results
+    rows = rows_of({"machine": MACHINE, "eval": fig})
+    assert rows["eval VOC 11-point, 6 img"] == (f"{fig['voc_s']:.2f} s",
+                                                f"{fig['voc_detections']} detections, AP50 {fig['voc_AP50']:.1f}")
 
 
-def test_data_figures(tmp_path, figures):
+def test_eval_figures_without_faster_coco_eval(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # `import faster_coco_eval` raises ImportError
+    assert bench.faster_coco_eval() is None
+    fig = bench.eval_figures(tmp_path, num_images=3, repeats=1)
+    assert fig["faster_coco_eval"] is None and not {"coco_faster_s", "coco_speedup", "coco_max_abs_diff"} & set(fig)
+    assert fig["coco_suite_max_abs_diff"] == 0.0 and 0 < fig["coco_bbox_AP"] < 100
+    assert rows_of({"machine": MACHINE, "eval": fig})["eval COCO, faster-coco-eval"] == ("not installed", "no comparison")
+
+
+def test_data_figures(tmp_path):
     fig = bench.data_figures(tmp_path, workers=(0, 1), batches=3)
     assert set(fig["workers"]) == {"0", "1"} and fig["images_per_batch"] == 2
     for w in fig["workers"].values():
         assert w["images"] == 6
         positive(w, "images_per_s", "first_batch_s")
-    figures["data"] = fig
+    assert rows_of({"machine": MACHINE, "data": fig})["data loader, 1 workers"][0] == \
+        f"{fig['workers']['1']['images_per_s']:.0f} img/s"
 
 
-def test_measure_convert(synthetic_checkpoint, figures):
-    ckpt = synthetic_checkpoint("moco")
-    fig = bench.measure_convert(ckpt)
-    assert (fig["format"], fig["depth"], fig["tensors"]) == ("moco", 50, len(expected_shapes(50)))
+def test_measure_convert(tmp_path):
+    from benchmark.weights.convert import expected_shapes
+    from benchmark.weights.synthetic import make_synthetic_checkpoint
+
+    ckpt = make_synthetic_checkpoint(tmp_path / "tiny_moco.pth", "moco", 0, 50, 8)  # a width-8 R50: small, quick
+    fig = bench.measure_convert(ckpt, workdir=tmp_path)
+    assert (fig["format"], fig["depth"], fig["tensors"]) == ("moco", 50, len(expected_shapes(50, 8)))
     assert fig["checkpoint_mib"] == pytest.approx(ckpt.stat().st_size / 2**20)
     positive(fig, "wall_s", "peak_rss_growth_mib", "peak_rss_x_checkpoint", "traced_peak_mib")
+    assert fig["peak_rss_x_checkpoint"] == pytest.approx(fig["peak_rss_growth_mib"] / fig["checkpoint_mib"])
     assert fig["within_target"] == (fig["wall_s"] < 2 and fig["peak_rss_x_checkpoint"] < 3)
-    figures["convert"] = fig
+    table = bench.convert_table(fig)
+    assert f"| wall time       | {fig['wall_s']:.2f} s" in table and f"{fig['tensors']} tensors kept" in table
+    assert {p.name for p in tmp_path.iterdir()} - {"cache"} == {"tiny_moco.pth"}  # its temporary folder is gone
 
 
-def test_summary_and_problems(figures):
-    text = bench.summary(figures)
-    for label in ("eval VOC 11-point", "pycocotools | faster", "data loader, 0 workers", "convert R50 MoCo", "machine"):
-        assert label in text
-    if "train" in figures:  # absent when slow tests are deselected
-        assert "train overhead (worst size)" in text
-    over = {"machine": figures["machine"],
-            "train": {"ratio": 1.10, "within_target": False, "sizes": {"128": {
-                "ratio": 1.10, "ours_run_step_s": 1.0, "plain_run_step_s": 0.95, "ours_hooks_s": 0.05,
-                "plain_hooks_s": 0.0, "guard_amortized_s": 0.002, "hook_ratio": 1.055, "cpu_ratio": 1.09,
-                "round_ratio_spread": [1.05, 1.2]}}},
-            "eval": {"coco_speedup": 0.9, "coco_max_abs_diff": 0.5}}
-    found = bench.problems(over)
-    assert len(found) == 3
-    assert found[0] == ("training overhead 1.100 > 1.03 at 128 px. Profile: run_step (detectron2's code in both) "
-                        "1.000 vs 0.950 s, hooks 50.00 vs 0.00 ms, our finite-weights guard 2.0 ms/iter amortized: "
-                        "hooks-only ratio 1.0550; CPU-time ratio 1.090; per-round ratios 1.050..1.200")
-    over["train"]["sizes"]["128"].update(hook_ratio=1.002, round_ratio_spread=[0.95, 1.2])
-    assert "machine noise" in bench.problems(over)[0]
-    assert "not faster" in found[1] and "differs from pycocotools by 0.5 AP" in found[2]
+def test_run_puts_threads_back_and_says_progress(tmp_path, monkeypatch):
+    monkeypatch.setitem(bench.PRESETS["quick"], "data", dict(workers=(0,), batches=2))
+    threads, said = torch.get_num_threads(), []
+    report = bench.run(["data"], quick=True, threads=1, workdir=tmp_path, progress=said.append)
+    assert torch.get_num_threads() == threads
+    assert report["quick"] is True and report["machine"]["torch_threads"] == 1
+    assert set(report) == {"machine", "quick", "data", "load_after"}
+    assert report["data"]["workers"]["0"]["images"] == 4 and report["data"]["section_s"] > 0
+    assert said == ["[1/1] data: train loader with 0 workers ..."]
+    assert {p.name for p in tmp_path.iterdir()} - {"cache"} == set()  # its temporary folder is gone
+    with pytest.raises(ValueError, match="unknown section.s. speed; choose from train, eval, data, convert"):
+        bench.run(["speed"])
 
 
-def test_cli_refuses_unknown_section(capsys):
-    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "tools" / "bench.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["--sections", "train,speed"])
-    assert exc.value.code == 2
-    assert "unknown section speed; choose from train,eval,data,convert" in capsys.readouterr().err
+# ----------------------------------------------------------------------------- the scripts
+
+def test_scripts_run_from_their_folder_anywhere(tmp_path):
+    """benchmarks/ is not installed: each script finds `benchmarks` from its own place, in a fresh
+    interpreter started elsewhere without PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = lambda *args: subprocess.run([sys.executable, *map(str, args)], cwd=tmp_path, env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=300)
+    refused = run(ROOT / "benchmarks" / "run_bench.py", "--sections", "train,speed")
+    assert refused.returncode == 2, refused.stderr
+    assert "unknown section speed; choose from train,eval,data,convert" in refused.stderr
+    helped = run(ROOT / "benchmarks" / "bench_convert.py", "--help")
+    assert helped.returncode == 0 and "peak memory under 3x" in helped.stdout, helped.stderr

@@ -1,15 +1,13 @@
 """The leaderboard: fixture records -> byte-identical tables, statistics checked by hand."""
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 
-from benchmark.records import leaderboard
-from benchmark.records import results
+from benchmark.records import leaderboard, results
+from tests.helpers import one_error_line, tool, write_record
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "leaderboard.py"
 
 
 @pytest.fixture
@@ -67,24 +65,42 @@ def test_html_with_png_chart(board, tmp_path):
         leaderboard.write(board, tmp_path, ["pdf"])
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("leaderboard_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cli(tmp_path, monkeypatch, capsys):
+def test_cli_writes_the_golden_files(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(FIXTURES)
-    main = _tool().main
-    assert main(["records", "--sort-by", "voc07", "--out", str(tmp_path), "--format", "md,csv"]) == 0
+    assert tool("leaderboard")(["records", "--sort-by", "voc07", "--out", str(tmp_path), "--format", "md,csv"]) == 0
     out, err = capsys.readouterr()
     assert out == (FIXTURES / "leaderboard.md").read_text()
     assert (tmp_path / "leaderboard.csv").read_text() == (FIXTURES / "leaderboard.csv").read_text()
-    assert "refused: records/old_schema/voc07/trial_0/results.json: schema_version 0" in err
-    assert main([str(tmp_path / "nowhere")]) == 1
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'}: no such folder or file"
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert main([str(empty)]) == 1
-    assert capsys.readouterr().err.strip() == f"error: no usable run record under {empty}"
+    assert (tmp_path / "leaderboard.md").read_text() == (FIXTURES / "leaderboard.md").read_text()
+    assert err.splitlines() == [
+        "refused: records/old_schema/voc07/trial_0/results.json: schema_version 0 is not understood by this suite "
+        "(it reads version 1); re-run or convert the record",
+        f"wrote {tmp_path / 'leaderboard.md'}", f"wrote {tmp_path / 'leaderboard.csv'}"]
+
+
+def _missing(tmp_path):
+    return [str(tmp_path / "nowhere")], f"error: {tmp_path / 'nowhere'}: no such folder or file"
+
+
+def _empty(tmp_path):
+    (tmp_path / "empty").mkdir()
+    return [str(tmp_path / "empty")], f"error: no usable run record under {tmp_path / 'empty'}"
+
+
+def _bad_sort(tmp_path):
+    write_record(tmp_path / "runs" / "trial_0")
+    return [str(tmp_path / "runs"), "--sort-by", "coco"], "error: cannot sort by task 'coco': no record of it"
+
+
+def _bad_format(tmp_path):
+    write_record(tmp_path / "runs" / "trial_0")
+    return [str(tmp_path / "runs"), "--out", str(tmp_path / "board"), "--format", "pdf"], "error: unknown format"
+
+
+@pytest.mark.parametrize("case", [_missing, _empty, _bad_sort, _bad_format], ids=lambda f: f.__name__.strip("_"))
+def test_cli_refuses_with_one_error_line(tmp_path, capsys, case):
+    argv, message = case(tmp_path)
+    assert tool("leaderboard")(argv) == 1
+    out, err = capsys.readouterr()
+    assert one_error_line(err).startswith(message)
+    assert not (tmp_path / "board").exists()

@@ -1,32 +1,26 @@
 """Reproduction: paper tables, the plan and its cost, verdicts, and end-to-end runs through the real
-tools/run_transfer.py (--smoke) with the local launcher and submitit's local executor."""
-import importlib.util
+run_transfer CLI (--smoke) with the local launcher and submitit's local executor."""
 import math
+import os
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from benchmark.records import cost
-from benchmark.records import paper
-from benchmark.records import reproduce
-from benchmark.records import results
+from benchmark.records import cost, launch, paper, reproduce, results
 from benchmark.records.leaderboard import Stat
+from tests.helpers import ROOT, one_error_line, tool, write_record
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "reproduce.py"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "paper"
+SMOKE, SMOKE_FAIL = FIXTURES / "smoke.yaml", FIXTURES / "smoke_fail.yaml"
 ZOO_BASE = "https://frontiers.blob.core.windows.net/pretraining/checkpoints/pil_pretrained_models/good_transfer/"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("reproduce_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 # --------------------------------------------------------------------------- tables
 
 def test_every_table_loads_with_only_referenced_numbers():
-    assert paper.list_tables() == ["moco_voc0712", "smoke", "smoke_fail", "table1", "table2", "table3"]
+    assert paper.list_tables() == ["moco_voc0712", "table1", "table2", "table3"]  # the paper's, no machinery tests
     t3 = paper.load_table("table3")
     values = {(r.name, t, m): (c.value, c.secondary) for r in t3.rows for (t, m), c in r.cells.items()}
     assert values == {("supervised_baseline", "voc07", "bbox/AP"): (42.4, False), ("moco_v1", "voc07", "bbox/AP"): (46.6, False),
@@ -40,6 +34,17 @@ def test_every_table_loads_with_only_referenced_numbers():
     for name in ("table1", "table2"):  # no published number of these tables is listed
         assert not any(r.cells for r in paper.load_table(name).rows)
     assert len(paper.load_table("table1").rows) == 10 and len(paper.load_table("table2").rows) == 14
+
+
+def test_the_gpu_workflow_offers_exactly_the_paper_tables():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "reproduce.yml").read_text())
+    table = workflow[True]["workflow_dispatch"]["inputs"]["table"]  # YAML 1.1 reads the key `on` as True
+    assert sorted(table["options"]) == paper.list_tables() and table["default"] in paper.list_tables()
+
+
+def test_ci_reproduces_the_smoke_fixture():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"--table {SMOKE.relative_to(ROOT)} --smoke" in ci and SMOKE.is_file()
 
 
 def test_tolerance_rule():
@@ -114,7 +119,7 @@ def test_check_expressions():
 # --------------------------------------------------------------------------- plan and dry run
 
 def test_dry_run_of_table3_lists_runs_with_zoo_urls_and_gpu_hours(capsys, tmp_path):
-    assert _tool()(["--table", "table3", "--dry-run", "--output", str(tmp_path)]) == 0
+    assert tool("reproduce")(["--table", "table3", "--dry-run", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1] == f"3 rows x 3 tasks (voc07, coco, cityscapes) x 5 trials = 45 runs; records under {tmp_path}/runs"
     runs = [ln for ln in out if ln.startswith(("exemplar_v", "moco_v2_imagenet"))]
@@ -132,7 +137,7 @@ def test_dry_run_of_table3_lists_runs_with_zoo_urls_and_gpu_hours(capsys, tmp_pa
     assert not (tmp_path / "runs").exists()  # a dry run runs nothing
 
 
-def test_plan_options_and_bad_input(capsys, tmp_path):
+def test_plan_options(tmp_path):
     table = paper.load_table("table3")
     opts = reproduce.Options("table3", tasks=["voc07"], trials=2, seed=10, output=str(tmp_path), weights={"moco_v1": "/m.pth"})
     runs, not_run = reproduce.plan(table, opts)
@@ -141,25 +146,171 @@ def test_plan_options_and_bad_input(capsys, tmp_path):
     assert len(runs) == 8 and not_run == [("supervised_baseline", "no weights: reported only (give --weights "
                                                                   "supervised_baseline=SPEC to run it)")]
     assert runs[2].output == tmp_path / "runs" / "exemplar_v1" / "voc07" and runs[2].weights == "zoo:exemplar_v1"
-    main = _tool()
-    for argv, message in [(["--tasks", "voc0712"], "error: table table3 has no task voc0712; its tasks: voc07, coco, cityscapes"),
-                          (["--weights", "nobody=/x.pth"], "error: --weights names no row of table3: nobody"),
-                          (["--trials", "0"], "error: --trials must be >= 1, got 0")]:
-        assert main(["--table", "table3", "--dry-run", *argv]) == 1
-        assert capsys.readouterr().err.strip() == message
-    assert main(["--table", "table9"]) == 1
-    assert capsys.readouterr().err.startswith("error: unknown table 'table9'; known: moco_voc0712, smoke")
+
+
+BAD_PLAN_OPTIONS = {
+    "unknown task": (["--tasks", "voc0712"], "error: table table3 has no task voc0712; its tasks: voc07, coco, cityscapes"),
+    "weights of no row": (["--weights", "nobody=/x.pth"], "error: --weights names no row of table3: nobody"),
+    "weights not ROW=SPEC": (["--weights", "nobody"], "error: --weights nobody: not of the form ROW=SPEC"),
+    "no trial": (["--trials", "0"], "error: --trials must be >= 1, got 0"),
+}
+
+
+@pytest.mark.parametrize("argv, message", BAD_PLAN_OPTIONS.values(), ids=BAD_PLAN_OPTIONS)
+def test_bad_plan_options_are_refused(capsys, tmp_path, argv, message):
+    assert tool("reproduce")(["--table", "table3", "--dry-run", "--output", str(tmp_path / "out"), *argv]) == 1
+    assert one_error_line(capsys.readouterr().err) == message
+    assert not (tmp_path / "out").exists()
+
+
+BAD_TABLES = {
+    "unknown name": ("table9", "error: unknown table 'table9'; known: moco_voc0712, table1, table2, table3 "
+                               "(or the path of a .yaml file)"),
+    "smoke is no paper table": ("smoke", "error: unknown table 'smoke'; known: moco_voc0712, table1, table2, table3"),
+    "a name with .yaml": ("table3.yaml", "error: table3.yaml: no such table file"),
+    "a missing file": ("{tmp}/t.yaml", "error: {tmp}/t.yaml: no such table file"),
+    "a folder": ("{tmp}", "error: unknown table '{tmp}'"),
+    "a folder named .yaml": ("{tmp}/dir.yaml", "error: {tmp}/dir.yaml: no such table file"),
+}
+
+
+@pytest.mark.parametrize("table, message", BAD_TABLES.values(), ids=BAD_TABLES)
+def test_bad_table_names_are_refused(capsys, tmp_path, monkeypatch, table, message):
+    (tmp_path / "dir.yaml").mkdir()
+    monkeypatch.chdir(tmp_path)  # "table3.yaml" is looked for here, not in the package
+    assert tool("reproduce")(["--table", table.format(tmp=tmp_path), "--dry-run", "--output", str(tmp_path / "out")]) == 1
+    assert one_error_line(capsys.readouterr().err).startswith(message.format(tmp=tmp_path))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_table_given_as_a_path_is_planned_under_its_file_name(capsys, tmp_path):
+    assert tool("reproduce")(["--table", str(SMOKE), "--smoke", "--trials", "2", "--dry-run", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "smoke: Smoke: reproduction machinery on synthetic checkpoints (not a paper table)"
+    assert out[1].startswith(f"2 rows x 1 tasks (voc07) x 2 trials = 4 runs; records under {tmp_path}/runs_smoke  [--smoke")
+    assert [ln.split()[:3] for ln in out[4:8]] == [["synthetic_moco", "voc07", "0"], ["synthetic_moco", "voc07", "1"],
+                                                  ["synthetic_torchvision", "voc07", "0"], ["synthetic_torchvision", "voc07", "1"]]
+
+
+def test_the_plan_is_a_table_with_right_aligned_numbers(tmp_path):
+    table = paper.load_table("table3")
+    opts = reproduce.Options("table3", tasks=["voc07", "cityscapes"], trials=1, output=str(tmp_path))
+    runs, not_run = reproduce.plan(table, opts)
+    lines = reproduce.format_plan(table, runs, not_run, opts).splitlines()
+    head, first, unknown = lines[3], lines[4], lines[5]
+    assert head.split() == ["row", "task", "trial", "seed", "status", "GPU-h", "weights"]
+    assert first.split() == ["exemplar_v1", "voc07", "0", "0", "to", "run", "14.9*", ZOO_BASE + "exemplar_v1.pth"]
+    assert unknown.split()[:2] == ["exemplar_v1", "cityscapes"]
+    gpu_h = head.index("GPU-h") + len("GPU-h")  # numbers end under the end of their header
+    assert first[gpu_h - len("14.9*"):gpu_h] == "14.9*" and unknown[gpu_h - 1:gpu_h] == "?"
+    assert first.index(ZOO_BASE) == head.index("weights")
 
 
 def test_a_folder_holding_other_weights_is_refused(tmp_path):
     opts = reproduce.Options("table3", tasks=["voc07"], trials=1, output=str(tmp_path))
     run = reproduce.plan(paper.load_table("table3"), opts)[0][0]
-    rec = results.new_record(task="voc07", weights={"name": "exemplar_v1", "sha256": None, "source": "zoo:exemplar_v2"},
-                             seed=0, trial=0, status="finished", iterations=1, world_size=1, ims_per_batch=2,
-                             duration_s=1.0, config_digest="0", environment={})
-    results.write_record(run.record_dir, rec)
-    with pytest.raises(reproduce.ReproduceError, match="holds a run of zoo:exemplar_v2 .* but the plan puts zoo:exemplar_v1 \\(voc07, trial 0\\) there; use another --output"):
+    write_record(run.record_dir, weights={"name": "exemplar_v1", "sha256": None, "source": "zoo:exemplar_v2"})
+    with pytest.raises(reproduce.ReproduceError, match="holds a run of zoo:exemplar_v2 .* but the plan puts zoo:exemplar_v1 "
+                                                       "\\(voc07, trial 0\\) there; use another --output"):
         reproduce.run_state(run)
+
+
+# --------------------------------------------------------------------------- --tolerance
+
+_FORM = "expected TASK:METRIC=VALUE (e.g. voc07:bbox/AP=1.0), VALUE a finite number >= 0"
+BAD_TOLERANCES = {
+    "slash for colon": (["voc07/bbox/AP=1.0"], "voc07/bbox/AP=1.0: no ':' between TASK and METRIC"),
+    "task only": (["voc07=1"], "voc07=1: no ':' between TASK and METRIC"),
+    "no value": (["voc07:bbox/AP"], "voc07:bbox/AP: no '=' before VALUE"),
+    "empty value": (["voc07:bbox/AP="], "voc07:bbox/AP=: '' is not a number"),
+    "text value": (["voc07:bbox/AP=abc"], "voc07:bbox/AP=abc: 'abc' is not a number"),
+    "empty task": ([":bbox/AP=1"], ":bbox/AP=1: TASK is empty"),
+    "empty metric": (["voc07:=1"], "voc07:=1: METRIC is empty"),
+    "two colons": (["voc07:bbox:AP=1"], "voc07:bbox:AP=1: more than one ':'"),
+    "negative": (["voc07:bbox/AP=-1"], "voc07:bbox/AP=-1: -1 is not a finite number >= 0"),
+    "nan": (["voc07:bbox/AP=nan"], "voc07:bbox/AP=nan: nan is not a finite number >= 0"),
+    "infinite": (["voc07:bbox/AP=inf"], "voc07:bbox/AP=inf: inf is not a finite number >= 0"),
+    "overflow": (["voc07:bbox/AP=1e999"], "voc07:bbox/AP=1e999: 1e999 is not a finite number >= 0"),
+    "given twice": (["voc07:bbox/AP=1", "voc07:bbox/AP=2"], "voc07:bbox/AP=2: voc07:bbox/AP is given twice"),
+    "unknown task": (["voc9:bbox/AP=1"], "voc9:bbox/AP=1.0: 'voc9' is not a task of table t (its tasks: voc07)"),
+    "task of the suite, not of the table": (["coco:bbox/AP=1"], "coco:bbox/AP=1.0: 'coco' is not a task of table t (its tasks: voc07)"),
+    "metric not a column": (["voc07:bbox/AP75=1"],
+                            "voc07:bbox/AP75=1.0: 'bbox/AP75' is not a column of table t for voc07 (its voc07 columns: bbox/AP)"),
+}
+
+
+def _ghost_table(tmp_path):
+    """A table whose one row cannot run (missing weights): were a bad --tolerance let through, its run
+    would be launched, fail fast, and leave OUTPUT/logs behind."""
+    table = tmp_path / "t.yaml"
+    table.write_text("columns: {voc07: [bbox/AP]}\nstd: {voc07: {bbox/AP: 0.2}}\n"
+                     f"rows: [{{name: ghost, weights: {tmp_path / 'missing.pth'}, "
+                     "cells: {voc07: {bbox/AP: {value: 40, source: test}}}}]\n")
+    return table
+
+
+@pytest.mark.parametrize("values, message", BAD_TOLERANCES.values(), ids=BAD_TOLERANCES)
+def test_bad_tolerances_are_refused_before_anything_runs(capsys, tmp_path, values, message):
+    out = tmp_path / "out"
+    argv = ["--table", str(_ghost_table(tmp_path)), "--trials", "1", "--smoke", "--output", str(out), "--tolerance", *values]
+    assert tool("reproduce")(argv) == 1
+    assert one_error_line(capsys.readouterr().err) == f"error: --tolerance {message}; {_FORM}"
+    assert not out.exists()
+
+
+def test_a_tolerance_given_by_hand_decides_the_verdict(capsys, tmp_path):
+    """Finished records already there (nothing is launched); ours 41.0 vs the paper's 40: the table's
+    rule (std 0.2, n 1) says differs, --tolerance voc07:bbox/AP=1.5 says holds."""
+    table, out = _ghost_table(tmp_path), tmp_path / "out"
+    write_record(out / "runs_smoke" / "ghost" / "voc07" / "trial_0",
+                 weights={"name": "ghost", "sha256": None, "source": str(tmp_path / "missing.pth")},
+                 metrics={"bbox": {"AP": 41.0}})
+    argv = ["--table", str(table), "--trials", "1", "--smoke", "--output", str(out)]
+    assert tool("reproduce")(argv) == 1
+    rule = 2 * 0.2 * math.sqrt(2) + 0.05
+    assert f"| ghost | voc07 | bbox/AP | 41.00 (1) | 40 | test | +1.00 | {rule:.2f} | differs |" in (out / "t.md").read_text()
+    assert tool("reproduce")([*argv, "--tolerance", "voc07:bbox/AP=1.5"]) == 0
+    assert "| ghost | voc07 | bbox/AP | 41.00 (1) | 40 | test | +1.00 | 1.50 | holds |" in (out / "t.md").read_text()
+    said = capsys.readouterr().out
+    assert said.count("t: 1 runs planned, 1 finished earlier (skipped), 0 to run") == 2
+    assert not (out / "logs").exists()  # nothing was launched
+
+
+def test_tolerance_zero_is_allowed():
+    assert reproduce.parse_tolerances(["voc07:bbox/AP=0", "coco:segm/AP=2.5"]) == {("voc07", "bbox/AP"): 0.0,
+                                                                                 ("coco", "segm/AP"): 2.5}
+
+
+# --------------------------------------------------------------------------- launching
+
+def test_a_run_is_launched_as_the_module_of_this_package(tmp_path):
+    opts = reproduce.Options("table3", tasks=["voc07"], trials=1, output=str(tmp_path), smoke=True, opts=["SOLVER.MAX_ITER", "4"])
+    run = reproduce.plan(paper.load_table("table3"), opts)[0][0]
+    argv = reproduce.command(run, opts)
+    assert argv == [sys.executable, "-m", "benchmark.cli.run_transfer", "--task", "voc07", "--weights", "zoo:exemplar_v1",
+                    "--output", str(tmp_path / "runs_smoke" / "exemplar_v1" / "voc07"), "--seed", "0", "--trial", "0",
+                    "--name", "exemplar_v1", "--smoke", "--num-gpus", "1", "SOLVER.MAX_ITER", "4"]
+
+
+def test_a_checkout_puts_itself_on_the_runs_path(monkeypatch):
+    """Run from a checkout through tools/ (not installed), `python -m benchmark...` would not find
+    the package: the launcher adds the checkout, before what PYTHONPATH held."""
+    import site
+
+    monkeypatch.setattr(site, "getsitepackages", lambda: ["/nowhere/site-packages"])
+    monkeypatch.setenv("PYTHONPATH", "/some/where")
+    assert launch.child_env()["PYTHONPATH"] == os.pathsep.join([str(ROOT), "/some/where"])
+
+
+def test_an_installed_copy_leaves_the_path_alone(monkeypatch):
+    import site
+
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(ROOT)])  # as if the package were in site-packages
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    assert "PYTHONPATH" not in launch.child_env()
+    monkeypatch.setattr(site, "getsitepackages", lambda: [])
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # pip install --target DIR, with DIR on PYTHONPATH
+    assert launch.child_env()["PYTHONPATH"] == str(ROOT)
 
 
 def test_a_run_that_dies_without_a_record_is_a_failure(tmp_path, capsys):
@@ -169,7 +320,7 @@ def test_a_run_that_dies_without_a_record_is_a_failure(tmp_path, capsys):
                      f"rows: [{{name: ghost, weights: {tmp_path / 'missing.pth'}, "
                      "cells: {voc07: {bbox/AP: {value: 1, source: test}}}}]\n")
     out = tmp_path / "out"
-    assert _tool()(["--table", str(table), "--trials", "1", "--smoke", "--output", str(out)]) == 1
+    assert tool("reproduce")(["--table", str(table), "--trials", "1", "--smoke", "--output", str(out)]) == 1
     assert "FAIL: 0/1 judged cells hold" in capsys.readouterr().out
     md = (out / "t.md").read_text()
     assert "| ghost | voc07 | bbox/AP | - | 1 | test | - | - | no result |" in md
@@ -185,11 +336,11 @@ def _mtimes(root):
 
 @pytest.mark.slow
 def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_path, capsys):
-    """2 synthetic rows x voc07 x 2 trials through tools/run_transfer.py --smoke; then smoke_fail,
+    """2 synthetic rows x voc07 x 2 trials through run_transfer --smoke; then smoke_fail,
     which names the same rows, is judged on the same runs without launching any."""
-    main, out = _tool(), tmp_path / "out"
+    main, out = tool("reproduce"), tmp_path / "out"
     short = ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)"]  # a quarter of the smoke schedule: CI time
-    assert main(["--table", "smoke", "--smoke", "--trials", "2", "--output", str(out), *short]) == 0
+    assert main(["--table", str(SMOKE), "--smoke", "--trials", "2", "--output", str(out), *short]) == 0
     said = capsys.readouterr().out
     assert "smoke: 4 runs planned, 0 finished earlier (skipped), 4 to run" in said
     assert "PASS: 1/1 judged cells hold, 1/1 judged checks hold; 3 cells and 0 checks not judged" in said
@@ -208,7 +359,7 @@ def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_pa
     assert csv_lines[1].startswith(f"cell,synthetic_moco,voc07,bbox/AP,{stat.mean:.4f},") and csv_lines[1].endswith(",holds,")
     before = _mtimes(out / "runs_smoke")
 
-    assert main(["--table", "smoke_fail", "--smoke", "--trials", "2", "--output", str(out), *short]) == 1
+    assert main(["--table", str(SMOKE_FAIL), "--smoke", "--trials", "2", "--output", str(out), *short]) == 1
     said = capsys.readouterr().out
     assert "smoke_fail: 4 runs planned, 4 finished earlier (skipped), 0 to run" in said
     assert "FAIL: 0/1 judged cells hold, 0/1 judged checks hold; 3 cells and 0 checks not judged" in said
@@ -216,7 +367,7 @@ def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_pa
     md = (out / "smoke_fail.md").read_text()
     assert f"| {stat.mean - 100:+.2f} | 0.01 | differs |" in md and "| does not hold |" in md
 
-    assert main(["--table", "smoke", "--smoke", "--trials", "2", "--output", str(out), *short]) == 0  # a restart: all reused
+    assert main(["--table", str(SMOKE), "--smoke", "--trials", "2", "--output", str(out), *short]) == 0  # a restart: all reused
     assert "4 finished earlier (skipped), 0 to run" in capsys.readouterr().out
     assert _mtimes(out / "runs_smoke") == before
 

@@ -5,66 +5,67 @@ import os
 import numpy as np
 import pytest
 
-from benchmark.records import results
 from benchmark.fileio import atomic_write
-
-
-def _record(**over):
-    fields = dict(
-        task="voc07", weights={"name": "moco", "sha256": "ab" * 32, "source": "moco.pth"},
-        seed=0, trial=0, status="finished", metrics={"bbox": {"AP": np.float64(46.6), "AP50": 70.0}},
-        iterations=20, world_size=1, ims_per_batch=2, duration_s=1.5, config_digest="cd",
-        environment={"torch": "x"},
-    )
-    fields.update(over)
-    return results.new_record(**fields)
+from benchmark.records import results
+from tests.helpers import make_record, write_record
 
 
 def test_round_trip_converts_numpy_scalars(tmp_path):
-    path = results.write_record(tmp_path, _record())
+    path = write_record(tmp_path, metrics={"bbox": {"AP": np.float64(46.6), "AP50": np.float32(70.0)}})
     assert path == tmp_path / "results.json"
     back = results.read_record(path)
     assert back["metrics"] == {"bbox": {"AP": 46.6, "AP50": 70.0}}
-    assert type(back["metrics"]["bbox"]["AP"]) is float
+    assert type(back["metrics"]["bbox"]["AP"]) is float and type(back["metrics"]["bbox"]["AP50"]) is float
     assert back["schema_version"] == results.SCHEMA_VERSION
     assert results.is_finished(tmp_path)
 
 
-def test_nan_metric_kept_as_null(tmp_path):
-    rec = _record(metrics={"bbox": {"AP": float("nan")}})
-    assert rec["metrics"]["bbox"]["AP"] is None
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), np.float64("-inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_metric_kept_as_null(value):
+    assert make_record(metrics={"bbox": {"AP": value, "AP50": 1.0}})["metrics"] == {"bbox": {"AP": None, "AP50": 1.0}}
 
 
-def test_failed_run_needs_reason():
-    with pytest.raises(results.RecordError, match="must say why"):
-        _record(status="failed")
-    rec = _record(status="failed", reason="loss became NaN at iteration 3")
-    assert rec["reason"].startswith("loss became NaN")
+@pytest.mark.parametrize("reason", [None, ""], ids=["None", "empty"])
+def test_a_failed_run_without_a_reason_is_refused(reason):
+    with pytest.raises(results.RecordError, match="a failed run must say why"):
+        make_record(status="failed", reason=reason)
 
 
-def test_unknown_schema_and_torn_json_refused(tmp_path):
-    (tmp_path / "a").mkdir()
-    rec = _record()
-    rec["schema_version"] = 99
-    (tmp_path / "a" / "results.json").write_text(json.dumps(rec))
-    with pytest.raises(results.RecordError, match="schema_version 99 is not understood"):
-        results.read_record(tmp_path / "a" / "results.json")
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "results.json").write_text('{"schema_version": 1, "task": ')
-    with pytest.raises(results.RecordError, match="torn or corrupt"):
-        results.read_record(tmp_path / "b" / "results.json")
-    assert not results.is_finished(tmp_path / "b")
+def test_a_failed_run_keeps_its_reason():
+    assert make_record(status="failed", reason="loss became NaN at iteration 3")["reason"] == "loss became NaN at iteration 3"
+
+
+@pytest.mark.parametrize("text, message", [
+    (lambda good: json.dumps({**good, "schema_version": 99}), "schema_version 99 is not understood"),
+    (lambda good: '{"schema_version": 1, "task": ', "not valid JSON .*; the record is torn or corrupt"),
+    (lambda good: "", "not valid JSON .*; the record is torn or corrupt"),
+], ids=["other schema", "torn", "empty"])
+def test_unreadable_records_are_refused(tmp_path, text, message):
+    (tmp_path / "results.json").write_text(text(make_record()))
+    with pytest.raises(results.RecordError, match=f"^{tmp_path / 'results.json'}: {message}"):
+        results.read_record(tmp_path / "results.json")
+    assert not results.is_finished(tmp_path)
+
+
+def test_a_missing_record_is_not_finished(tmp_path):
+    with pytest.raises(results.RecordError, match="no such run record"):
+        results.read_record(tmp_path / "results.json")
+    assert not results.is_finished(tmp_path)
 
 
 def test_gather_reports_problems_and_keeps_going(tmp_path):
-    results.write_record(tmp_path / "run1", _record(seed=1))
-    results.write_record(tmp_path / "run2", _record(seed=2))
+    write_record(tmp_path / "run1", seed=1)
+    write_record(tmp_path / "run2", seed=2)
     (tmp_path / "run3").mkdir()
     (tmp_path / "run3" / "results.json").write_text("not json")
     records, problems = results.gather([tmp_path])
-    assert [r["seed"] for r in records] == [1, 2]
-    assert len(problems) == 1 and "run3" in problems[0]
-    with pytest.raises(FileNotFoundError):
+    assert [(r["seed"], r["_path"]) for r in records] == [(1, str(tmp_path / "run1" / "results.json")),
+                                                          (2, str(tmp_path / "run2" / "results.json"))]
+    assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'run3' / 'results.json'}: not valid JSON")
+
+
+def test_gather_of_a_missing_folder_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing: no such folder or file"):
         results.gather([tmp_path / "missing"])
 
 

@@ -1,15 +1,19 @@
 """The task registry: lookup, patterns, errors."""
 import pytest
 
+from benchmark import CONFIG_DIR
 from benchmark.tasks import Task, UnknownTaskError, get_task, list_tasks, register_task
 
 
-def test_five_tasks_registered_with_their_configs():
-    names = [t.name for t in list_tasks()]
-    assert names == ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"]
-    for task in list_tasks():
-        assert task.primary_metric == task.metrics[0]
-        assert task.config_path.name == f"{task.name}.yaml"
+def test_five_tasks_registered():
+    assert [t.name for t in list_tasks()] == ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"]
+
+
+@pytest.mark.parametrize("name", ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"])
+def test_a_task_has_its_config_in_the_package_and_its_primary_metric_first(name):
+    task = get_task(name)
+    assert task.primary_metric == task.metrics[0]
+    assert task.config_path == CONFIG_DIR / f"{name}.yaml" and task.config_path.is_file()
 
 
 def test_pattern():

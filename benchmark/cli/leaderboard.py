@@ -9,8 +9,6 @@ Cells are mean ± sample std (ddof=1) (n) over finished trials; failed runs and 
 """
 import argparse
 import sys
-from pathlib import Path
-
 
 
 def main(argv=None):
@@ -21,8 +19,7 @@ def main(argv=None):
     p.add_argument("--sort-by", help="task whose primary metric orders the rows (default: the first task)")
     p.add_argument("--name", default="leaderboard", help="file stem of the written files")
     args = p.parse_args(argv)
-    from benchmark.records import leaderboard
-    from benchmark.records import results
+    from benchmark.records import leaderboard, results
 
     try:
         records, problems = results.gather(args.folders)

@@ -8,8 +8,6 @@ Exit status: 0 every trial finished; 1 bad input (one line `error: ...`) or a fa
 """
 import argparse
 import sys
-from pathlib import Path
-
 
 
 def parser():
@@ -38,31 +36,39 @@ def parser():
     return p
 
 
-def main(argv=None):
-    args = parser().parse_args(argv)
-    from benchmark.engine import RunError, run
+def format_task_table() -> str:
+    """The task registry as an aligned table (for --list-tasks)."""
+    from tabulate import tabulate
+
     from benchmark.tasks import list_tasks
 
+    rows = [(t.name, t.data_format, t.primary_metric, t.config, t.description) for t in list_tasks()]
+    return tabulate(rows, headers=("task", "data", "primary metric", "config", "description"), tablefmt="plain",
+                    disable_numparse=True)
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     if args.list_tasks:
-        rows = [(t.name, t.data_format, t.primary_metric, t.config, t.description) for t in list_tasks()]
-        head = ("task", "data", "primary metric", "config", "description")
-        widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-        for row in [head] + rows:
-            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print(format_task_table())
         return 0
     if args.list_zoo:
         from benchmark.weights.zoo import format_zoo_table
 
-        print(format_zoo_table())
+        print(format_zoo_table(), end="")
         return 0
     if not args.task or not args.weights:
         parser().error("--task and --weights are required (or --list-tasks)")
-    try:
-        return run(args)
-    except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    from benchmark.cli import quiet_third_party_deprecations
 
+    with quiet_third_party_deprecations():
+        from benchmark.engine import RunError, run  # torch and detectron2: only for a real run
+
+        try:
+            return run(args)
+        except RunError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,10 +1,11 @@
 """Launchers for a reproduction's runs: one after another here, or one SLURM job each (submitit).
 
-Both run the same thing for a run: the `tools/run_transfer.py` command line the reproduction
-built, as a subprocess, its output in a log file, and report its exit status. Going through the
-CLI (not importing the engine) keeps a launcher's process free of the training's state and makes
-a run here and a run on the cluster the very same command. The record a run writes
-(results.json) is the result; the exit status only says whether to look for a reason elsewhere.
+Both run the same thing for a run: the `python -m benchmark.cli.run_transfer` command line the
+reproduction built, as a subprocess, its output in a log file, and report its exit status. Going
+through the CLI (not importing the engine) keeps a launcher's process free of the training's
+state and makes a run here and a run on the cluster the very same command. The record a run
+writes (results.json) is the result; the exit status only says whether to look for a reason
+elsewhere.
 """
 import dataclasses
 import os
@@ -45,7 +46,8 @@ def run_command(argv, log_path, multi_node=False) -> int:
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(argv) + "\n")
         log.flush()
-        return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              env=child_env()).returncode
 
 
 def launch_local(commands, say=print) -> list[Launched]:
@@ -107,6 +109,26 @@ def launch_slurm(commands, opts: SlurmOptions, say=print, name="reproduce") -> l
     return out
 
 
-def python_command(script, *args) -> list:
-    """[this interpreter, script, args...]: jobs run with the interpreter the reproduction runs on."""
-    return [sys.executable, os.fspath(script), *map(str, args)]
+def python_module_command(module, *args) -> list:
+    """[this interpreter, -m, module, args...]: jobs run with the interpreter the reproduction runs
+    on, and find the module through the package (child_env), not through a file of a checkout."""
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def child_env() -> dict:
+    """The environment of a run: this one, plus the folder holding this copy of `benchmark` on
+    PYTHONPATH when the interpreter would not find it by itself (a checkout run through tools/
+    without installing), so that `python -m benchmark.cli...` runs the very copy that launched it.
+    An installed copy (site-packages, or pip install --target DIR with DIR on PYTHONPATH) is left
+    as it is: adding site-packages to PYTHONPATH would put it before the standard library."""
+    import site
+
+    import benchmark
+
+    env = dict(os.environ)
+    root = str(Path(benchmark.__file__).resolve().parents[1])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    found_anyway = {str(Path(p).resolve()) for p in [*paths, *site.getsitepackages(), site.getusersitepackages()]}
+    if root not in found_anyway:
+        env["PYTHONPATH"] = os.pathsep.join([root, *paths])
+    return env

@@ -16,14 +16,15 @@ import io
 import math
 from pathlib import Path
 
-from benchmark.records import cost
-from benchmark.records import launch
-from benchmark.records import paper
-from benchmark.records import results
+from tabulate import tabulate
+
 from benchmark.fileio import atomic_write
+from benchmark.records import cost, launch, paper, results
 from benchmark.records.leaderboard import Failure, Stat, aggregate
 
-RUN_TRANSFER = Path(__file__).resolve().parents[1] / "tools" / "run_transfer.py"
+# Runs go through the command line, as a module of the installed package (not a file of a checkout):
+# an installed copy (pip install, pip install --target DIR) launches them from any directory.
+RUN_TRANSFER_MODULE = "benchmark.cli.run_transfer"
 
 
 class ReproduceError(ValueError):
@@ -43,7 +44,7 @@ class Options:
     data_root: str | None = None
     num_gpus: int | None = None  # per run; default 1 (local) or --gpus-per-node (slurm)
     weights: dict = dataclasses.field(default_factory=dict)  # {row: spec}, overrides the table
-    tolerance: dict = dataclasses.field(default_factory=dict)  # {(task, metric): value}
+    tolerance: dict = dataclasses.field(default_factory=dict)  # {(task, metric): value >= 0}, see parse_tolerances
     partition: str | None = None
     account: str | None = None
     nodes: int = 1
@@ -91,6 +92,50 @@ def _weights_of(row, opts) -> tuple[str | None, str]:
     if row.weights:
         return str(row.weights), str(row.weights)
     return None, "no weights: reported only (give --weights {0}=SPEC to run it)".format(row.name)
+
+
+TOLERANCE_FORM = "expected TASK:METRIC=VALUE (e.g. voc07:bbox/AP=1.0), VALUE a finite number >= 0"
+
+
+def parse_tolerances(items) -> dict:
+    """`--tolerance TASK:METRIC=VALUE ...` -> {(task, metric): value}; ReproduceError (one line) on a
+    malformed item, a VALUE that is not a finite number >= 0, or a metric given twice. Whether
+    TASK:METRIC is a column of the table is check_tolerances' job (it needs the table)."""
+    out = {}
+    for item in items or []:
+        key, sep, text = str(item).partition("=")
+        task, colon, metric = key.partition(":")
+        wrong = ("no '=' before VALUE" if not sep else "no ':' between TASK and METRIC" if not colon
+                 else "TASK is empty" if not task else "METRIC is empty" if not metric
+                 else "more than one ':'" if ":" in metric else None)
+        if wrong:
+            raise ReproduceError(f"--tolerance {item}: {wrong}; {TOLERANCE_FORM}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ReproduceError(f"--tolerance {item}: {text!r} is not a number; {TOLERANCE_FORM}") from None
+        if not math.isfinite(value) or value < 0:
+            raise ReproduceError(f"--tolerance {item}: {text} is not a finite number >= 0; {TOLERANCE_FORM}")
+        if (task, metric) in out:
+            raise ReproduceError(f"--tolerance {item}: {task}:{metric} is given twice; {TOLERANCE_FORM}")
+        out[(task, metric)] = value
+    return out
+
+
+def check_tolerances(table, tolerance) -> None:
+    """Refuse a tolerance (one line) on a task or metric that is not a column of the table: it
+    would apply to nothing, and the verdicts would look as if it had."""
+    for (task, metric), value in tolerance.items():
+        item = f"--tolerance {task}:{metric}={value}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ReproduceError(f"{item}: not a finite number >= 0; {TOLERANCE_FORM}")
+        if task not in table.tasks:
+            raise ReproduceError(f"{item}: {task!r} is not a task of table {table.name} (its tasks: "
+                                 f"{', '.join(table.tasks)}); {TOLERANCE_FORM}")
+        metrics = [m for t, m in table.columns if t == task]
+        if metric not in metrics:
+            raise ReproduceError(f"{item}: {metric!r} is not a column of table {table.name} for {task} (its "
+                                 f"{task} columns: {', '.join(metrics)}); {TOLERANCE_FORM}")
 
 
 def selected_tasks(table, opts) -> tuple:
@@ -161,10 +206,10 @@ def format_plan(table, runs, not_run, opts) -> str:
                 unknown += 1
             else:
                 total += hours
-        body.append((run.row, run.task, str(run.trial), str(run.seed), state, _hours(hours) + ("*" if hours is not None and not cost.SPEED[run.task].measured else ""), run.shown))
-    widths = [max(len(r[i]) for r in body + [head]) for i in range(len(head) - 1)]
-    for r in [head] + body:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        estimate = "*" if hours is not None and not cost.SPEED[run.task].measured else ""
+        body.append((run.row, run.task, str(run.trial), str(run.seed), state, _hours(hours) + estimate, run.shown))
+    lines.append(tabulate(body, headers=head, tablefmt="plain", disable_numparse=True,
+                          colalign=("left", "left", "right", "right", "left", "right", "left")))
     for name, why in not_run:
         lines.append(f"not run: {name}: {why}")
     lines += ["", f"to run: {todo} of {len(runs)} runs; estimated {total:.1f} GPU-hours"
@@ -337,7 +382,7 @@ def command(run: PlannedRun, opts) -> list:
         args += ["--data-root", opts.data_root]
     gpus = opts.num_gpus or (opts.gpus_per_node if opts.launcher == "slurm" else 1)
     args += ["--num-gpus", gpus]
-    return launch.python_command(RUN_TRANSFER, *args, *opts.opts)
+    return launch.python_module_command(RUN_TRANSFER_MODULE, *args, *opts.opts)
 
 
 def _make_synthetic(table, runs):
@@ -351,7 +396,9 @@ def _make_synthetic(table, runs):
 
 
 def reproduce(opts: Options, say=print) -> int:
-    table = paper.load_table(opts.table, opts.tolerance)
+    table = paper.load_table(opts.table)
+    check_tolerances(table, opts.tolerance)
+    table = dataclasses.replace(table, tolerance={**table.tolerance, **opts.tolerance})
     if opts.launcher not in ("local", "slurm"):
         raise ReproduceError(f"unknown launcher {opts.launcher!r}; known: local, slurm")
     runs, not_run = plan(table, opts)

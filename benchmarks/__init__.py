@@ -1,0 +1,1 @@
+"""Measurement scripts (speed, memory) run from a checkout: not part of the installed package."""
