@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-
 CHECKPOINTS = (("moco_synthetic", "moco", 0), ("torchvision_synthetic", "torchvision", 1))
 
 
@@ -19,12 +18,11 @@ def main(argv=None):
     p.add_argument("out", nargs="?", default="demo_output", help="output folder (default demo_output/)")
     args = p.parse_args(argv)
     out, start = Path(args.out), time.perf_counter()
-    from benchmark.records import leaderboard
-    from benchmark.records import results
-    from benchmark.weights.synthetic import make_synthetic_checkpoint
-    from benchmark.weights.convert import convert_file
     from benchmark.data import write_synthetic
     from benchmark.engine import Options, run
+    from benchmark.records import leaderboard, results
+    from benchmark.weights.convert import convert_file
+    from benchmark.weights.synthetic import make_synthetic_checkpoint
 
     def step(text):
         print(f"\n== [{time.perf_counter() - start:5.1f} s] {text}", flush=True)

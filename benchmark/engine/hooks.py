@@ -24,6 +24,22 @@ def prune_periodic_checkpoints(output_dir, keep: int) -> list:
     return removed
 
 
+class PruneCheckpoints(HookBase):
+    """After each checkpoint, keep only the newest `keep` periodic checkpoints of `output_dir` (0: all).
+
+    detectron2's PeriodicCheckpointer(max_to_keep=...) forgets the files of a killed predecessor
+    (it counts only its own); a resumed COCO run would keep them for good (~260 MiB each).
+    Placed right after the PeriodicCheckpointer, so the newest file exists before older ones go.
+    """
+
+    def __init__(self, output_dir, period: int, keep: int):
+        self.output_dir, self.period, self.keep = output_dir, period, keep
+
+    def after_step(self):
+        if self.keep > 0 and (self.trainer.iter + 1) % self.period == 0:
+            prune_periodic_checkpoints(self.output_dir, self.keep)
+
+
 class NonFiniteGuard(HookBase):
     """Stops a diverged run within `period` iterations: every rank checks its weights are finite.
 

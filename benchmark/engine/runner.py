@@ -419,15 +419,13 @@ def _reuse_finished(job: Job) -> bool:
             return True
         raise RunError(f"{path}: a finished trial of another run is there ({problem}); it is kept as it is. "
                        "Choose another --output, or delete that folder to run this one there")
-    # Both sides through the same YAML round trip: a dumped config does not load back byte-identical.
-    problem = trial_folder.foreign_checkpoint_problem(job.output_dir, _digest_of_dump(job.cfg.dump()),
-                                                      lambda path: _digest_of_dump(Path(path).read_text()))
+    problem = trial_folder.foreign_checkpoint_problem(job.output_dir, job.digest, _digest_of_config_file)
     if problem:
         raise RunError(f"{job.output_dir}: {problem}; not resumed. Choose another --output, or delete that folder")
     return False
 
 
-def _digest_of_dump(text: str) -> str:
+def _digest_of_config_file(path) -> str:
     from detectron2.config import CfgNode
 
-    return config_digest(CfgNode.load_cfg(text))
+    return config_digest(CfgNode.load_cfg(Path(path).read_text()))

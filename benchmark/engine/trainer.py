@@ -20,7 +20,7 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter, Tensorboard
 from fvcore.nn.precise_bn import get_bn_modules
 
 from benchmark.engine.checkpointer import SafeCheckpointer
-from benchmark.engine.hooks import NonFiniteGuard
+from benchmark.engine.hooks import NonFiniteGuard, PruneCheckpoints
 from benchmark.engine.mapper import LabelCheckedMapper, sem_seg_train_augmentations
 
 logger = logging.getLogger(__name__)
@@ -115,8 +115,8 @@ class Trainer(TrainerBase):
             ret.append(hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(precise_bn_cfg),
                                        cfg.TEST.PRECISE_BN.NUM_ITER))
         if comm.is_main_process():
-            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD,
-                                                  max_iter=self.max_iter, max_to_keep=keep if keep > 0 else None))
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter=self.max_iter))
+            ret.append(PruneCheckpoints(cfg.OUTPUT_DIR, cfg.SOLVER.CHECKPOINT_PERIOD, keep))
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate))
         if comm.is_main_process():
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.BENCHMARK.LOG_PERIOD))

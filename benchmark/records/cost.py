@@ -15,7 +15,7 @@ from benchmark.tasks import get_task
 class SpeedFigure:
     seconds_per_iter: float | None  # wall seconds per training iteration at the protocol batch (16)
     gpus: int  # how many GPUs shared that batch
-    measured: bool  # False: an estimate borrowed from elsewhere, until tools/bench.py measures it
+    measured: bool  # False: an estimate borrowed from elsewhere, until benchmarks/run_bench.py measures it
     basis: str
 
 

@@ -86,7 +86,8 @@ def _weights_of(row, opts) -> tuple[str | None, str]:
         return opts.weights[row.name], opts.weights[row.name]
     if row.synthetic:
         path = (Path(opts.output) / "checkpoints" / f"{row.name}.pth").resolve()
-        return str(path), f"synthetic ({row.synthetic.get('layout', 'moco')}, seed {row.synthetic.get('seed', 0)}) {path}"
+        return str(path), (f"synthetic ({row.synthetic.get('layout', 'moco')}, seed {row.synthetic.get('seed', 0)}, "
+                           f"width {row.synthetic.get('width', 64)}) {path}")
     if row.zoo:
         return f"zoo:{row.zoo}", zoo.url_of(zoo.get(row.zoo))
     if row.weights:
@@ -392,7 +393,8 @@ def _make_synthetic(table, runs):
         if row.synthetic:
             spec = next((r.weights for r in runs if r.row == row.name), None)
             if spec and not Path(spec).exists():
-                make_synthetic_checkpoint(spec, layout=row.synthetic.get("layout", "moco"), seed=int(row.synthetic.get("seed", 0)))
+                make_synthetic_checkpoint(spec, layout=row.synthetic.get("layout", "moco"), seed=int(row.synthetic.get("seed", 0)),
+                                          width=int(row.synthetic.get("width", 64)))
 
 
 def reproduce(opts: Options, say=print) -> int:

@@ -17,7 +17,7 @@ Schema (version 1), all keys always present:
   deviations      [str], every departure from the task's published protocol
   duration_s      float
   config_digest   str, sha256 of the full config dump
-  environment     dict, benchmark.d2.environment()
+  environment     dict, benchmark.env.environment()
   created         str, UTC ISO-8601 time of writing
 
 Records are written atomically (benchmark.fileio) and readers refuse a record whose

@@ -250,7 +250,9 @@ def config_digest(cfg: CfgNode) -> str:
     same = cfg.clone()
     same.defrost()
     same.OUTPUT_DIR, same.MODEL.WEIGHTS = "", ""
-    return hashlib.sha256(same.dump().encode()).hexdigest()
+    # One YAML round trip first: a dump shares YAML anchors between equal lists, a loaded dump does
+    # not, so a config and the config.yaml it wrote only digest alike in this normal form.
+    return hashlib.sha256(CfgNode.load_cfg(same.dump()).dump().encode()).hexdigest()
 
 
 def smoke_overlay_path(task: Task) -> Path:

@@ -2,7 +2,7 @@
 
 A task names its config (under configs/), its datasets, its dataset family (which gives the
 evaluator) and the metrics it reports. The protocol values themselves live in the config files
-and are pinned by tests/test_config.py against DESIGN.md.
+and are pinned by tests/tasks/test_config.py against DESIGN.md.
 """
 import fnmatch
 from dataclasses import dataclass

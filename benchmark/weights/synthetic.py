@@ -3,7 +3,7 @@
 The weights are random but seeded (same seed, same bytes) and every tensor, BN statistics
 included, gets distinct values, so a test comparing converted arrays with the source catches a
 swapped or mis-named key. Nothing is downloaded and no network is initialised: the tensors are
-those of torchvision's bottleneck ResNet (its names, shapes and order; tests/test_convert.py
+those of torchvision's bottleneck ResNet (its names, shapes and order; tests/weights/test_convert.py
 checks them against torchvision's own model), at any base `width`: 64 is torchvision's
 ResNet-50/101/152, 8 a tiny backbone that keeps tests and smoke runs fast.
 

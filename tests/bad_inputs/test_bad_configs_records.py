@@ -21,7 +21,7 @@ def ready(module_tmp, synthetic_checkpoint):
     from benchmark.weights.convert import prepare_weights
 
     root = module_tmp
-    return prepare_weights(synthetic_checkpoint("moco"), cache_dir=root / "cache").path, write_synthetic("voc", root / "voc")
+    return prepare_weights(synthetic_checkpoint("moco", width=8), cache_dir=root / "cache").path, write_synthetic("voc", root / "voc")
 
 
 # name: (argv after the valid ones, what the line must name, the problem it must state)

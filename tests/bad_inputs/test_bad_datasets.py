@@ -25,7 +25,7 @@ def pristine(module_tmp, synthetic_checkpoint):
     from benchmark.weights.convert import prepare_weights
 
     root = module_tmp
-    weights = prepare_weights(synthetic_checkpoint("moco"), cache_dir=root / "cache").path
+    weights = prepare_weights(synthetic_checkpoint("moco", width=8), cache_dir=root / "cache").path
     data = {fmt: family.write_synthetic(root / fmt) for fmt, family in FAMILIES.items()}
     return weights, data
 

@@ -10,10 +10,8 @@
 import ast
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
-
 from badlib import ROOT, count, refused, tool
 
 convert = tool("convert")
@@ -132,8 +130,7 @@ def test_url_names_cannot_leave_the_cache(tmp_path, capsys, monkeypatch):
 
 
 def test_symlinks_out_of_the_cache_are_refused(tmp_path, synthetic_checkpoint, monkeypatch):
-    from benchmark.weights import download
-    from benchmark.weights import zoo
+    from benchmark.weights import download, zoo
     from benchmark.weights.convert import prepare_weights
 
     cache, outside = tmp_path / "cache", tmp_path / "outside"
@@ -145,7 +142,7 @@ def test_symlinks_out_of_the_cache_are_refused(tmp_path, synthetic_checkpoint, m
     with pytest.raises(ValueError, match="resolves outside"):
         zoo.fetch(zoo.list_zoo()[0].name, progress=False)
     with pytest.raises(ValueError, match="resolves outside"):
-        prepare_weights(synthetic_checkpoint("torchvision"), cache_dir=cache)
+        prepare_weights(synthetic_checkpoint("torchvision", width=8), cache_dir=cache)
     with pytest.raises(ValueError, match="resolves outside"):
         download.safe_cache_path("zoo/moco.pth", root=cache)
     ok = list(outside.iterdir()) == []
@@ -165,8 +162,7 @@ def test_a_zoo_file_entry_cannot_name_a_path(tmp_path):
 
 
 def test_the_zoo_mirror_must_be_http(tmp_path, monkeypatch):
-    from benchmark.weights import download
-    from benchmark.weights import zoo
+    from benchmark.weights import download, zoo
 
     monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", f"file://{tmp_path}")

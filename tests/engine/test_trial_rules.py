@@ -17,7 +17,7 @@ def ready(module_tmp, synthetic_checkpoint):
     from benchmark.data import write_synthetic
     from benchmark.weights.convert import prepare_weights
 
-    weights = prepare_weights(synthetic_checkpoint("moco"), cache_dir=module_tmp / "cache")
+    weights = prepare_weights(synthetic_checkpoint("moco", width=8), cache_dir=module_tmp / "cache")
     return weights, write_synthetic("voc", module_tmp / "voc")
 
 

@@ -9,7 +9,6 @@ import http.server
 import threading
 
 import pytest
-
 from faultlib import TALLY, StallingHandler
 
 

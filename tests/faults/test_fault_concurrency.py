@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 
-from benchmark.records import leaderboard
-from benchmark.records import results
 from faultlib import ROOT, child_env
+
+from benchmark.records import leaderboard, results
 
 WRITERS, RECORDS = 4, 25
 

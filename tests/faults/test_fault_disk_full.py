@@ -15,10 +15,10 @@ import uuid
 
 import pytest
 import torch
+from faultlib import sha256
 
 from benchmark.records import results
 from tests.helpers import tool
-from faultlib import sha256
 
 FULL = (errno.ENOSPC, errno.EFBIG)
 
@@ -120,7 +120,7 @@ def test_checkpoint_on_a_full_disk(small_disk, faults):
 def test_convert_on_a_full_disk(small_disk, synthetic_checkpoint, faults, capsys):
     convert_main = tool("convert")
 
-    out, src = small_disk.path / "weights.pkl", synthetic_checkpoint("torchvision")
+    out, src = small_disk.path / "weights.pkl", synthetic_checkpoint("torchvision", width=8)
     faults.inject("disk full writing converted weights (tools/convert.py)")
     with small_disk.full():
         rc = convert_main([str(src), "-o", str(out)])
@@ -134,9 +134,9 @@ def test_convert_on_a_full_disk(small_disk, synthetic_checkpoint, faults, capsys
 
 def test_failed_run_on_a_full_disk_still_says_why(small_disk, faults):
     """The engine's failed record cannot be written either: the reason says both, nothing torn."""
-    from benchmark.tasks.config import build_config
     from benchmark.engine.runner import Job, _write_failed
     from benchmark.tasks import get_task
+    from benchmark.tasks.config import build_config
 
     cfg, _ = build_config(get_task("voc07"), None, [], smoke=True)
     cfg.defrost()

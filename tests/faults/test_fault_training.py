@@ -11,20 +11,20 @@ import subprocess
 import sys
 
 import pytest
+from faultlib import ROOT, child_env, kill, sha256, start, wait_for
 
 from benchmark.records import results
-from faultlib import ROOT, child_env, kill, sha256, start, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def smoke_inputs(module_tmp, synthetic_checkpoint):
-    from benchmark.weights.convert import prepare_weights
     from benchmark.data import write_synthetic
+    from benchmark.weights.convert import prepare_weights
 
     root = module_tmp
-    weights = prepare_weights(synthetic_checkpoint("moco"), cache_dir=root / "cache").path
+    weights = prepare_weights(synthetic_checkpoint("moco", width=8), cache_dir=root / "cache").path
     data = write_synthetic("voc", root / "data", image_size=(128, 160))
     return root, weights, data
 

@@ -6,16 +6,15 @@ Afterwards the file must be absent or the complete previous one, never torn, and
 must do the right thing: write it, skip it, or download it again.
 """
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+from faultlib import run_python_and_kill, sha256
 
 from benchmark.records import results
 from benchmark.weights.convert import load_converted, prepare_weights
 from tests.helpers import tool
-from faultlib import run_python_and_kill, sha256
 
 TORN_RECORD = """
 import json, os, sys, time
@@ -134,7 +133,7 @@ def test_kill_while_overwriting_a_record_keeps_the_old_one(tmp_path, faults):
 
 
 def test_kill_while_converting_leaves_no_output_and_a_rerun_converts(tmp_path, synthetic_checkpoint, faults, capsys):
-    src = synthetic_checkpoint("torchvision")
+    src = synthetic_checkpoint("torchvision", width=8)
     out = tmp_path / "weights.pkl"
     faults.inject("kill writing a converted .pkl (tools/convert.py)")
     run_python_and_kill(TORN_PICKLE, tmp_path, "cli", src, "-o", out)
@@ -148,21 +147,21 @@ def test_kill_while_converting_leaves_no_output_and_a_rerun_converts(tmp_path, s
 
 
 def test_kill_while_overwriting_a_converted_file_keeps_it(tmp_path, synthetic_checkpoint, faults):
-    src = synthetic_checkpoint("torchvision")
+    src = synthetic_checkpoint("torchvision", width=8)
     out = tmp_path / "weights.pkl"
     convert_main = tool("convert")
 
     assert convert_main([str(src), "-o", str(out)]) == 0
     before = sha256(out)
     faults.inject("kill overwriting a converted .pkl (--force)")
-    run_python_and_kill(TORN_PICKLE, tmp_path, "cli", synthetic_checkpoint("moco"), "-o", out, "--force")
+    run_python_and_kill(TORN_PICKLE, tmp_path, "cli", synthetic_checkpoint("moco", width=8), "-o", out, "--force")
     assert sha256(out) == before
     assert load_converted(out)["__author__"] == "torchvision"
     faults.survive("kill overwriting a converted .pkl (--force)")
 
 
 def test_kill_while_converting_into_the_cache(tmp_path, synthetic_checkpoint, faults):
-    src, cache = synthetic_checkpoint("torchvision"), tmp_path / "cache"
+    src, cache = synthetic_checkpoint("torchvision", width=8), tmp_path / "cache"
     faults.inject("kill converting --weights into the cache")
     run_python_and_kill(TORN_PICKLE, tmp_path, "prepare", src, cache)
     assert [p.name for p in (cache / "converted").glob("*.pkl")] == []
@@ -173,7 +172,7 @@ def test_kill_while_converting_into_the_cache(tmp_path, synthetic_checkpoint, fa
 
 def test_a_torn_file_in_the_conversion_cache_is_converted_again(tmp_path, synthetic_checkpoint, faults):
     """A cache written by something less careful (or a disk that lost its tail) is not trusted."""
-    src, cache = synthetic_checkpoint("torchvision"), tmp_path / "cache"
+    src, cache = synthetic_checkpoint("torchvision", width=8), tmp_path / "cache"
     good = prepare_weights(src, cache_dir=cache).path
     data = good.read_bytes()
     faults.inject("torn .pkl in the conversion cache")
@@ -184,7 +183,8 @@ def test_a_torn_file_in_the_conversion_cache_is_converted_again(tmp_path, synthe
 
 
 def test_kill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, faults):
-    from benchmark.engine.checkpointer import SafeCheckpointer, _remove_stale_temporaries
+    from benchmark.engine.checkpointer import SafeCheckpointer
+    from benchmark.engine.runner import _remove_stale_temporaries
 
     out = tmp_path / "trial_0"
     faults.inject("kill while saving a training checkpoint")

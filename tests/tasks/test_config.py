@@ -1,10 +1,10 @@
 """Configs: every task builds its model, protocol values pinned against DESIGN.md, world-size rule."""
 import pytest
+from detectron2.modeling import build_model
 
 import benchmark  # noqa: F401
-from benchmark.tasks.config import ConfigError, build_config, protocol_config
 from benchmark.tasks import get_task, list_tasks
-from detectron2.modeling import build_model
+from benchmark.tasks.config import ConfigError, build_config, protocol_config
 
 TORCHVISION_SETTINGS = {  # what the converter records for MoCo / torchvision checkpoints
     "INPUT.FORMAT": "RGB",

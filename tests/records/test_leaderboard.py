@@ -1,13 +1,12 @@
 """The leaderboard: fixture records -> byte-identical tables, statistics checked by hand."""
 import math
-from pathlib import Path
 
 import pytest
 
 from benchmark.records import leaderboard, results
-from tests.helpers import one_error_line, tool, write_record
+from tests.helpers import ROOT, one_error_line, tool, write_record
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture

@@ -43,11 +43,11 @@ def run_one_saving_bn(job, dump_dir):
 
 @pytest.mark.slow
 def test_two_cpu_processes_sync_bn_and_write_one_record(tmp_path, synthetic_checkpoint, monkeypatch):
-    from benchmark.weights.convert import load_converted, prepare_weights
     from benchmark.data import write_synthetic
+    from benchmark.weights.convert import load_converted, prepare_weights
 
     data = write_synthetic("voc", tmp_path / "data")
-    weights = prepare_weights(synthetic_checkpoint("moco"), cache_dir=tmp_path / "cache")
+    weights = prepare_weights(synthetic_checkpoint("moco", width=8), cache_dir=tmp_path / "cache")
     dump = tmp_path / "bn"
     dump.mkdir()
     # launch() pickles the worker function by reference: the spawned processes import this module.

@@ -12,7 +12,7 @@ from benchmark.records import cost, launch, paper, reproduce, results
 from benchmark.records.leaderboard import Stat
 from tests.helpers import ROOT, one_error_line, tool, write_record
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "paper"
+FIXTURES = ROOT / "tests" / "fixtures" / "paper"
 SMOKE, SMOKE_FAIL = FIXTURES / "smoke.yaml", FIXTURES / "smoke_fail.yaml"
 ZOO_BASE = "https://frontiers.blob.core.windows.net/pretraining/checkpoints/pil_pretrained_models/good_transfer/"
 
@@ -30,7 +30,7 @@ def test_every_table_loads_with_only_referenced_numbers():
     assert {r.name: tuple(r.cells[("voc0712", m)].value for m in ("bbox/AP50", "bbox/AP", "bbox/AP75")) for r in moco.rows} == {
         "supervised": (81.3, 53.5, 58.8), "moco_v1_200ep": (81.5, 55.9, 62.6),
         "moco_v2_200ep": (82.4, 57.0, 63.6), "moco_v2_800ep": (82.5, 57.4, 64.0)}
-    assert not any(r.runnable for r in moco.rows)  # MoCo's own releases: no URL in REFERENCES.md
+    assert not any(r.runnable for r in moco.rows)  # MoCo's own releases: no URL in docs/REFERENCES.md
     for name in ("table1", "table2"):  # no published number of these tables is listed
         assert not any(r.cells for r in paper.load_table(name).rows)
     assert len(paper.load_table("table1").rows) == 10 and len(paper.load_table("table2").rows) == 14
