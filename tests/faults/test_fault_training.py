@@ -39,6 +39,7 @@ def _iterations_logged(trial):
             if "total_loss" in line]
 
 
+@pytest.mark.slow
 def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp_path, faults):
     root, weights, data = smoke_inputs
     out = tmp_path / "out"
@@ -85,6 +86,7 @@ def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp
     faults.survive("SIGKILL mid-way through trial 1 of 2")
 
 
+@pytest.mark.slow
 def test_diverging_run_fails_fast_and_is_listed_as_a_failure(smoke_inputs, tmp_path, faults):
     root, weights, data = smoke_inputs
     out = tmp_path / "runs" / "diverged"
