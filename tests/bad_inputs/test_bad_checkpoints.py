@@ -149,6 +149,7 @@ def test_a_hostile_pkl_given_to_convert_is_not_loaded(tmp_path, capsys):
             absent=[marker, tmp_path / "o.pkl"])
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_cli_stderr_is_one_line_in_a_real_process(tmp_path):
     """In-process checks see what pytest captures; a real process also shows warnings torch prints."""
     marker = tmp_path / "MARKER_code_ran"

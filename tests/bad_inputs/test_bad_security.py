@@ -240,6 +240,7 @@ print(json.dumps({"modules": modules, "filters_same": list(warnings.filters) == 
 """
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_importing_every_module_changes_no_global_state():
     """No import sets a warning filter, a logging level or a handler: those belong to the application."""
     import json

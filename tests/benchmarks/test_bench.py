@@ -265,6 +265,7 @@ def test_data_figures(tmp_path):
         f"{fig['workers']['1']['images_per_s']:.0f} img/s"
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_measure_convert(tmp_path):
     from benchmark.weights.convert import expected_shapes
     from benchmark.weights.synthetic import make_synthetic_checkpoint
@@ -297,6 +298,7 @@ def test_run_puts_threads_back_and_says_progress(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- the scripts
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_scripts_run_from_their_folder_anywhere(tmp_path):
     """benchmarks/ is not installed: each script finds `benchmarks` from its own place, in a fresh
     interpreter started elsewhere without PYTHONPATH."""

@@ -149,6 +149,7 @@ def test_spawned_workers_get_the_quieting_through_the_environment(tmp_path, monk
     assert "PYTHONWARNINGS" not in os.environ
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_a_refused_run_says_one_line_without_third_party_notices(tmp_path):
     """The real path (engine, torch, detectron2 imported) under the tool's quieting: a run refused
     before compute prints its one error line and none of detectron2's torch.jit.script notices."""

@@ -192,6 +192,7 @@ def test_bad_arguments():
         write_synthetic("voc", "/nonexistent", image_size=(16, 16))
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_make_synthetic_cli(tmp_path, capsys):
     args = ["--out", tmp_path, "--format", "coco", "--num-train", "2", "--num-test", "2", "--size", "64", "96"]
     r = run_tool("make_synthetic", *args, "--seed", "5")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from faultlib import ROOT, child_env
 
 from benchmark.records import leaderboard, results
@@ -32,6 +33,7 @@ for j in range(int(sys.argv[4])):
 """
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_concurrent_writers_and_readers_lose_nothing(tmp_path, faults):
     root, go = tmp_path / "output", tmp_path / "GO"
     root.mkdir()

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from faultlib import run_python_and_kill, sha256
 
@@ -182,6 +183,7 @@ def test_a_torn_file_in_the_conversion_cache_is_converted_again(tmp_path, synthe
     faults.survive("torn .pkl in the conversion cache")
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_kill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, faults):
     from benchmark.engine.checkpointer import SafeCheckpointer
     from benchmark.engine.runner import _remove_stale_temporaries

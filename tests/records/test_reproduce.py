@@ -313,6 +313,7 @@ def test_an_installed_copy_leaves_the_path_alone(monkeypatch):
     assert launch.child_env()["PYTHONPATH"] == str(ROOT)
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_a_run_that_dies_without_a_record_is_a_failure(tmp_path, capsys):
     """Real CLI, no training: the weights do not exist, so run_transfer refuses before any compute."""
     table = tmp_path / "t.yaml"

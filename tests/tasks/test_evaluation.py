@@ -266,6 +266,7 @@ def _all_our_modules():
     return names
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_stock_coco_evaluator_gives_the_same_numbers_after_importing_the_suite(tmp_path):
     data = write_synthetic("coco", tmp_path / "data", num_train=2, num_test=12, image_size=(256, 320))
     json_file, image_root = data / "coco/annotations/instances_val2017.json", data / "coco/val2017"

@@ -381,6 +381,7 @@ def test_force_overwrites_and_prints_the_summary(tmp_path, tiny, capsys):
     assert len(load_converted(out)["model"]) == 265
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_the_tool_in_a_fresh_process_writes_beside_the_input(tmp_path):
     src = make_synthetic_checkpoint(tmp_path / "moco_v1.pth", "moco_v1", 0, 50, TINY)
     run = run_tool("convert", src, cwd=tmp_path, timeout=300)
