@@ -48,6 +48,7 @@ setup(
         "cityscapesscripts",
         "submitit",
         "pyyaml",
+        "scipy",  # Welch's t-test between leaderboard rows (records.leaderboard)
     ],
     extras_require={"test": ["pytest", "pytest-randomly", "ruff"]},
 )
