@@ -240,16 +240,20 @@ def check_options(keys) -> None:
             raise ConfigError(f"option {key} is refused: {REFUSED_OPTIONS[str(key)]}")
 
 
-def config_digest(cfg: CfgNode) -> str:
+def config_digest(cfg: CfgNode, seed: bool = True) -> str:
     """sha256 of the config that ran, less where it wrote and where its weights file lay.
 
     Two trials with equal digests ran the same configuration (seed included). OUTPUT_DIR and
     MODEL.WEIGHTS are paths, not settings: the weights are identified by their sha256 in the run
     record, and a cache or output folder moved elsewhere must not make the same run look different.
+    `seed=False` blanks SEED too: the protocol digest, equal for all trials of one protocol (the
+    record's `protocol_digest`, what the leaderboard pools by).
     """
     same = cfg.clone()
     same.defrost()
     same.OUTPUT_DIR, same.MODEL.WEIGHTS = "", ""
+    if not seed:
+        same.SEED = -1  # detectron2's "no seed"; every trial of the protocol alike
     # One YAML round trip first: a dump shares YAML anchors between equal lists, a loaded dump does
     # not, so a config and the config.yaml it wrote only digest alike in this normal form.
     return hashlib.sha256(CfgNode.load_cfg(same.dump()).dump().encode()).hexdigest()
