@@ -1,11 +1,75 @@
-"""SafeCheckpointer: detectron2's DetectionCheckpointer with our safe loaders and atomic saves."""
+"""SafeCheckpointer: detectron2's DetectionCheckpointer with our safe loaders and atomic saves.
+
+RULE (pinned weights): the converted weights a run loads are the very bytes that were checked when
+they were prepared. The runner pins MODEL.WEIGHTS to the sha256 it had then (`pinned_weights`);
+the checkpointer hashes the bytes it actually reads and refuses a file that differs (swapped or
+edited between preparation and loading), so the record's `weights.sha256` is what was loaded.
+"""
+import contextlib
 import errno
+import hashlib
+import os
 import shutil
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from benchmark.fileio import atomic_write
+
+_PINNED = {}  # absolute path of a converted weights file -> the sha256 it must have when read
+
+
+class WeightsChangedError(RuntimeError):
+    """MODEL.WEIGHTS is not the file that was prepared (its bytes differ from the pinned sha256)."""
+
+
+@contextlib.contextmanager
+def pinned_weights(path, sha256: str):
+    """While active, the checkpointers of this process load `path` only if its bytes hash to `sha256`."""
+    key = os.path.abspath(os.fspath(path))
+    before = _PINNED.get(key)
+    _PINNED[key] = sha256
+    try:
+        yield
+    finally:
+        if before is None:
+            _PINNED.pop(key, None)
+        else:
+            _PINNED[key] = before
+
+
+def _sha256_of_fd(fd: int) -> str:
+    digest = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, 1 << 20):
+        digest.update(chunk)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return digest.hexdigest()
+
+
+def _load_pinned(filename: str, expected: str):
+    """load_converted of the file `filename` names now, after checking its bytes hash to `expected`.
+
+    The file is opened once; the hash and the unpickling read that same open file (through
+    /proc/self/fd where there is one), so a file renamed over it after the check is not read.
+    """
+    from benchmark.weights.errors import ConversionError
+    from benchmark.weights.loading import load_converted
+
+    fd = os.open(filename, os.O_RDONLY)
+    try:
+        actual = _sha256_of_fd(fd)
+        if actual != expected:
+            raise WeightsChangedError(
+                f"MODEL.WEIGHTS {filename}: its bytes have sha256 {actual[:12]}..., not {expected[:12]}... as when it "
+                "was prepared (the file was replaced or changed since); not loaded. Run again to prepare it anew")
+        same_file = f"/proc/self/fd/{fd}"
+        try:
+            return load_converted(same_file if os.path.exists(same_file) else filename)
+        except ConversionError as exc:
+            raise ConversionError(filename, exc.problem) from None
+    finally:
+        os.close(fd)
 
 
 class AtomicWritePathManager:
@@ -75,7 +139,8 @@ class SafeCheckpointer(DetectionCheckpointer):
         if filename.endswith(".pkl"):
             from benchmark.weights.loading import load_converted
 
-            data = dict(load_converted(filename))
+            expected = _PINNED.get(os.path.abspath(filename))
+            data = dict(_load_pinned(filename, expected) if expected else load_converted(filename))
             data.setdefault("matching_heuristics", True)
             self.logger.info("Reading converted weights from '%s' (%s)", filename, data["__author__"])
             return data

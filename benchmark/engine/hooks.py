@@ -60,3 +60,22 @@ class NonFiniteGuard(HookBase):
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise FloatingPointError(
                     f"weights became infinite or NaN at iteration={self.trainer.iter} ({name})")
+
+
+class AttemptClock(HookBase):
+    """Keeps the trial's attempts log (benchmark.engine.trials.AttemptLog) current while training.
+
+    After every `period`-th iteration (the checkpoint period) and at least every `seconds`, the
+    running attempt's iteration and duration are rewritten, so a killed attempt's time still counts
+    in the trial's total duration. `clock()` gives the attempt's seconds so far.
+    """
+
+    def __init__(self, log, clock, period: int, seconds: float = 30.0):
+        self.log, self.clock, self.period, self.seconds = log, clock, max(int(period), 1), seconds
+        self._last = None
+
+    def after_step(self):
+        now = self.clock()
+        if (self.trainer.iter + 1) % self.period == 0 or self._last is None or now - self._last >= self.seconds:
+            self.log.update(self.trainer.iter + 1, now)
+            self._last = now

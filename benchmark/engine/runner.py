@@ -23,8 +23,8 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from benchmark.engine import trials as trial_folder
-from benchmark.engine.checkpointer import SafeCheckpointer
-from benchmark.engine.hooks import prune_periodic_checkpoints
+from benchmark.engine.checkpointer import SafeCheckpointer, pinned_weights
+from benchmark.engine.hooks import AttemptClock, prune_periodic_checkpoints
 from benchmark.engine.trainer import Trainer
 from benchmark.env import environment
 from benchmark.records import results
@@ -50,13 +50,15 @@ class Job:
     task: str
     cfg: object  # frozen CfgNode with OUTPUT_DIR, SEED, MODEL.WEIGHTS set
     data_root: str
-    weights: dict  # {"name", "sha256", "source"} for the record
+    weights: dict  # {"name", "sha256" (of the .pkl loaded, pinned), "source", "source_sha256", "format"}
     seed: int
     trial: int
     resume: bool
     eval_only: bool
     deviations: list
     world_size: int = 1
+    kind: str = "full"  # what the run measures: "full" | "smoke" | "sanity" | "eval-only" (never pooled across)
+    assumptions: list = dataclasses.field(default_factory=list)  # the task's protocol assumptions
 
     @property
     def output_dir(self) -> Path:
@@ -72,6 +74,11 @@ class Job:
     def digest(self) -> str:
         return config_digest(self.cfg)
 
+    @property
+    def protocol_digest(self) -> str:
+        """The config's digest less its seed: equal for every trial of one protocol."""
+        return config_digest(self.cfg, seed=False)
+
 
 def _failure_reason(exc: BaseException) -> str:
     if isinstance(exc, FloatingPointError):
@@ -84,24 +91,30 @@ def _failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:2000]
 
 
-def _write(job: Job, status: str, reason, metrics, iterations: int, duration: float) -> Path:
+NOT_RESUMED = {"count": 0, "from_iterations": [], "exact": True, "note": None}
+
+
+def _write(job: Job, status: str, reason, metrics, iterations: int, duration: float, resume=None) -> Path:
+    """The run record. `duration`: seconds of all attempts of the trial; `resume`: the attempts log's summary."""
     cfg = job.cfg
     record = results.new_record(
-        task=job.task, weights=job.weights, seed=job.seed, trial=job.trial, status=status,
+        task=job.task, weights=dict(job.weights), seed=job.seed, trial=job.trial, status=status,
         reason=reason, metrics=metrics or {}, iterations=int(iterations),
         world_size=job.world_size, ims_per_batch=int(cfg.SOLVER.IMS_PER_BATCH),
         amp=bool(cfg.SOLVER.AMP.ENABLED), deviations=list(job.deviations),
         duration_s=round(float(duration), 3), config_digest=config_digest(cfg),
         environment={**environment(), "data_root": str(job.data_root)},
+        kind=job.kind, protocol_digest=job.protocol_digest, assumptions=list(job.assumptions),
+        resume=dict(resume or NOT_RESUMED),
     )
     return results.write_record(job.record_dir, record)
 
 
-def _write_failed(job: Job, reason: str, iterations: int, duration: float) -> str:
+def _write_failed(job: Job, reason: str, iterations: int, duration: float, resume=None) -> str:
     """Write the failed record; when even that fails (a full disk), say so in the reason instead
     of letting the write's error hide why the run failed. Returns the reason to report."""
     try:
-        _write(job, "failed", reason, {}, iterations, duration)
+        _write(job, "failed", reason, {}, iterations, duration, resume)
     except OSError as exc:
         reason = f"{reason}; its failed record could not be written either ({exc.strerror or exc})"
         logger.error("trial %d: %s", job.trial, reason)
@@ -168,16 +181,48 @@ def _metrics_of(res) -> dict:
     return {g: dict(v) for g, v in res.items() if isinstance(v, dict)}
 
 
+RESUME_NOT_EXACT = ("the resumed run's data order is not a function of the global iteration (the data loader "
+                    "restarts its sample stream), so it sees other images than an uninterrupted run from there on")
+
+
+def _resume_exactness(trainer):
+    """(exact, note) of a resume: whether the trainer continues exactly as an uninterrupted run.
+
+    The trainer (or benchmark.engine.sampler) says so with RESUME_EXACT (and why not, RESUME_NOTE).
+    """
+    exact = getattr(trainer, "RESUME_EXACT", None)
+    note = getattr(trainer, "RESUME_NOTE", None)
+    if exact is None:
+        try:
+            from benchmark.engine import sampler
+        except ImportError:
+            sampler = None
+        exact = getattr(sampler, "RESUME_EXACT", False)
+        note = note or getattr(sampler, "RESUME_NOTE", None)
+    exact = bool(exact)
+    return exact, None if exact else (note or RESUME_NOT_EXACT)
+
+
 def run_one(job: Job) -> dict:
     """Train + evaluate one trial on this process (all ranks call it); rank 0 writes the record.
 
     Raises RunFailed (after writing the failed record) when the run fails, so that the launcher
-    ends the other processes.
+    ends the other processes. MODEL.WEIGHTS is pinned to the sha256 it had when prepared: the
+    checkpointer refuses other bytes (benchmark.engine.checkpointer).
     """
+    with pinned_weights(job.cfg.MODEL.WEIGHTS, job.weights["sha256"]):
+        return _run_one(job)
+
+
+def _run_one(job: Job) -> dict:
     from benchmark.data import register_datasets
 
     rank = comm.get_rank()
     start = time.perf_counter()
+
+    def clock():
+        return time.perf_counter() - start
+
     with _run_logging(job.record_dir, rank):
         cfg = _with_registered_datasets(job.cfg, register_datasets(job.task, job.data_root))
         seed_all_rng(job.seed + rank)  # per-rank augmentation streams, reproducible per trial
@@ -186,6 +231,18 @@ def run_one(job: Job) -> dict:
             prune_periodic_checkpoints(job.output_dir, cfg.BENCHMARK.CHECKPOINTS_TO_KEEP)
             (job.record_dir / "config.yaml").write_text(job.cfg.dump())  # protocol names: the digested config
         iterations, metrics, trainer = 0, {}, None
+        # The attempts log of a fine-tuning trial (rank 0): the record's resume and total duration.
+        log = trial_folder.AttemptLog(job.output_dir, job.digest) if rank == 0 and not job.eval_only else None
+
+        began = []  # this attempt is in the log (and its duration kept current there)
+
+        def total():
+            prior = log.total_duration() if log is not None else 0.0
+            return prior if began else prior + clock()
+
+        def resume():
+            return log.resume_summary() if log is not None else None
+
         try:
             if job.eval_only:
                 model = Trainer.build_model(cfg)
@@ -202,6 +259,13 @@ def run_one(job: Job) -> dict:
                                 "after its checkpoint dropped)", job.trial, trainer.start_iter, dropped)
                 logger.info("trial %d: training from iteration %d to %d", job.trial, trainer.start_iter,
                             trainer.max_iter)
+                if log is not None:
+                    exact, note = _resume_exactness(trainer) if trainer.start_iter > 0 else (True, None)
+                    if trainer.start_iter > 0 and not exact:
+                        logger.warning("trial %d: resumed, not exactly: %s", job.trial, note)
+                    log.begin(trainer.start_iter, clock(), exact, note)
+                    began.append(True)
+                    trainer.register_hooks([AttemptClock(log, clock, cfg.SOLVER.CHECKPOINT_PERIOD)])
                 metrics = _metrics_of(trainer.train())
                 iterations = trainer.iter  # TrainerBase.train leaves it at max_iter when done
         except Exception as exc:  # noqa: BLE001  (every failure becomes a failed record)
@@ -209,12 +273,24 @@ def run_one(job: Job) -> dict:
             iterations = trainer.iter if trainer is not None else iterations
             logger.exception("run failed: %s", reason)
             if rank == 0:
-                reason = _write_failed(job, reason, iterations, time.perf_counter() - start)
+                if began:
+                    _quietly(log.update, iterations, clock(), "failed")
+                reason = _write_failed(job, reason, iterations, total(), resume())
             raise RunFailed(reason) from None
         if rank == 0:
-            path = _write(job, "finished", None, metrics, iterations, time.perf_counter() - start)
+            if began:
+                _quietly(log.update, iterations, clock(), "finished")
+            path = _write(job, "finished", None, metrics, iterations, total(), resume())
             logger.info("run record: %s", path)
         return metrics
+
+
+def _quietly(write, *args):
+    """An attempts-log write that must not hide the failure being recorded (a full disk)."""
+    try:
+        write(*args)
+    except OSError as exc:
+        logger.error("attempts log not updated: %s", exc)
 
 
 # ----------------------------------------------------------------------------- orchestration
@@ -317,6 +393,7 @@ def prepare(opts):
         raise RunError(str(exc)) from None
     if opts.eval_only:
         deviations = deviations + ["evaluation only: no fine-tuning in this run"]
+    record_weights = _record_weights(weights, opts.name or weights.name)
     name = opts.name or weights.name
     output = Path(opts.output) if opts.output else Path("output") / task.name / name
     _check_writable(output)
@@ -331,11 +408,38 @@ def prepare(opts):
         # Fine-tuning always resumes an interrupted trial of the same config (trials.py says when
         # that is); --resume matters only to --eval-only, which then evaluates the last checkpoint.
         resume = opts.resume if opts.eval_only else True
-        jobs.append(Job(task.name, trial_cfg, str(data_root),
-                        {"name": name, "sha256": weights.sha256, "source": str(weights.source)},
+        jobs.append(Job(task.name, trial_cfg, str(data_root), dict(record_weights),
                         opts.seed + k, k, resume, opts.eval_only, deviations,
-                        opts.num_gpus * opts.num_machines))
+                        opts.num_gpus * opts.num_machines, kind=run_kind(opts),
+                        assumptions=[str(a) for a in getattr(task, "assumptions", ())]))
     return jobs
+
+
+def run_kind(opts) -> str:
+    """What a run measures (the record's `kind`): "eval-only", "smoke" or "full"."""
+    if getattr(opts, "eval_only", False):
+        return "eval-only"
+    if getattr(opts, "smoke", False):
+        return "smoke"
+    return "full"
+
+
+def _record_weights(weights, name: str) -> dict:
+    """The record's weights: `sha256` is that of the converted file loaded, hashed here and pinned.
+
+    The checkpointer loads MODEL.WEIGHTS only if its bytes still have this hash (`pinned_weights`).
+    `source_sha256`: the original checkpoint's, when known (PreparedWeights.source_sha256; before
+    that field existed PreparedWeights.sha256 was the source's).
+    """
+    from benchmark.weights.download import redact_url, sha256_file
+
+    loaded = sha256_file(weights.path)
+    if hasattr(weights, "source_sha256"):
+        source_sha = weights.source_sha256
+    else:
+        source_sha = weights.sha256 if weights.sha256 != loaded else None
+    return {"name": name, "sha256": loaded, "source": redact_url(weights.source), "source_sha256": source_sha,
+            "format": getattr(weights, "format", None)}
 
 
 def _check_writable(output: Path) -> None:
@@ -413,7 +517,7 @@ def _reuse_finished(job: Job) -> bool:
         record = None  # none yet, or torn by a kill: the trial runs (again)
     if record is not None and record["status"] == "finished":
         problem = trial_folder.same_run_problem(record, task=job.task, sha256=job.weights["sha256"], digest=job.digest,
-                                                smoke=bool(job.cfg.BENCHMARK.SMOKE))
+                                                smoke=bool(job.cfg.BENCHMARK.SMOKE), kind=job.kind)
         if problem is None:
             logger.info("trial %d: %s is this run, finished; skipped", job.trial, path)
             return True

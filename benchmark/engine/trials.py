@@ -13,17 +13,23 @@ The rules, so that a number on the board is what its record says:
 - Evaluation-only runs write their own record in `trial_k/eval_only/`, never over a fine-tuning one.
 - metrics.json holds each iteration once: a resumed run first drops what its killed predecessor
   logged after the checkpoint it resumes from (those iterations are trained again).
+- Every attempt at a trial is in its attempts log (`attempts.json`, `AttemptLog`): where it
+  started, how long it ran, how it ended. The record's `resume` and `duration_s` are made from it,
+  so a resumed trial says so, from which iterations, and costs the time of all its attempts.
 """
 import contextlib
+import datetime
 import fcntl
 import json
 import os
 from pathlib import Path
 
-from benchmark.fileio import atomic_write
+from benchmark.fileio import atomic_write, write_json_atomic
 
 CHECKPOINT_POINTER = "last_checkpoint"  # detectron2's file naming the latest checkpoint
 EVAL_ONLY_DIR = "eval_only"
+ATTEMPTS_NAME = "attempts.json"
+ATTEMPTS_VERSION = 1
 
 
 class TrialBusy(Exception):
@@ -50,17 +56,29 @@ def locked(folder):
         os.close(fd)  # closing releases the lock
 
 
-def same_run_problem(record: dict, *, task: str, sha256: str, digest: str, smoke: bool):
-    """Why a finished `record` is not the run now asked for (None: it is the same run)."""
+def recorded_kind(record: dict) -> str:
+    """The record's kind ("full", "smoke", "sanity", "eval-only"); a v1 record's from its deviations."""
+    if isinstance(record.get("kind"), str):
+        return record["kind"]
+    return "smoke" if any(str(d).startswith("smoke run") for d in record.get("deviations") or []) else "full"
+
+
+def same_run_problem(record: dict, *, task: str, sha256: str, digest: str, smoke: bool, kind: str = None):
+    """Why a finished `record` is not the run now asked for (None: it is the same run).
+
+    `kind`: the run kind asked for (default: "smoke" or "full" from `smoke`).
+    """
     if record.get("task") != task:
         return f"it is a {record.get('task')!r} run, not {task!r}"
     recorded_sha = (record.get("weights") or {}).get("sha256")
     if recorded_sha != sha256:
         return f"its weights have sha256 {str(recorded_sha)[:12]}..., the weights given now {sha256[:12]}..."
-    deviations = record.get("deviations") or []
-    was_smoke = any(str(d).startswith("smoke run") for d in deviations)
-    if was_smoke != smoke:
-        return "it is a --smoke run and this one is not" if was_smoke else "this is a --smoke run and it is not"
+    kind = kind or ("smoke" if smoke else "full")
+    was = recorded_kind(record)
+    if was != kind:
+        if "smoke" in (was, kind) and {was, kind} <= {"smoke", "full"}:  # the common case, said as the flag
+            return "it is a --smoke run and this one is not" if was == "smoke" else "this is a --smoke run and it is not"
+        return f"it is a {was!r} run and this one is {kind!r}"
     if record.get("config_digest") != digest:
         return "its config differs (another option, seed, world size or suite version); see its config.yaml"
     return None
@@ -99,3 +117,66 @@ def drop_metrics_after(metrics_file, iteration: int) -> int:
         with atomic_write(path, "w") as f:
             f.write("".join(f"{line}\n" for line in kept))
     return dropped
+
+
+class AttemptLog:
+    """A trial's attempts log, `trial_k/attempts.json` (written atomically by rank 0 only).
+
+    {"version": 1, "config_digest": <the trial's config digest>, "attempts": [
+        {"start_iteration": int, "end_iteration": int, "duration_s": float, "status": "running" |
+         "finished" | "failed" | "killed", "exact": bool | None, "note": str | None, "started": ISO time}]}
+    An attempt is added when it starts training (`begin`) and rewritten as it goes (`update`, at
+    least at every checkpoint), so a killed attempt keeps its time up to then; the next attempt
+    marks it "killed". A log of another config digest (or unreadable) is started anew: its
+    attempts were of another run.
+    """
+
+    def __init__(self, folder, digest: str):
+        self.path = Path(folder) / ATTEMPTS_NAME
+        self.digest = digest
+        self.attempts = []
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("config_digest") == digest and isinstance(data.get("attempts"), list):
+            self.attempts = [a for a in data["attempts"] if isinstance(a, dict)]
+        for attempt in self.attempts:
+            if attempt.get("status") == "running":  # its process died without a word
+                attempt["status"] = "killed"
+
+    def begin(self, start_iteration: int, duration_s: float = 0.0, exact=None, note=None) -> None:
+        """A new attempt from `start_iteration`; `exact`/`note`: for a resumed one, whether it continues
+        exactly as an uninterrupted run would, and if not why."""
+        self.attempts.append({
+            "start_iteration": int(start_iteration), "end_iteration": int(start_iteration),
+            "duration_s": round(float(duration_s), 3), "status": "running",
+            "exact": None if start_iteration == 0 else bool(exact), "note": None if start_iteration == 0 else note,
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        })
+        self.write()
+
+    def update(self, iteration: int, duration_s: float, status: str = None) -> None:
+        current = self.attempts[-1]
+        current["end_iteration"], current["duration_s"] = int(iteration), round(float(duration_s), 3)
+        if status:
+            current["status"] = status
+        self.write()
+
+    def write(self) -> None:
+        write_json_atomic(self.path, {"version": ATTEMPTS_VERSION, "config_digest": self.digest,
+                                      "attempts": self.attempts})
+
+    def total_duration(self) -> float:
+        """Seconds over all attempts of this trial (restarted and resumed ones included)."""
+        return round(sum(float(a.get("duration_s") or 0.0) for a in self.attempts), 3)
+
+    def resume_summary(self) -> dict:
+        """The record's `resume`: {count, from_iterations, exact, note} over the resumed attempts."""
+        resumed = [a for a in self.attempts if int(a.get("start_iteration") or 0) > 0]
+        inexact = [a for a in resumed if not a.get("exact")]
+        note = None
+        if inexact:
+            note = inexact[0].get("note") or "the resumed run is not known to continue as an uninterrupted one would"
+        return {"count": len(resumed), "from_iterations": [int(a["start_iteration"]) for a in resumed],
+                "exact": not inexact, "note": note}

@@ -14,7 +14,15 @@ import torch
 
 from benchmark.engine.runner import _digest_of_config_file
 from benchmark.records import results
+from benchmark.tasks import get_task
+from benchmark.tasks.config import config_digest
 from tests.helpers import tool
+
+
+def _config_of(trial):
+    from detectron2.config import CfgNode
+
+    return CfgNode.load_cfg((Path(trial) / "config.yaml").read_text())
 
 
 def cli(*args):
@@ -77,10 +85,19 @@ def test_voc07_smoke_end_to_end(voc_run, work):
     assert_finite_metrics(record, ["bbox/AP", "bbox/AP50", "bbox/AP75"])
     assert (record["task"], record["iterations"], record["world_size"], record["ims_per_batch"]) == ("voc07", 16, 1, 2)
     assert (record["seed"], record["trial"], record["amp"]) == (0, 0, False)
-    assert record["weights"] == {"name": work.ckpt.stem, "source": str(work.ckpt),
-                                 "sha256": hashlib.sha256(work.ckpt.read_bytes()).hexdigest()}
-    assert record["deviations"][0].startswith("smoke run")
+    loaded = Path(_config_of(trial).MODEL.WEIGHTS)  # the converted file in the cache
+    assert record["weights"]["sha256"] == hashlib.sha256(loaded.read_bytes()).hexdigest()  # the bytes loaded
+    assert {k: record["weights"][k] for k in ("name", "source", "source_sha256")} == {
+        "name": work.ckpt.stem, "source": str(work.ckpt), "source_sha256": hashlib.sha256(work.ckpt.read_bytes()).hexdigest()}
+    assert "format" in record["weights"]
+    assert record["deviations"][0].startswith("smoke run") and record["kind"] == "smoke"
     assert record["config_digest"] == _digest_of_config_file(trial / "config.yaml")  # of the config that ran
+    assert record["protocol_digest"] == config_digest(_config_of(trial), seed=False) != record["config_digest"]
+    assert record["assumptions"] == list(getattr(get_task("voc07"), "assumptions", ()))
+    assert record["resume"] == {"count": 0, "from_iterations": [], "exact": True, "note": None}
+    (attempt,) = json.loads((trial / "attempts.json").read_text())["attempts"]
+    assert (attempt["start_iteration"], attempt["end_iteration"], attempt["status"]) == (0, 16, "finished")
+    assert record["duration_s"] == attempt["duration_s"] > 0
     assert record["environment"]["data_root"] == str(work.cache / "synthetic" / "voc")
     assert (work.cache / "synthetic" / "voc" / "VOC2007" / "Annotations").is_dir()
     assert record["duration_s"] > 0 and seconds > record["duration_s"]
