@@ -125,12 +125,26 @@ def test_resume_continues_from_the_checkpoint(voc_run, work):
     shutil.copy(src / "model_0000009.pth", trial)
     shutil.copy(src / "config.yaml", trial)  # what the interrupted run was: the same config
     (trial / "last_checkpoint").write_text("model_0000009.pth")
-    rc, trial, _ = smoke_run(work, "voc07", "resumed", "--weights", work.pkl, "--name", "moco", "--resume")
+    # ... and its attempts log: killed at iteration 12 after 100 s (its process never said so)
+    killed = {"start_iteration": 0, "end_iteration": 12, "duration_s": 100.0, "status": "running", "exact": None,
+              "note": None, "started": "2026-01-01T00:00:00+00:00"}
+    (trial / "attempts.json").write_text(json.dumps({"version": 1, "attempts": [killed],
+                                                     "config_digest": _digest_of_config_file(trial / "config.yaml")}))
+    rc, trial, _ = smoke_run(work, "voc07", "resumed", "--weights", work.pkl, "--name", "moco")  # no --resume needed
     assert rc == 0
     assert "Starting training from iteration 10" in (trial / "log.txt").read_text()
     assert sorted(losses(trial)) == list(range(10, 16))  # only the remaining iterations ran
     record = results.read_record(trial / "results.json")
     assert (record["status"], record["iterations"], record["weights"]["name"]) == ("finished", 16, "moco")
+    first, second = json.loads((trial / "attempts.json").read_text())["attempts"]
+    assert (first["status"], first["duration_s"]) == ("killed", 100.0)
+    assert (second["start_iteration"], second["end_iteration"], second["status"]) == (10, 16, "finished")
+    assert record["duration_s"] == round(100.0 + second["duration_s"], 3)  # the whole trial's time
+    resume = record["resume"]
+    assert (resume["count"], resume["from_iterations"], resume["exact"]) == (1, [10], second["exact"])
+    assert isinstance(resume["exact"], bool) and (resume["note"] is None) == resume["exact"]
+    if not resume["exact"]:
+        assert "data order" in resume["note"] or resume["note"] == second["note"]
 
 
 @pytest.mark.slow
@@ -282,6 +296,25 @@ def test_guard_stops_on_non_finite_weights():
         guard.after_step()
 
 
+@pytest.mark.parametrize("flags, kind", [({}, "full"), ({"smoke": True}, "smoke"), ({"eval_only": True}, "eval-only"),
+                                         ({"smoke": True, "eval_only": True}, "eval-only")],
+                         ids=["full", "smoke", "eval-only", "smoke-eval-only"])
+def test_each_run_says_what_kind_it_is(tmp_path, work, voc_data, flags, kind):
+    from benchmark.engine import Options, prepare
+
+    (job,) = prepare(Options(task="voc07", weights=str(work.pkl), data_root=str(voc_data), output=str(tmp_path), **flags))
+    assert job.kind == kind
+    assert job.weights["sha256"] == hashlib.sha256(work.pkl.read_bytes()).hexdigest()
+
+
+def test_the_protocol_digest_is_the_same_for_every_trial(tmp_path, work, voc_data):
+    from benchmark.engine import Options, prepare
+
+    jobs = prepare(Options(task="voc07", weights=str(work.pkl), data_root=str(voc_data), output=str(tmp_path),
+                           smoke=True, trials=3))
+    assert len({j.protocol_digest for j in jobs}) == 1 and len({j.digest for j in jobs}) == 3
+
+
 @pytest.mark.slow
 def test_eval_only_evaluates_the_weights(work, voc_data, tmp_path):
     assert cli("--task", "voc07", "--smoke", "--eval-only", "--weights", work.pkl, "--data-root", voc_data,
@@ -289,5 +322,6 @@ def test_eval_only_evaluates_the_weights(work, voc_data, tmp_path):
     record = results.read_record(tmp_path / "o" / "trial_0" / "eval_only" / "results.json")  # never over a fine-tuning record
     assert not (tmp_path / "o" / "trial_0" / "results.json").exists()
     assert (record["status"], record["iterations"]) == ("finished", 0)
-    assert record["deviations"][-1] == "evaluation only: no fine-tuning in this run"
+    assert record["deviations"][-1] == "evaluation only: no fine-tuning in this run" and record["kind"] == "eval-only"
+    assert not (tmp_path / "o" / "trial_0" / "attempts.json").exists()  # no fine-tuning attempt
     assert_finite_metrics(record, ["bbox/AP", "bbox/AP50", "bbox/AP75"])

@@ -245,3 +245,84 @@ def test_converted_weights_that_leave_backbone_tensors_empty_fail_the_load(ready
                                                r"are not in it \(backbone.res3.1."):
         SafeCheckpointer(model, str(tmp_path)).load(str(forged))
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- pinned weights, attempts
+
+def _swap(path):
+    """Replace the converted file at `path` by another valid one (one tensor changed), as a rename would."""
+    from benchmark.weights.loading import load_converted
+
+    data = dict(load_converted(path))
+    data["model"] = dict(data["model"])
+    data["model"]["stem.conv1.weight"] = data["model"]["stem.conv1.weight"] * 0 + 1
+    other = path.with_name("other.pkl")
+    other.write_bytes(pickle.dumps(data, protocol=5))
+    other.replace(path)
+
+
+def test_weights_swapped_after_preparation_fail_the_run(ready, tmp_path):
+    from benchmark.engine import Options, prepare
+    from benchmark.engine.runner import RunFailed, run_one
+    from benchmark.records import results
+
+    pkl = tmp_path / "w.pkl"
+    shutil.copy(ready[0].path, pkl)
+
+    (job,) = prepare(Options(task="voc07", weights=str(pkl), data_root=str(ready[1]), output=str(tmp_path / "o"),
+                             smoke=True))
+    _swap(pkl)
+    with pytest.raises(RunFailed, match="was replaced or changed since"):
+        run_one(job)
+    record = results.read_record(job.output_dir / "results.json")
+    assert record["status"] == "failed" and record["iterations"] == 0
+    assert record["reason"].startswith(f"WeightsChangedError: MODEL.WEIGHTS {pkl}: its bytes have sha256 ")
+    assert len(record["reason"].splitlines()) == 1
+    assert not list(job.output_dir.glob("model_*.pth"))
+
+
+def test_the_checkpointer_refuses_bytes_other_than_the_pinned_ones(ready, tmp_path):
+    from detectron2.modeling import build_model
+
+    from benchmark.engine.checkpointer import SafeCheckpointer, WeightsChangedError, pinned_weights
+
+    job = _job(ready, tmp_path / "o")
+    model = build_model(job.cfg)
+    with pinned_weights(ready[0].path, "ab" * 32):
+        with pytest.raises(WeightsChangedError, match=r"not abababababab\.\.\. as when it was prepared"):
+            SafeCheckpointer(model, str(tmp_path)).load(str(ready[0].path))
+    with pinned_weights(ready[0].path, job.weights["sha256"]):
+        SafeCheckpointer(model, str(tmp_path)).load(str(ready[0].path))  # the prepared bytes: loaded
+    SafeCheckpointer(model, str(tmp_path)).load(str(ready[0].path))  # nothing pinned: loaded as before
+
+
+def test_the_attempts_log_counts_every_attempt(tmp_path):
+    from benchmark.engine.trials import AttemptLog
+
+    log = AttemptLog(tmp_path, "d1")
+    log.begin(0, 1.0)
+    log.update(6, 50.0)  # then killed: the log stays "running"
+    again = AttemptLog(tmp_path, "d1")
+    assert again.attempts[0]["status"] == "killed"
+    again.begin(4, 2.0, exact=False, note="why not")
+    again.update(10, 30.0, "finished")
+    assert again.total_duration() == 80.0
+    assert again.resume_summary() == {"count": 1, "from_iterations": [4], "exact": False, "note": "why not"}
+    assert AttemptLog(tmp_path, "d1").attempts == again.attempts  # as written
+    assert AttemptLog(tmp_path, "another config").attempts == []  # another run's attempts never count
+    (tmp_path / "attempts.json").write_text('{"version": 1, "attem')  # torn
+    assert AttemptLog(tmp_path, "d1").resume_summary() == {"count": 0, "from_iterations": [], "exact": True,
+                                                           "note": None}
+
+
+@pytest.mark.parametrize("recorded, asked, problem", [
+    ({"kind": "smoke"}, "full", "it is a --smoke run and this one is not"),
+    ({"kind": "full"}, "smoke", "this is a --smoke run and it is not"),
+    ({"kind": "sanity"}, "smoke", "it is a 'sanity' run and this one is 'smoke'"),
+    ({"deviations": ["smoke run: synthetic data"]}, "full", "it is a --smoke run and this one is not"),  # a v1 record
+], ids=["smoke-for-full", "full-for-smoke", "sanity-for-smoke", "v1-smoke-for-full"])
+def test_a_finished_run_of_another_kind_is_not_reused(recorded, asked, problem):
+    from benchmark.engine.trials import same_run_problem
+
+    record = {"task": "voc07", "weights": {"sha256": "s"}, "config_digest": "d", **recorded}
+    assert same_run_problem(record, task="voc07", sha256="s", digest="d", smoke=asked == "smoke", kind=asked) == problem
