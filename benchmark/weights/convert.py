@@ -16,9 +16,18 @@ The output is detectron2's own pickle (DESIGN.md, "Converted weights"):
      "__provenance__": {"input", "sha256", "format", "converter", "depth", "width", "input_settings"}}
 where input_settings are the config keys a model fine-tuned from it needs: the format's input
 settings (RGB, mean/std, stride) and the architecture (MODEL.RESNETS.DEPTH, widths).
+
+RULES: the input is never damaged (an output that is the input, by path, link or inode, is
+refused even with --force); every kept tensor is float32 with real values (benchmark.weights.
+tensors); `PreparedWeights.sha256` is the sha256 of the bytes of the converted file the run
+loads, hashed from the very bytes written or parsed, never taken from a file's own provenance
+(which a tampered file copies); the input checkpoint's hash is `source_sha256`.
 """
 import dataclasses
+import hashlib
+import os
 import pickle
+import re
 from pathlib import Path
 
 from benchmark import __version__
@@ -37,8 +46,9 @@ from benchmark.weights.formats import (
     settings_for,
     validate,
 )
-from benchmark.weights.loading import load_checkpoint, load_converted
+from benchmark.weights.loading import load_checkpoint, load_converted, load_converted_with_sha256
 from benchmark.weights.spec import WeightsSpec
+from benchmark.weights.tensors import as_float32, cast_summary, check_keys, check_values
 
 # Names other modules import from here (the converter's public face), besides what it defines.
 __all__ = ["ConversionError", "ConversionResult", "PreparedWeights", "SOURCES", "convert_file", "expected_shapes",
@@ -56,12 +66,15 @@ class ConversionResult:
     tensors: int
     dropped: dict  # {kind: [keys]}
     provenance: dict
+    casts: dict = dataclasses.field(default_factory=dict)  # {source dtype: tensors cast to float32}
+    sha256: str | None = None  # of the written file's bytes
 
     def summary(self) -> str:
         dropped = ", ".join(f"{len(keys)} {kind}" for kind, keys in self.dropped.items()) or "none"
         width = "" if self.width == TORCHVISION_WIDTH else f" (width {self.width})"
+        casts = cast_summary(self.casts)
         return (f"format:  {self.format}\ndepth:   ResNet-{self.depth}{width}\ntensors: {self.tensors} written\n"
-                f"dropped: {dropped}\noutput:  {self.output}")
+                + (f"dtype:   {casts}\n" if casts else "") + f"dropped: {dropped}\noutput:  {self.output}")
 
 
 @dataclasses.dataclass
@@ -70,9 +83,11 @@ class PreparedWeights:
 
     path: Path  # a converted .pkl, ready for cfg.MODEL.WEIGHTS
     name: str  # the leaderboard row (WeightsSpec.name)
-    sha256: str  # of the original input checkpoint
-    source: str  # the spec as given
+    sha256: str  # of the bytes of `path` as read or written here: what the run must load (record weights.sha256)
+    source: str  # the spec as given, a URL's secrets redacted
     input_settings: dict  # config keys: input format, mean/std, stride, architecture
+    source_sha256: str | None = None  # of the original checkpoint: ours when we converted it; a given .pkl's claim
+    format: str | None = None  # the source format (provenance format, else __author__)
 
 
 def _refuse_existing(output, force):
@@ -90,12 +105,39 @@ def convert_file(input, output=None, fmt="auto", force=False) -> ConversionResul
     """
     if fmt != "auto" and fmt not in SOURCES:
         raise ConversionError(input, f"unknown format {fmt!r}; known: auto, {', '.join(SOURCES)}")
-    _refuse_existing(output, force)
     spec = WeightsSpec.parse(input)
-    local = spec.fetch()
+    local = spec.fetch() if spec.kind in ("file", "converted") else None  # no I/O beyond a stat
+    if local is not None and output is not None:
+        _refuse_input_as_output(local.path, Path(output), defaulted=False)
+    _refuse_existing(output, force)
+    local = local or spec.fetch()
+    defaulted = output is None
     output = Path(output) if output is not None else local.path.with_suffix(".pkl")
+    _refuse_input_as_output(local.path, output, defaulted)
     _refuse_existing(output, force)
     return _convert(spec, local, output, fmt)
+
+
+def _refuse_input_as_output(input: Path, output: Path, defaulted: bool) -> None:
+    """Refuse an output that is the input file (same path, a symbolic or hard link to it): writing
+    it would destroy the checkpoint, whatever --force says."""
+    if not (output.exists() and os.path.samefile(output, input)):
+        return
+    if defaulted:  # INPUT.pkl converted beside itself: say what the file is
+        try:
+            load_converted(input)
+        except ConversionError:
+            pass
+        else:
+            raise ConversionError(input, "already converted weights (detectron2's .pkl): nothing to convert; pass it "
+                                         "as it is (--weights FILE.pkl)")
+        load_checkpoint(input)  # its own one line when it is no checkpoint at all
+        raise ConversionError(input, "a raw checkpoint named .pkl: its default output (INPUT with .pkl) would replace "
+                                     "it; pass -o OTHER.pkl to convert it; nothing was written")
+    how = (" (through a symbolic link)" if output.is_symlink() else "" if output.resolve() == input.resolve()
+           else " (a hard link to the same file)")
+    raise ConversionError(output, f"is the input checkpoint {input} itself{how}: converting would overwrite it "
+                                  "(--force never overwrites the input); choose another -o OUTPUT.pkl; nothing was written")
 
 
 def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="auto") -> ConversionResult:
@@ -103,11 +145,14 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
     checkpoint = load_checkpoint(local.path)
     try:
         sd = extract_state_dict(checkpoint)
+        check_keys(sd)
         fmt = detect_format(sd) if fmt == "auto" else fmt
         if fmt == "torchvision" and spec.format_hint:
             fmt = spec.format_hint  # same renaming; the zoo knows which released file it is
+        sd, casts = as_float32(sd, SOURCES[fmt].rename)
         converted = convert_state_dict(sd, fmt)
         depth, width = validate(converted)
+        check_values(converted)
     except ConversionError as e:
         raise ConversionError(local.path, e.problem + ("" if fmt == "auto" else f" (as format {fmt})")) from None
     provenance = {
@@ -122,10 +167,23 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
     data = {"model": converted, "__author__": fmt, "matching_heuristics": True, "__provenance__": provenance}
     try:
         with atomic_write(output, "wb") as f:
-            pickle.dump(data, f, protocol=5)
+            writer = _HashingWriter(f)
+            pickle.dump(data, writer, protocol=5)
     except OSError as e:  # a full disk, a read-only or missing folder: atomic_write left nothing behind
         raise ConversionError(output, f"cannot write the converted weights ({e.strerror or e}); nothing was written") from None
-    return ConversionResult(output, fmt, depth, width, len(converted), dropped_keys(sd, fmt), provenance)
+    return ConversionResult(output, fmt, depth, width, len(converted), dropped_keys(sd, fmt), provenance, casts,
+                            writer.digest.hexdigest())
+
+
+class _HashingWriter:
+    """A file's write() that also hashes every byte written: the digest of the file as written."""
+
+    def __init__(self, f):
+        self.f, self.digest = f, hashlib.sha256()
+
+    def write(self, data):
+        self.digest.update(data)
+        return self.f.write(data)
 
 
 def prepare_weights(spec, cache_dir=None) -> PreparedWeights:
@@ -139,31 +197,37 @@ def prepare_weights(spec, cache_dir=None) -> PreparedWeights:
     """
     spec = WeightsSpec.parse(spec)
     if spec.kind == "converted":
-        return _use_converted(Path(spec.target), spec, sha256=None)
+        return _use_converted(Path(spec.target), spec, source_sha256=None)
     local = spec.fetch()
     cache = Path(cache_dir) if cache_dir is not None else download.cache_dir()
     out = download.safe_cache_path(f"converted/{local.sha256}.pkl", root=cache)
     if out.is_file():
         try:
-            return _use_converted(out, spec, sha256=local.sha256)
+            return _use_converted(out, spec, source_sha256=local.sha256)
         except ConversionError:
             pass  # a stale, torn or foreign cache entry: convert again over it
     if out.parent.is_dir():
         remove_stale_temporaries(out.parent)  # what conversions killed earlier left
     result = _convert(spec, local, out)
-    return PreparedWeights(out, spec.name, local.sha256, spec.text, dict(result.provenance["input_settings"]))
+    return PreparedWeights(out, spec.name, result.sha256, spec.text, dict(result.provenance["input_settings"]),
+                           source_sha256=local.sha256, format=result.format)
 
 
-def _use_converted(path: Path, spec: WeightsSpec, sha256) -> PreparedWeights:
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _use_converted(path: Path, spec: WeightsSpec, source_sha256) -> PreparedWeights:
     """Converted weights at `path`, validated, as PreparedWeights.
 
     The architecture settings are derived from the weights' shapes, not read from the file, so
     that a file written before they were recorded (or edited since) still builds its network.
-    `sha256`: of the original input where the caller knows it; else the provenance's, else the file's.
+    `sha256` is that of the bytes parsed here. `source_sha256`: of the original input where the
+    caller knows it (it hashed the input); else the provenance's claim (None without one).
     """
-    data = load_converted(path)
+    data, sha256 = load_converted_with_sha256(path)
     try:
         depth, width = validate(data["model"])
+        check_values(data["model"])
     except ConversionError as e:
         raise ConversionError(path, e.problem) from None
     provenance = data.get("__provenance__") if isinstance(data.get("__provenance__"), dict) else {}
@@ -177,5 +241,9 @@ def _use_converted(path: Path, spec: WeightsSpec, sha256) -> PreparedWeights:
     if not isinstance(settings, dict):
         raise ConversionError(path, f"__provenance__ input_settings is a {type(settings).__name__}, not a mapping of "
                                     "config keys; convert the original checkpoint with tools/convert.py")
-    sha256 = sha256 or provenance.get("sha256") or download.sha256_file(path)
-    return PreparedWeights(path, spec.name, sha256, spec.text, {**settings, **architecture_settings(depth, width)})
+    if source_sha256 is None:
+        claim = provenance.get("sha256")
+        source_sha256 = claim.lower() if isinstance(claim, str) and _SHA256.fullmatch(claim.lower()) else None
+    fmt = provenance.get("format") if isinstance(provenance.get("format"), str) else str(data["__author__"])
+    return PreparedWeights(path, spec.name, sha256, spec.text, {**settings, **architecture_settings(depth, width)},
+                           source_sha256=source_sha256, format=fmt)

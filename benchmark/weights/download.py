@@ -9,28 +9,69 @@ it on later ones.
 A `LocalFile` is a complete local file with the sha256 of its bytes, hashed at most once: a
 download hashes while it streams, any other file when its sha256 is first asked for. It is
 what each step of the --weights chain (benchmark.weights.spec -> convert) hands the next one.
+
+RULES (issue 10, "poisoned cache"):
+- A file enters the cache only once it is complete and known to be a loadable checkpoint: the
+  body is streamed into a temporary beside the destination, checked (byte count against a valid
+  Content-Length, not an HTML page, the pinned sha256 when given, loadable by the safe loader)
+  and only then renamed into place. A failed check removes the temporary and says how to retry.
+- A whole-transfer deadline ($BENCHMARK_DOWNLOAD_DEADLINE seconds, default DEADLINE_S) besides
+  the per-read timeout: a server trickling bytes cannot hold a run forever.
+- A URL's secrets (user:password@, the query string's values) are never shown or stored:
+  `redact_url` is what every message, record and provenance gets; the full URL is used only for
+  the request itself (cache folders are named by its sha256, files by its path's last part).
 """
+import contextlib
 import dataclasses
 import hashlib
 import http.client
 import os
+import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from benchmark.fileio import atomic_write, remove_stale_temporaries
+from benchmark.fileio import _umask, remove_stale_temporaries
 
 CHUNK = 1 << 20
-TIMEOUT_S = 60
+TIMEOUT_S = 60  # per read (and to connect)
+DEADLINE_S = 4 * 3600  # a whole transfer: a 250 MB checkpoint at 20 kB/s; override with $BENCHMARK_DOWNLOAD_DEADLINE
+DEADLINE_ENV = "BENCHMARK_DOWNLOAD_DEADLINE"
+RETRY = "nothing was stored; run the same command again to download afresh"
+
+
+def redact_url(url) -> str:
+    """`url` without its secrets: user:password@ becomes ***@, every query value ***, no fragment.
+
+    'https://u:pw@h/x.pth?token=abc&v=2' -> 'https://***@h/x.pth?token=***&v=***'. What is left
+    (scheme, host, port, path, query keys) says which file it was without saying how to get it.
+    Anything that is not a URL with a scheme comes back unchanged.
+    """
+    url = str(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0].split("#", 1)[0]
+    if not parts.scheme or not parts.netloc or ("@" not in parts.netloc and not parts.query and not parts.fragment
+                                                 and "?" not in url and "#" not in url):
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(f"{pair.partition('=')[0]}=***" if pair else "" for pair in parts.query.split("&")) if parts.query else ""
+    return f"{url[:len(parts.scheme)]}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 class DownloadError(Exception):
-    """A download that was refused or did not complete; str() is '<url>: <problem>'."""
+    """A download that was refused or did not complete; str() is '<url>: <problem>', URL redacted."""
 
     def __init__(self, url, problem):
-        super().__init__(f"{url}: {problem}")
-        self.url, self.problem = url, problem
+        shown = redact_url(url)
+        problem = str(problem).replace(str(url), shown) if url else str(problem)
+        super().__init__(f"{shown}: {problem}")
+        self.url, self.problem = shown, problem
 
 
 def cache_dir() -> Path:
@@ -57,7 +98,8 @@ def safe_cache_path(name, root=None) -> Path:
 
 
 def url_filename(url) -> str:
-    """The last path component of a URL ('moco_v2_imagenet.pth'), for naming cache entries."""
+    """The last path component of a URL ('moco_v2_imagenet.pth'), for naming cache entries
+    (never its query string or credentials)."""
     name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
     return name or "download"
 
@@ -96,71 +138,179 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         scheme = urllib.parse.urlparse(newurl).scheme.lower()
         if scheme not in ("http", "https"):
-            raise DownloadError(req.full_url, f"refused redirect to {scheme or '(none)'!r} URL {newurl}: only http and https")
+            raise DownloadError(req.full_url, f"refused redirect to {scheme or '(none)'!r} URL {redact_url(newurl)}: "
+                                              "only http and https")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 _OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 
 
-def fetch(url, dest, sha256=None, progress=True) -> Path:
+def fetch(url, dest, sha256=None, progress=True, verify=None) -> Path:
     """Download `url` to `dest` atomically and return `dest` (see `fetch_file`)."""
-    return fetch_file(url, dest, sha256=sha256, progress=progress).path
+    return fetch_file(url, dest, sha256=sha256, progress=progress, verify=verify).path
 
 
-def fetch_file(url, dest, sha256=None, progress=True) -> LocalFile:
+def deadline_s() -> float:
+    """The whole-transfer deadline: $BENCHMARK_DOWNLOAD_DEADLINE seconds, else DEADLINE_S."""
+    text = os.environ.get(DEADLINE_ENV)
+    if text is None or not text.strip():
+        return float(DEADLINE_S)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise DownloadError(None, f"${DEADLINE_ENV} must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def verify_checkpoint(path) -> None:
+    """The default check before a download enters the cache: the safe loader can read it.
+
+    Raises ConversionError (the loader's one line) for anything torch.load(weights_only=True)
+    or the restricted unpickler refuses: an HTML page, a body cut short, a code-running pickle.
+    """
+    from benchmark.weights.loading import load_checkpoint
+
+    load_checkpoint(path)
+
+
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<?xml", b"<body")
+
+
+def _looks_like_html(head: bytes) -> bool:
+    return head.lstrip()[:14].lower().startswith(_HTML_STARTS)
+
+
+def fetch_file(url, dest, sha256=None, progress=True, verify=verify_checkpoint, pinned_in=None) -> LocalFile:
     """Download `url` to `dest` atomically; return it with the sha256 hashed while streaming.
 
-    Shows a tqdm progress bar when stderr is a terminal (`progress=False`: never).
-    Refuses non-http(s) schemes (no file://, ftp:// ...). A transfer cut short (fewer bytes than
-    the server's Content-Length, or a connection error) or a sha256 mismatch raises
-    DownloadError and leaves neither `dest` nor a temporary file behind.
+    Shows a tqdm progress bar when stderr is a terminal (`progress=False`: never). Refuses
+    non-http(s) schemes (no file://, ftp:// ...). `dest` appears only when every check passed
+    (see the module's RULES): a transfer cut short (fewer bytes than the server's valid
+    Content-Length, a connection error), an invalid Content-Length, an HTML page, a sha256
+    mismatch (`pinned_in`: the file that holds the pin, named in the message), the deadline, or
+    `verify(temporary path)` raising (default: `verify_checkpoint`; None: no check) each raise
+    DownloadError and leave neither `dest` nor a temporary file behind.
     """
     scheme = urllib.parse.urlparse(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise DownloadError(url, f"refused scheme {scheme or '(none)'!r}: only http and https URLs are downloaded")
+    try:
+        deadline = deadline_s()
+    except DownloadError as e:
+        raise DownloadError(url, e.problem) from None
     dest = Path(dest)
     if dest.parent.is_dir():
         remove_stale_temporaries(dest.parent)  # what downloads killed earlier left
+    start = time.monotonic()
     try:
-        with _OPENER.open(url, timeout=TIMEOUT_S) as response:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length is not None and length.isdigit() else None
+        with _OPENER.open(url, timeout=min(TIMEOUT_S, deadline)) as response, _temporary(dest) as (out, tmp):
+            expected = _content_length(url, response.headers.get("Content-Length"))
+            content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if content_type in ("text/html", "application/xhtml+xml"):
+                raise DownloadError(url, f"the server sent an HTML page (Content-Type {content_type}), not a checkpoint: "
+                                         f"is it a download link? {RETRY}")
             digest = hashlib.sha256()
             received = 0
-            with atomic_write(dest, "wb") as out, _progress_bar(expected, dest.name, progress) as bar:
-                while chunk := response.read(CHUNK):
+            with _progress_bar(expected, dest.name, progress) as bar:
+                # read1: whatever has arrived (<= CHUNK), so that the deadline is checked between
+                # reads while a server trickles bytes (one read still waits up to TIMEOUT_S)
+                while chunk := response.read1(CHUNK):
+                    if received == 0 and _looks_like_html(chunk[:64]):
+                        raise DownloadError(url, f"the server sent an HTML page, not a checkpoint: is it a download "
+                                                 f"link? {RETRY}")
                     out.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-                # http.client returns b"" rather than raising when the peer closes early with a
-                # Content-Length announced, so the byte count is the only reliable check.
-                if expected is not None and received != expected:
-                    raise DownloadError(url, f"download cut short: received {received} of {expected} bytes")
-                if sha256 is not None and digest.hexdigest() != sha256.lower():
-                    raise DownloadError(url, f"sha256 mismatch: expected {sha256}, got {digest.hexdigest()}")
+                    elapsed = time.monotonic() - start
+                    if elapsed > deadline:
+                        raise DownloadError(url, f"download not finished after {elapsed:.0f} s ({received} bytes), over "
+                                                 f"the deadline of {deadline:g} s (${DEADLINE_ENV}); {RETRY}, or raise "
+                                                 f"${DEADLINE_ENV} for a slow link")
+            # http.client returns b"" rather than raising when the peer closes early with a
+            # Content-Length announced, so the byte count is the only reliable check.
+            if expected is not None and received != expected:
+                raise DownloadError(url, f"download cut short: received {received} of {expected} bytes; {RETRY}")
+            if received == 0:
+                raise DownloadError(url, f"the server sent an empty body; {RETRY}")
+            if sha256 is not None and digest.hexdigest() != sha256.lower():
+                where = f" (pinned in {pinned_in}: if the file was re-released, delete its entry there to accept the new one)" \
+                    if pinned_in else ""
+                raise DownloadError(url, f"sha256 mismatch: expected {sha256}, got {digest.hexdigest()}{where}; "
+                                         "nothing was stored")
+            out.flush()
+            os.fsync(out.fileno())
+            if verify is not None:
+                _verified(url, verify, tmp)
     except urllib.error.HTTPError as e:
         raise DownloadError(url, f"HTTP {e.code} {e.reason}") from None
     except DownloadError:
         raise
+    except TimeoutError as e:
+        raise DownloadError(url, f"download failed: {e or 'timed out'}; {RETRY}") from None
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, IncompleteRead, resets, timeouts
         raise DownloadError(url, f"download failed: {e}") from None
     return LocalFile(dest, digest.hexdigest())
 
 
-def cached_download(url, progress=True, root=None) -> LocalFile:
+def _content_length(url, header):
+    """The announced length, None when absent; an invalid one (negative, not a number) is refused."""
+    if header is None:
+        return None
+    text = header.strip()
+    if not text.isdigit():  # also refuses '-1', '1e9', '12, 12'
+        raise DownloadError(url, f"the server sent an invalid Content-Length {header!r}; {RETRY}")
+    return int(text)
+
+
+def _verified(url, verify, tmp):
+    from benchmark.weights.errors import ConversionError
+
+    try:
+        verify(tmp)
+    except ConversionError as e:
+        raise DownloadError(url, f"not a loadable checkpoint ({e.problem}); {RETRY}") from None
+
+
+@contextlib.contextmanager
+def _temporary(dest: Path):
+    """(file, path) of a temporary beside `dest` (named as fileio.atomic_write names them, so that
+    remove_stale_temporaries knows it); renamed over `dest` on success, removed on any error."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            yield f, Path(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def cached_download(url, progress=True, root=None, verify=verify_checkpoint) -> LocalFile:
     """`url` downloaded once into `root` (default: the cache) as downloads/<url digest>/<file name>.
 
-    A file already there is complete (`fetch` renames it in only at the end) and is used as it
-    is. The folder is named by the URL's sha256 so that equal file names from different URLs do
-    not meet; the file name is the URL's, refused (ValueError) where it would leave the cache.
+    A file already there was checked before it was renamed in (`fetch_file`); one an older
+    version stored unchecked and that `verify` now refuses is removed and downloaded again. The
+    folder is named by the URL's sha256 so that equal file names from different URLs do not meet
+    (and no secret of the URL appears in it); the file name is the URL's path's last component,
+    refused (ValueError) where it would leave the cache.
     """
     folder = f"downloads/{hashlib.sha256(url.encode()).hexdigest()[:16]}"
     dest = safe_cache_path(f"{folder}/{url_filename(url)}", root=root)
     if dest.is_file():
-        return LocalFile(dest)
-    return fetch_file(url, dest, progress=progress)
+        try:
+            if verify is not None:
+                verify(dest)
+            return LocalFile(dest)
+        except Exception:  # noqa: BLE001  (a poisoned entry: replace it)
+            dest.unlink(missing_ok=True)
+    return fetch_file(url, dest, progress=progress, verify=verify)
 
 
 def _progress_bar(total, name, enabled):

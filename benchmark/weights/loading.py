@@ -2,9 +2,18 @@
 restricted unpickler. Neither ever runs code from the file; each failure is one ConversionError
 naming the file.
 
-`load_converted` is also what the engine's checkpointer (benchmark/engine/checkpointer.py) reads
-MODEL.WEIGHTS with, instead of detectron2's plain `pickle.load`.
+RULE: a file is unpickled only by torch's weights-only unpickler or by `_RestrictedUnpickler`,
+whose allow-list (numpy arrays, dtypes, OrderedDict, bytes) is the whole attack surface. A
+checkpoint that is a plain pickle of numpy arrays (protocol 2, as older tools wrote) is read by
+the latter and is not called hostile; only a pickle that names something else is refused as
+code, naming the global it would have called.
+
+`load_converted` (or `load_converted_with_sha256`, which also hashes the very bytes it parsed) is
+what the engine's checkpointer (benchmark/engine/checkpointer.py) reads MODEL.WEIGHTS with,
+instead of detectron2's plain `pickle.load`.
 """
+import hashlib
+import io
 import pickle
 import re
 import warnings
@@ -49,12 +58,10 @@ def load_checkpoint(path) -> dict:
                     raise
                 checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as e:
+        # Not a torch.save file torch's weights-only unpickler accepts: a plain pickle, maybe of
+        # numpy arrays only (harmless), maybe not. The restricted unpickler decides which.
         blocked = _BLOCKED_GLOBAL.search(str(e))
-        if blocked:
-            raise ConversionError(path, f"refused: unpickling it would call {blocked.group(1)}, i.e. run code; "
-                                        "it was not loaded and nothing in it ran") from None
-        hint = "; converted .pkl weights are used as they are (--weights FILE.pkl)" if path.suffix == ".pkl" else ""
-        raise ConversionError(path, f"not a PyTorch checkpoint (unreadable pickle, not loaded){hint}") from None
+        checkpoint = _plain_pickle(path, blocked.group(1) if blocked else None)
     except EOFError:
         raise ConversionError(path, "truncated: the file ends in the middle of the checkpoint") from None
     except RuntimeError as e:
@@ -78,18 +85,47 @@ _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # protocol 2 stores bytes as _codecs.encode(str, "latin1"); codecs only convert data
 }
 
 
 class _RefusedGlobal(pickle.UnpicklingError):
-    pass
+    def __init__(self, name):
+        super().__init__(f"refused global {name}")
+        self.name = name
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED_GLOBALS or (module == "numpy.dtypes" and name.endswith("DType")):
             return super().find_class(module, name)
-        raise _RefusedGlobal(f"refused global {module}.{name}")
+        raise _RefusedGlobal(f"{module}.{name}")
+
+
+def _plain_pickle(path, torch_blocked):
+    """A checkpoint torch.load(weights_only=True) refused, read as a plain pickle of numpy arrays.
+
+    `torch_blocked`: the global torch's unpickler refused (None: it could not parse the file).
+    Refuses, naming the global, anything that needs more than `_ALLOWED_GLOBALS`.
+    """
+    try:
+        with open(path, "rb") as f:
+            return _RestrictedUnpickler(f, encoding="latin1").load()
+    except _RefusedGlobal as e:
+        if e.name.startswith("torch."):
+            # pickle.dump of tensors: their storages come back through torch.storage._load_from_bytes,
+            # i.e. a torch.load without weights_only: an unrestricted unpickling inside this one
+            raise ConversionError(path, "a plain pickle of torch tensors (pickle.dump, not torch.save): its tensors are "
+                                        "rebuilt by torch.storage._load_from_bytes, an unrestricted torch.load, so it was "
+                                        "not loaded (nothing in it ran); re-save it with torch.save(obj, path)") from None
+        raise ConversionError(path, f"refused: unpickling it would call {e.name}, i.e. run code; "
+                                    "it was not loaded and nothing in it ran") from None
+    except Exception:  # noqa: BLE001  (garbage or truncated bytes raise many types)
+        if torch_blocked:  # unreadable for us too, but torch saw a global first: name it
+            raise ConversionError(path, f"refused: unpickling it would call {torch_blocked}, i.e. run code; "
+                                        "it was not loaded and nothing in it ran") from None
+        hint = "; converted .pkl weights are used as they are (--weights FILE.pkl)" if path.suffix == ".pkl" else ""
+        raise ConversionError(path, f"not a PyTorch checkpoint (unreadable pickle, not loaded){hint}") from None
 
 
 def load_converted(path) -> dict:
@@ -98,17 +134,30 @@ def load_converted(path) -> dict:
     Returns the dict detectron2 expects ({"model": {name: ndarray}, "__author__", ...}).
     detectron2's own loader would `pickle.load` the file, which runs whatever it contains.
     """
+    return load_converted_with_sha256(path)[0]
+
+
+def load_converted_with_sha256(path) -> tuple:
+    """(load_converted(path), sha256 of the bytes it was parsed from): one read, so that the
+    digest is that of the weights returned, whatever happens to the file meanwhile."""
     path = require_file(path)
     try:
-        with open(path, "rb") as f:
-            data = _RestrictedUnpickler(f, encoding="latin1").load()
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConversionError(path, f"cannot be read ({e.strerror or e})") from None
+    try:
+        data = _RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except _RefusedGlobal as e:
-        raise ConversionError(path, f"not a converted weights file: {e}; it was not loaded and nothing in it ran") from None
+        hint = "; if it is a raw checkpoint, convert it first (tools/convert.py FILE -o OTHER.pkl)" if e.name.startswith("torch.") else ""
+        raise ConversionError(path, f"not a converted weights file: {e}; it was not loaded and nothing in it ran{hint}") from None
     except Exception as e:  # noqa: BLE001  (truncated or garbage pickles raise many types)
+        if raw.startswith(b"PK\x03\x04"):  # torch.save's zip archive under a .pkl name
+            raise ConversionError(path, "a raw PyTorch checkpoint (torch.save zip archive), not converted weights: convert "
+                                        "it first (tools/convert.py FILE -o OTHER.pkl)") from None
         raise ConversionError(path, f"not a converted weights file (unreadable pickle: {e or type(e).__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict) or "__author__" not in data:
         raise ConversionError(path, "not a converted weights file: expected a dict with 'model' and '__author__'")
     bad = [k for k, v in data["model"].items() if not isinstance(v, np.ndarray) or v.dtype.kind not in "fiub"]
     if bad:
         raise ConversionError(path, f"not a converted weights file: {listing('non-numeric entries', sorted(map(str, bad)))}")
-    return data
+    return data, hashlib.sha256(raw).hexdigest()

@@ -8,6 +8,9 @@
 Parsing refuses what can be refused without touching the disk or the network (a scheme other
 than http(s), an unknown or unsafe zoo name). `fetch()` then resolves the spec to a local file
 with its sha256 (`download.LocalFile`, hashed at most once), which is all the converter needs.
+
+RULE: a URL's secrets (user:password@, query values) stay in `target`, which only the download
+reads; `text`, `label` and every error show `download.redact_url` of it.
 """
 import dataclasses
 import re
@@ -26,15 +29,16 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 class WeightsSpec:
     """One --weights value: its `kind` (one of KINDS), what it points at, and the run's name for it.
 
-    `text`: as given (recorded as the run's weights source). `target`: the path (with ~
-    expanded), the URL or the zoo name. `name`: what leaderboard rows are keyed by: the zoo
-    name, or the stem of the file or of the URL's file name.
+    `text`: as given, a URL's secrets redacted (recorded as the run's weights source).
+    `target`: the path (with ~ expanded), the full URL (for the download only: never shown, not
+    in repr) or the zoo name. `name`: what leaderboard rows are keyed by: the zoo name, or the
+    stem of the file or of the URL's file name.
     """
 
     text: str
     kind: str
-    target: str
-    name: str
+    target: str = dataclasses.field(repr=False)
+    name: str = ""
 
     @classmethod
     def parse(cls, text) -> "WeightsSpec":
@@ -51,16 +55,18 @@ class WeightsSpec:
             return cls(text, "zoo", name, name)
         scheme = _SCHEME.match(text)
         if scheme:
+            shown = download.redact_url(text)
             if scheme.group(1).lower() not in ("http", "https"):
-                raise ConversionError(text, f"refused scheme {scheme.group(1).lower()!r}: only http and https URLs "
-                                            "are downloaded")
-            return cls(text, "url", text, Path(download.url_filename(text)).stem)
+                raise ConversionError(shown, f"refused scheme {scheme.group(1).lower()!r}: only http and https URLs "
+                                             "are downloaded")
+            return cls(shown, "url", text, Path(download.url_filename(text)).stem)
         path = Path(text).expanduser()
         return cls(text, "converted" if path.suffix == ".pkl" else "file", str(path), path.stem)
 
     @property
     def label(self) -> str:
-        """What the converted file's provenance calls its input: a local file's absolute path, else the text."""
+        """What the converted file's provenance calls its input: a local file's absolute path, else the
+        text (a URL redacted)."""
         return str(Path(self.target).resolve()) if self.kind in ("file", "converted") else self.text
 
     @property

@@ -194,14 +194,17 @@ def fetch_file(name: str, progress: bool = True) -> download.LocalFile:
             actual = download.sha256_file(dest)
             if known is not None and actual != known:
                 raise ZooError(
-                    f"{dest}: sha256 {actual} differs from the one recorded at first download ({known}); "
-                    f"the cached file is corrupt or was replaced and is not used. Delete it to download again")
+                    f"{dest}: sha256 {actual} differs from the one recorded at first download ({known}, in "
+                    f"{_records_path()}); the cached file is corrupt or was replaced and is not used. Delete it to "
+                    f"download again (and its entry in {RECORD_NAME} if the pin itself is wrong)")
         else:
             # Under the lock no other process is downloading this file: a temporary of it is what a
             # killed download left (hundreds of MB each); remove it before starting afresh.
             for stale in dest.parent.glob(f".{entry.file}.*.tmp"):
                 stale.unlink(missing_ok=True)
-            actual = download.fetch_file(url_of(entry), dest, sha256=known, progress=progress).sha256
+            # fetch_file renames the file in only once it loads as a checkpoint: the pin below is never an HTML page's
+            actual = download.fetch_file(url_of(entry), dest, sha256=known, progress=progress,
+                                         pinned_in=_records_path()).sha256
         if known is None:
             records = recorded_sha256()
             records[entry.file] = actual

@@ -145,7 +145,7 @@ def test_a_hostile_pkl_given_to_convert_is_not_loaded(tmp_path, capsys):
     marker = tmp_path / "MARKER_code_ran"
     evil = _hostile_pkl(tmp_path / "evil.pkl", marker)
     refused(capsys, "convert: code-running .pkl", lambda: convert([str(evil), "-o", str(tmp_path / "o.pkl")]),
-            evil, problem="not a PyTorch checkpoint (unreadable pickle, not loaded)", protect=[tmp_path],
+            evil, problem="refused: unpickling it would call posix.system, i.e. run code", protect=[tmp_path],
             absent=[marker, tmp_path / "o.pkl"])
 
 

@@ -126,16 +126,21 @@ def test_architecture_settings_are_detectron2_keys():
 
 # --------------------------------------------------------------------------- WeightsSpec: parsed once
 
-@pytest.mark.parametrize("text, kind, name", [
-    ("ckpt/moco_v2_800ep.pth.tar", "file", "moco_v2_800ep.pth"),
-    ("weights/exemplar.pkl", "converted", "exemplar"),
-    ("https://h/a/moco_v2_imagenet.pth?x=1", "url", "moco_v2_imagenet"),
-    ("HTTP://h/r50.pth", "url", "r50"),
-    ("zoo:exemplar_v1", "zoo", "exemplar_v1"),
+@pytest.mark.parametrize("text, kind, name, shown", [
+    ("ckpt/moco_v2_800ep.pth.tar", "file", "moco_v2_800ep.pth", None),
+    ("weights/exemplar.pkl", "converted", "exemplar", None),
+    ("https://h/a/moco_v2_imagenet.pth?x=1", "url", "moco_v2_imagenet", "https://h/a/moco_v2_imagenet.pth?x=***"),
+    ("https://me:s3cret@h/r50.pth?token=abc&v=2#frag", "url", "r50", "https://***@h/r50.pth?token=***&v=***"),
+    ("HTTP://h/r50.pth", "url", "r50", None),
+    ("zoo:exemplar_v1", "zoo", "exemplar_v1", None),
 ])
-def test_weights_spec_kinds_and_names(text, kind, name):
+def test_weights_spec_kinds_and_names(text, kind, name, shown):
+    """A URL's secrets stay in `target` (the request); text, label and repr show it redacted."""
     spec = WeightsSpec.parse(text)
-    assert (spec.kind, spec.name, spec.text) == (kind, name, text)
+    assert (spec.kind, spec.name, spec.text) == (kind, name, shown or text)
+    if kind == "url":
+        assert spec.target == text and spec.label == spec.text
+        assert "s3cret" not in repr(spec) and "abc" not in repr(spec) and "x=1" not in repr(spec)
 
 
 def test_weights_spec_of_a_path_expands_home_and_labels_it_absolute(tmp_path, monkeypatch):
@@ -428,14 +433,16 @@ def test_prepare_weights_converts_once_and_reuses_by_content(tmp_path, tiny, iso
     src.write_bytes(tiny("moco").read_bytes())
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     first = prepare_weights(src)
-    assert (first.path, first.name, first.sha256, first.source) == (
-        isolated_cache / "converted" / f"{digest}.pkl", "moco_v2_imagenet", digest, str(src))
+    assert (first.path, first.name, first.source_sha256, first.source, first.format) == (
+        isolated_cache / "converted" / f"{digest}.pkl", "moco_v2_imagenet", digest, str(src), "moco")
+    assert first.sha256 == hashlib.sha256(first.path.read_bytes()).hexdigest() != digest
     assert first.input_settings == {**RGB_INPUT, **arch(50, TINY)}
     mtime = first.path.stat().st_mtime_ns
     copy = tmp_path / "same_weights.pth"
     copy.write_bytes(src.read_bytes())
     second = prepare_weights(str(copy))
     assert (second.path, second.path.stat().st_mtime_ns, second.name) == (first.path, mtime, "same_weights")
+    assert (second.sha256, second.source_sha256) == (first.sha256, digest)
 
 
 def counting_sha256_file(monkeypatch):
@@ -449,8 +456,9 @@ def counting_sha256_file(monkeypatch):
 def test_a_local_checkpoint_is_hashed_exactly_once(tmp_path, tiny, monkeypatch):
     calls = counting_sha256_file(monkeypatch)
     prepared = prepare_weights(tiny("moco"), cache_dir=tmp_path / "cache")
-    assert calls == [tiny("moco")]
-    assert load_converted(prepared.path)["__provenance__"]["sha256"] == prepared.sha256
+    assert calls == [tiny("moco")]  # the converted file is hashed while it is written, not read back
+    assert load_converted(prepared.path)["__provenance__"]["sha256"] == prepared.source_sha256
+    assert prepared.sha256 == hashlib.sha256(prepared.path.read_bytes()).hexdigest()
 
 
 def test_a_downloaded_checkpoint_is_hashed_while_it_streams(http_server, tiny, monkeypatch):
@@ -459,7 +467,7 @@ def test_a_downloaded_checkpoint_is_hashed_while_it_streams(http_server, tiny, m
     calls = counting_sha256_file(monkeypatch)
     prepared = prepare_weights(f"{base}/exemplar_v1.pth")
     assert calls == []
-    assert prepared.sha256 == hashlib.sha256((folder / "exemplar_v1.pth").read_bytes()).hexdigest()
+    assert prepared.source_sha256 == hashlib.sha256((folder / "exemplar_v1.pth").read_bytes()).hexdigest()
 
 
 def test_prepare_weights_from_a_url(http_server, tiny):
@@ -486,8 +494,9 @@ def test_prepare_weights_removes_temporaries_that_killed_conversions_left(tiny, 
 def test_prepare_weights_uses_a_converted_pkl_in_place(tmp_path, tiny):
     result = convert_file(tiny("exemplar"), tmp_path / "exemplar_v2.pkl", fmt="exemplar")
     prepared = prepare_weights(str(result.output), cache_dir=tmp_path / "unused")
-    assert (prepared.path, prepared.name) == (result.output, "exemplar_v2")
-    assert prepared.sha256 == hashlib.sha256(tiny("exemplar").read_bytes()).hexdigest()
+    assert (prepared.path, prepared.name, prepared.format) == (result.output, "exemplar_v2", "exemplar")
+    assert prepared.sha256 == hashlib.sha256(result.output.read_bytes()).hexdigest() == result.sha256
+    assert prepared.source_sha256 == hashlib.sha256(tiny("exemplar").read_bytes()).hexdigest()  # the provenance's claim
     assert prepared.input_settings == {**RGB_INPUT, **arch(50, TINY)}
     assert not (tmp_path / "unused").exists()
 
@@ -507,6 +516,7 @@ def test_a_pkl_without_provenance_takes_its_authors_settings(tmp_path, tiny):
     prepared = prepare_weights(tmp_path / "bare.pkl")
     assert prepared.input_settings == {**RGB_INPUT, **arch(50, TINY)}
     assert prepared.sha256 == hashlib.sha256((tmp_path / "bare.pkl").read_bytes()).hexdigest()
+    assert (prepared.source_sha256, prepared.format) == (None, "torchvision")
 
 
 def test_prepare_weights_refuses_a_pkl_that_is_not_a_backbone(tmp_path):
@@ -547,5 +557,6 @@ def test_a_url_download_cut_short_is_refused_and_not_kept(http_server, tiny, iso
     size = (folder / "moco.pth").stat().st_size
     assert tool("convert")([f"{base}/cut/moco.pth"]) == 1
     assert one_error_line(capsys.readouterr().err) == (
-        f"error: {base}/cut/moco.pth: download cut short: received {size // 2} of {size} bytes")
+        f"error: {base}/cut/moco.pth: download cut short: received {size // 2} of {size} bytes; "
+        "nothing was stored; run the same command again to download afresh")
     assert [p for p in isolated_cache.rglob("*") if p.is_file()] == []

@@ -1,6 +1,7 @@
 """The model zoo: the 24 released checkpoints, safe names, and the checksum-on-first-use cache."""
 import hashlib
 import json
+import pickle
 
 import pytest
 
@@ -57,7 +58,9 @@ def test_an_unsafe_name_is_refused_before_any_download(bad, isolated_cache):
 def served(http_server, monkeypatch):
     """(payload, folder, base): exemplar_v1.pth served from a local mirror."""
     base, folder = http_server
-    payload = bytes(range(256)) * 4099  # several download chunks
+    # several download chunks, and loadable (a pickled dict): downloads are loaded before they enter the cache
+    blob = bytes(range(256)) * 4099
+    payload = pickle.dumps({"blob": blob[: 2 * len(blob) - len(pickle.dumps({"blob": blob}, protocol=4))]}, protocol=4)
     (folder / "exemplar_v1.pth").write_bytes(payload)
     monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", base)
     return payload, folder, base
@@ -123,8 +126,8 @@ def test_zoo_name_as_weights_goes_through_the_converter(http_server, monkeypatch
     monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", base)
     prepared = prepare_weights("zoo:moco_v2_places")
     assert (prepared.name, prepared.source) == ("moco_v2_places", "zoo:moco_v2_places")
-    assert prepared.sha256 == hashlib.sha256(raw.read_bytes()).hexdigest()
-    assert json.loads((isolated_cache / "zoo" / "sha256.json").read_text()) == {"moco_v2_palces.pth": prepared.sha256}
+    assert prepared.source_sha256 == hashlib.sha256(raw.read_bytes()).hexdigest()  # .sha256: of the converted .pkl
+    assert json.loads((isolated_cache / "zoo" / "sha256.json").read_text()) == {"moco_v2_palces.pth": prepared.source_sha256}
     assert load_converted(prepared.path)["__provenance__"]["input"] == "zoo:moco_v2_places"
 
 
