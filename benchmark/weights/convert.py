@@ -121,7 +121,10 @@ def convert_file(input, output=None, fmt="auto", force=False) -> ConversionResul
 def _refuse_input_as_output(input: Path, output: Path, defaulted: bool) -> None:
     """Refuse an output that is the input file (same path, a symbolic or hard link to it): writing
     it would destroy the checkpoint, whatever --force says."""
-    if not (output.exists() and os.path.samefile(output, input)):
+    same = output.exists() and os.path.samefile(output, input)
+    # 'dir/x/../INPUT' with no dir/x: not there yet, but writing it creates dir/x and lands on INPUT
+    lexical = Path(os.path.normpath(output.absolute())) == Path(os.path.normpath(input.absolute()))
+    if not (same or lexical or output.resolve() == input.resolve()):
         return
     if defaulted:  # INPUT.pkl converted beside itself: say what the file is
         try:

@@ -95,7 +95,46 @@ CORPUS = {  # name -> (file name, writer(path, source, marker), problem the mess
     "empty state dict": ("empty_dict.pth", _saved(lambda s, m: {"state_dict": {}}), "empty state dict"),
     "a tensor, not a dict": ("tensor.pth", _saved(lambda s, m: torch.zeros(3)), "top level is a Tensor"),
     "a folder": ("folder.pth", lambda p, s, m: p.mkdir(), "not a regular file"),
+    # values a backbone weight cannot be (benchmark/weights/tensors.py): one line naming key and dtype
+    "float8 tensor": ("f8.pth", _saved(lambda s, m: _as(s, "layer1.0.conv1.weight", lambda t: t.to(torch.float8_e4m3fn))),
+                      "tensor 'layer1.0.conv1.weight' is float8_e4m3fn"),
+    "quantized tensor": ("qint8.pth", _saved(lambda s, m: _as(s, "layer2.0.conv2.weight",
+                                                             lambda t: torch.quantize_per_tensor(t, 0.1, 0, torch.qint8))),
+                         "tensor 'layer2.0.conv2.weight' is quantized (qint8)"),
+    "sparse tensor": ("sparse.pth", _saved(lambda s, m: _as(s, "layer1.0.bn1.weight", lambda t: t.to_sparse())),
+                      "tensor 'layer1.0.bn1.weight' is sparse (sparse_coo, float32)"),
+    "meta tensor": ("meta.pth", _saved(lambda s, m: _as(s, "conv1.weight", lambda t: torch.empty(t.shape, device="meta"))),
+                    "tensor 'conv1.weight' is a meta tensor (float32): it has a shape but no data"),
+    "complex tensor": ("complex.pth", _saved(lambda s, m: _as(s, "layer3.0.conv1.weight", lambda t: t.to(torch.complex64))),
+                       "tensor 'layer3.0.conv1.weight' is complex (complex64)"),
+    "complex NaN tensor": ("complex_nan.pth", _saved(lambda s, m: _as(s, "layer3.0.conv1.weight",
+                                                                     lambda t: torch.full(t.shape, complex(float("nan"), 0)))),
+                           "tensor 'layer3.0.conv1.weight' is complex (complex64)"),
+    "bool conv weight": ("bool.pth", _saved(lambda s, m: _as(s, "layer1.0.conv1.weight", lambda t: t > 0)),
+                         "tensor 'layer1.0.conv1.weight' is bool: a convolution or BatchNorm tensor must be floating point"),
+    "int64 conv weight": ("int64.pth", _saved(lambda s, m: _as(s, "layer4.0.conv3.weight", lambda t: (t * 100).long())),
+                          "tensor 'layer4.0.conv3.weight' is int64: a convolution or BatchNorm tensor must be floating point"),
+    "int64 BN weight": ("int64_bn.pth", _saved(lambda s, m: _as(s, "bn1.weight", lambda t: t.long())),
+                        "tensor 'bn1.weight' is int64"),
+    "negative BN running_var": ("negvar.pth", _saved(lambda s, m: _as(s, "layer2.1.bn3.running_var", lambda t: -t - 1)),
+                                "BatchNorm variances cannot be negative: running_var tensors with negative values 1 "
+                                "(res3.1.conv3.norm.running_var)"),
+    "an int key": ("int_key.pth", _saved(lambda s, m: {**s, 5: torch.zeros(2)}), "key 5 (int) is not a string"),
+    "a tuple key": ("tuple_key.pth", _saved(lambda s, m: {**s, ("layer1", 0): torch.zeros(2)}),
+                    "key ('layer1', 0) (tuple) is not a string"),
+    # pickle.dump of torch tensors: rebuilding them means an unrestricted torch.load; said so, not called hostile
+    "plain pickle of torch tensors": ("pickled.pth", lambda p, s, m: p.write_bytes(pickle.dumps(dict(s), protocol=2)),
+                                      "a plain pickle of torch tensors (pickle.dump, not torch.save)"),
+    "code-running numpy-style pickle": (
+        "evil_np.pth", lambda p, s, m: p.write_bytes(pickle.dumps({"conv1.weight": np.zeros(2), "x": CodeRunningPickle(m)},
+                                                                  protocol=2)),
+        "refused: unpickling it would call posix.system, i.e. run code"),
 }
+
+
+def _as(source, key, change):
+    """`source` with `key` replaced by change(a copy of it)."""
+    return {**source, key: change(source[key].clone())}
 
 
 def _write(tmp_path, name, source):
@@ -223,3 +262,125 @@ def test_the_checkpointer_does_not_read_pyth_files(tmp_path, hostile_environment
         SafeCheckpointer(model, str(tmp_path / "trial_0")).resume_or_load("", resume=True)
     assert not marker.exists()
     count("checkpointer: .pyth", True)
+
+
+# ----------------------------------------------------------------------------- forged provenance (issue 10, item 2)
+
+@pytest.fixture(scope="module")
+def genuine(module_tmp, synthetic_checkpoint):
+    """(path, bytes) of genuine converted width-8 weights (shared: read-only)."""
+    from benchmark.weights.convert import convert_file
+
+    path = convert_file(synthetic_checkpoint("torchvision", width=WIDTH), module_tmp / "genuine.pkl").output
+    return path, path.read_bytes()
+
+
+def test_a_tampered_pkl_reports_its_own_sha256_not_the_genuine_ones(genuine, tmp_path):
+    """Provenance copied from a genuine file, arrays changed: the hash is of the bytes loaded; the
+    copied claim only ever appears as source_sha256."""
+    import hashlib
+
+    from benchmark.weights.convert import prepare_weights
+
+    path, raw = genuine
+    data = pickle.loads(raw)
+    data["model"]["res4.1.conv2.weight"] = data["model"]["res4.1.conv2.weight"] * 0 + 0.5
+    forged = tmp_path / "forged.pkl"
+    forged.write_bytes(pickle.dumps(data, protocol=5))
+    real, fake = prepare_weights(path), prepare_weights(forged)
+    assert real.sha256 == hashlib.sha256(raw).hexdigest()
+    assert fake.sha256 == hashlib.sha256(forged.read_bytes()).hexdigest() != real.sha256
+    assert fake.source_sha256 == real.source_sha256 == data["__provenance__"]["sha256"]  # a claim, copied
+    assert (fake.format, fake.path) == ("torchvision", forged)
+    count("forged provenance: tampered .pkl gets its own sha256", True)
+
+
+def _pkl_with(raw, change):
+    data = pickle.loads(raw)
+    change(data)
+    return pickle.dumps(data, protocol=5)
+
+
+def _set(key, value):
+    def change(data):
+        data["model"][key] = value(data["model"][key])
+    return change
+
+
+PKL_CORPUS = {  # converted weights given as --weights: name -> (bytes from the genuine ones, problem)
+    "int64 conv weight in a .pkl": (lambda raw: _pkl_with(raw, _set("res2.0.conv1.weight", lambda a: a.astype(np.int64))),
+                                    "array 'res2.0.conv1.weight' is int64: a convolution or BatchNorm tensor must be floating"),
+    "bool conv weight in a .pkl": (lambda raw: _pkl_with(raw, _set("res3.0.conv2.weight", lambda a: a > 0)),
+                                   "array 'res3.0.conv2.weight' is bool"),
+    "negative running_var in a .pkl": (lambda raw: _pkl_with(raw, _set("res5.2.conv1.norm.running_var", lambda a: -a - 1)),
+                                       "running_var tensors with negative values 1 (res5.2.conv1.norm.running_var)"),
+    "complex weight in a .pkl": (lambda raw: _pkl_with(raw, _set("stem.conv1.weight", lambda a: a.astype(np.complex64))),
+                                 "non-numeric entries 1 (stem.conv1.weight)"),
+    "a raw torch.save checkpoint named .pkl": (
+        lambda raw: (lambda b: (torch.save({"w": torch.zeros(2)}, b), b.getvalue())[1])(io.BytesIO()),
+        "a raw PyTorch checkpoint (torch.save zip archive), not converted weights: convert it first"),
+}
+
+
+@pytest.mark.parametrize("name", PKL_CORPUS)
+def test_a_bad_converted_pkl_is_refused_as_weights(name, genuine, tmp_path, capsys):
+    make, problem = PKL_CORPUS[name]
+    bad = tmp_path / "weights.pkl"
+    bad.write_bytes(make(genuine[1]))
+    refused(capsys, f"--weights: {name}", lambda: tool("run_transfer")(
+        ["--task", "voc07", "--smoke", "--weights", str(bad), "--output", str(tmp_path / "out")]),
+        bad, problem=problem, protect=[tmp_path], absent=[tmp_path / "out"])
+
+
+# ----------------------------------------------------------------------------- convert never destroys its input
+
+def _same_path(tmp, src):
+    return [str(src), "-o", str(src), "--force"]
+
+
+def _dotted_path(tmp, src):
+    return [str(src), "-o", str(src.parent / "." / "x" / ".." / src.name), "--force"]
+
+
+def _symlink(tmp, src):
+    (tmp / "link.pkl").symlink_to(src)
+    return [str(src), "-o", str(tmp / "link.pkl"), "--force"]
+
+
+def _hardlink(tmp, src):
+    os.link(src, tmp / "hard.pkl")
+    return [str(src), "-o", str(tmp / "hard.pkl"), "--force"]
+
+
+OUTPUT_IS_INPUT = {  # name -> (input file name, argv builder, the file the line names, problem)
+    "-o INPUT --force": ("moco.pth", _same_path, "moco.pth", "is the input checkpoint"),
+    "-o a dotted path to INPUT --force": ("moco.pth", _dotted_path, "moco.pth", "is the input checkpoint"),
+    "-o a symlink to INPUT --force": ("moco.pth", _symlink, "link.pkl", "itself (through a symbolic link)"),
+    "-o a hard link to INPUT --force": ("moco.pth", _hardlink, "hard.pkl", "itself (a hard link to the same file)"),
+    "raw checkpoint named .pkl": ("raw.pkl", lambda tmp, src: [str(src)], "raw.pkl",
+                                  "a raw checkpoint named .pkl: its default output (INPUT with .pkl) would replace it; "
+                                  "pass -o OTHER.pkl"),
+    "raw checkpoint named .pkl --force": ("raw.pkl", lambda tmp, src: [str(src), "--force"], "raw.pkl",
+                                          "a raw checkpoint named .pkl"),
+    "raw checkpoint named .pkl -o INPUT --force": ("raw.pkl", lambda tmp, src: [str(src), "-o", str(src), "--force"],
+                                                   "raw.pkl", "is the input checkpoint"),
+}
+
+
+@pytest.mark.parametrize("name", OUTPUT_IS_INPUT)
+def test_convert_never_writes_over_its_input(name, tmp_path, synthetic_checkpoint, capsys):
+    file, argv, named, problem = OUTPUT_IS_INPUT[name]
+    src = tmp_path / file
+    src.write_bytes(synthetic_checkpoint("moco", width=WIDTH).read_bytes())
+    args = argv(tmp_path, src)
+    line = refused(capsys, f"convert: {name}", lambda: convert(args), tmp_path / named, problem=problem, protect=[tmp_path])
+    assert "--force" not in line.split("(")[0] and "nothing was written" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({file, "link.pkl", "hard.pkl"} & {
+        p.name for p in tmp_path.iterdir()})  # no output, no temporary
+
+
+def test_a_converted_pkl_given_to_convert_is_named_as_such(genuine, tmp_path, capsys):
+    src = tmp_path / "w.pkl"
+    src.write_bytes(genuine[1])
+    refused(capsys, "convert: converted .pkl without -o", lambda: convert([str(src), "--force"]), src,
+            problem="already converted weights (detectron2's .pkl): nothing to convert", protect=[tmp_path])

@@ -560,3 +560,54 @@ def test_a_url_download_cut_short_is_refused_and_not_kept(http_server, tiny, iso
         f"error: {base}/cut/moco.pth: download cut short: received {size // 2} of {size} bytes; "
         "nothing was stored; run the same command again to download afresh")
     assert [p for p in isolated_cache.rglob("*") if p.is_file()] == []
+
+
+# --------------------------------------------------------------------------- dtypes and plain pickles
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_upcast_exactly_and_said_so(dtype, tmp_path, capsys):
+    """float16/bfloat16 checkpoints exist in the wild: every value survives the upcast to float32."""
+    half = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in torchvision_weights(0, 50, TINY).items()}
+    torch.save(half, tmp_path / "half.pth")
+    assert tool("convert")([str(tmp_path / "half.pth")]) == 0
+    name = str(dtype).replace("torch.", "")
+    assert f"dtype:   {name} -> float32 (exact): 265 tensors\n" in capsys.readouterr().out
+    model = load_converted(tmp_path / "half.pkl")["model"]
+    for d2, tv_name in HAND_WRITTEN:
+        assert model[d2].dtype == np.float32
+        np.testing.assert_array_equal(model[d2], half[tv_name].float().numpy())
+
+
+def test_float64_is_rounded_to_float32_and_said_so(tmp_path):
+    sd = {k: (v.double() if v.is_floating_point() else v) for k, v in torchvision_weights(0, 50, TINY).items()}
+    torch.save(sd, tmp_path / "f64.pth")
+    result = convert_file(tmp_path / "f64.pth")
+    assert result.casts == {"float64": 265} and "float64 -> float32 (rounded, as the float32 model would)" in result.summary()
+    np.testing.assert_array_equal(load_converted(result.output)["model"]["res2.0.conv1.weight"],
+                                  sd["layer1.0.conv1.weight"].float().numpy())
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_plain_pickle_of_numpy_arrays_converts(protocol, tmp_path, capsys):
+    """What older tools wrote (pickle.dump of {name: ndarray}): read by the restricted unpickler, not called hostile."""
+    sd = {k: v.numpy() for k, v in torchvision_weights(0, 50, TINY).items()}
+    (tmp_path / "plain.pth").write_bytes(pickle.dumps({"state_dict": sd}, protocol=protocol))
+    assert tool("convert")([str(tmp_path / "plain.pth")]) == 0
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(load_converted(tmp_path / "plain.pkl")["model"]["res4.2.conv3.norm.bias"],
+                                  sd["layer3.2.bn3.bias"])
+
+
+def test_a_protocol_2_converted_pkl_is_read(tmp_path, tiny):
+    """detectron2's own model-zoo .pkl files are protocol-2 pickles (bytes through _codecs.encode)."""
+    data = load_converted(convert_file(tiny("torchvision"), tmp_path / "tv.pkl").output)
+    (tmp_path / "p2.pkl").write_bytes(pickle.dumps(data, protocol=2))
+    prepared = prepare_weights(tmp_path / "p2.pkl")
+    assert prepared.sha256 == hashlib.sha256((tmp_path / "p2.pkl").read_bytes()).hexdigest()
+    np.testing.assert_array_equal(load_converted(tmp_path / "p2.pkl")["model"]["stem.conv1.weight"],
+                                  data["model"]["stem.conv1.weight"])
+
+
+def test_convert_file_reports_the_sha256_of_what_it_wrote(tmp_path, tiny):
+    result = convert_file(tiny("moco"), tmp_path / "m.pkl")
+    assert result.sha256 == hashlib.sha256((tmp_path / "m.pkl").read_bytes()).hexdigest()
