@@ -21,6 +21,7 @@ RULES (issue 10, "poisoned cache"):
   `redact_url` is what every message, record and provenance gets; the full URL is used only for
   the request itself (cache folders are named by its sha256, files by its path's last part).
 """
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -206,7 +207,7 @@ def fetch_file(url, dest, sha256=None, progress=True, verify=verify_checkpoint, 
         remove_stale_temporaries(dest.parent)  # what downloads killed earlier left
     start = time.monotonic()
     try:
-        with _OPENER.open(url, timeout=min(TIMEOUT_S, deadline)) as response, _temporary(dest) as (out, tmp):
+        with _OPENER.open(_request(url), timeout=min(TIMEOUT_S, deadline)) as response, _temporary(dest) as (out, tmp):
             expected = _content_length(url, response.headers.get("Content-Length"))
             content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             if content_type in ("text/html", "application/xhtml+xml"):
@@ -254,6 +255,20 @@ def fetch_file(url, dest, sha256=None, progress=True, verify=verify_checkpoint, 
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, IncompleteRead, resets, timeouts
         raise DownloadError(url, f"download failed: {e}") from None
     return LocalFile(dest, digest.hexdigest())
+
+
+def _request(url) -> urllib.request.Request:
+    """The request for `url`; user:password@ in it becomes HTTP basic auth (urllib would take it
+    for part of the host name), sent to that host only (an unredirected header: not to a redirect's)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return urllib.request.Request(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    request = urllib.request.Request(urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)))
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+    request.add_unredirected_header("Authorization", f"Basic {token}")
+    return request
 
 
 def _content_length(url, header):
