@@ -507,3 +507,110 @@ def test_url_secrets_never_appear_in_run_transfer_errors(hostile_server, tmp_pat
         ["--task", "voc07", "--smoke", "--weights", url, "--output", str(tmp_path / "out")]),
         "/missing/moco.pth", absent=[tmp_path / "out"])
     assert _no_secret(line), line
+
+
+# ----------------------------------------------------------------------------- what detectron2 is asked to load (item 1)
+# detectron2 plain-pickle.load()s proposal files (DATASETS.PROPOSAL_FILES_*, with MODEL.LOAD_PROPOSALS)
+# and, in its own checkpointer, MODEL.WEIGHTS .pkl files; it fetches http:// ones itself. Neither a
+# weights file's input settings nor KEY VALUE options may point it at one: refused with one line,
+# before anything is loaded, and the code-running pickle's marker never appears.
+
+@pytest.fixture(scope="module")
+def run_inputs(module_tmp, synthetic_checkpoint):
+    """(converted weights path, VOC data root), valid, so that only the thing under test is wrong."""
+    from benchmark.data import write_synthetic
+    from benchmark.weights.convert import prepare_weights
+
+    weights = prepare_weights(synthetic_checkpoint("moco", width=8), cache_dir=module_tmp / "cache")
+    return weights.path, write_synthetic("voc", module_tmp / "voc")
+
+
+def _forged(weights_path, folder, settings):
+    """The valid converted file with its provenance's input settings replaced by `settings`."""
+    import pickle
+
+    from benchmark.weights.loading import load_converted
+
+    data = dict(load_converted(weights_path))
+    data["__provenance__"] = {**data["__provenance__"], "input_settings": settings}
+    path = folder / "forged.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=5))
+    return path
+
+
+EVIL_LOADS = {  # name -> (input settings of a forged weights file | None, KEY VALUE options, problem)
+    "settings: local proposal file": ({"MODEL.LOAD_PROPOSALS": True, "DATASETS.PROPOSAL_FILES_TRAIN": ["{evil}"]}, [],
+                                      "which a checkpoint may not set"),
+    "settings: URL proposal file": ({"MODEL.LOAD_PROPOSALS": True, "DATASETS.PROPOSAL_FILES_TEST": ["http://127.0.0.1:9/e.pkl"]},
+                                    [], "which a checkpoint may not set"),
+    "settings: MODEL.WEIGHTS": ({"MODEL.WEIGHTS": "{evil}"}, [], "which a checkpoint may not set"),
+    "option: MODEL.LOAD_PROPOSALS + PROPOSAL_FILES_TRAIN": (
+        None, ["MODEL.LOAD_PROPOSALS", "True", "DATASETS.PROPOSAL_FILES_TRAIN", "('{evil}',)"], "is refused"),
+    "option: PROPOSAL_FILES_TEST": (None, ["DATASETS.PROPOSAL_FILES_TEST", "('{evil}',)"], "is refused"),
+    "option: MODEL.WEIGHTS local .pkl": (None, ["MODEL.WEIGHTS", "'{evil}'"], "is refused"),
+    "option: MODEL.WEIGHTS URL": (None, ["MODEL.WEIGHTS", "'http://127.0.0.1:9/evil.pkl'"], "is refused"),
+}
+
+
+def _evil_case(name, run_inputs, folder):
+    from tests.helpers import write_code_running_pickle
+
+    marker = folder / "MARKER_code_ran"
+    evil = write_code_running_pickle(folder / "evil.pkl", marker)
+    settings, options, problem = EVIL_LOADS[name]
+    weights = run_inputs[0]
+    if settings is not None:
+        weights = _forged(run_inputs[0], folder, {"INPUT.FORMAT": "RGB", **{k: ([x.format(evil=evil) for x in v] if isinstance(
+            v, list) else v.format(evil=evil) if isinstance(v, str) else v) for k, v in settings.items()}})
+    return weights, [o.format(evil=evil) for o in options], problem, marker
+
+
+@pytest.mark.parametrize("name", EVIL_LOADS)
+def test_detectron2_is_never_asked_to_unpickle_a_file_run_transfer(name, run_inputs, tmp_path, capsys):
+    weights, options, problem, marker = _evil_case(name, run_inputs, tmp_path)
+    out = tmp_path / "out"
+    refused(capsys, f"run_transfer: {name}", lambda: tool("run_transfer")(
+        ["--task", "voc07", "--smoke", "--weights", str(weights), "--data-root", str(run_inputs[1]), "--output", str(out),
+         *options]), options[0] if options else weights, problem=problem, protect=[tmp_path], absent=[marker, out])
+
+
+@pytest.mark.slow  # reproduce launches each run as a fresh interpreter importing torch and detectron2
+@pytest.mark.parametrize("name", ["settings: local proposal file", "option: MODEL.LOAD_PROPOSALS + PROPOSAL_FILES_TRAIN"])
+def test_detectron2_is_never_asked_to_unpickle_a_file_reproduce(name, run_inputs, tmp_path, capsys):
+    weights, options, problem, marker = _evil_case(name, run_inputs, tmp_path)
+    out = tmp_path / "out"
+    rc = tool("reproduce")(["--table", str(ROOT / "tests/fixtures/paper/smoke.yaml"), "--smoke", "--trials", "1",
+                            "--weights", f"synthetic_moco={weights}", f"synthetic_torchvision={weights}",
+                            "--data-root", str(run_inputs[1]), "--output", str(out), *options])
+    logs = "".join(p.read_text() for p in (out / "logs").rglob("*.log"))
+    assert rc == 1 and problem in logs and "Traceback" not in logs, logs[-3000:]
+    assert not marker.exists() and not list(out.rglob("results.json"))
+    count(f"reproduce: {name}", True)
+
+
+def test_the_config_detectron2_gets_loads_nothing_but_the_prepared_weights(run_inputs, tmp_path):
+    """Every job the runner builds: proposals off, no proposal files, MODEL.WEIGHTS the prepared .pkl,
+    which the SafeCheckpointer reads with the restricted unpickler."""
+    from benchmark.engine import Options, prepare
+
+    jobs = prepare(Options(task="voc07", weights=str(run_inputs[0]), data_root=str(run_inputs[1]),
+                           output=str(tmp_path / "o"), smoke=True, trials=2))
+    for job in jobs:
+        cfg = job.cfg
+        assert cfg.MODEL.LOAD_PROPOSALS is False
+        assert list(cfg.DATASETS.PROPOSAL_FILES_TRAIN) == [] and list(cfg.DATASETS.PROPOSAL_FILES_TEST) == []
+        assert cfg.MODEL.WEIGHTS == str(run_inputs[0])
+    assert not (tmp_path / "o").exists()
+    count("config: proposals off, MODEL.WEIGHTS the prepared .pkl", True)
+
+
+# detectron2 objects that load files with plain pickle when the package builds them itself
+D2_LOADERS = ("DetectionCheckpointer(", "DefaultPredictor(", "DefaultTrainer(", "Checkpointer(", "load_proposals_into_dataset(",
+              "PathManager.get_local_path(")
+
+
+def test_the_package_builds_no_detectron2_loader_but_the_safe_checkpointer():
+    hits = [h for h in _package_hits(D2_LOADERS)
+            if "SafeCheckpointer(" not in h and "PeriodicCheckpointer(" not in h and "class SafeCheckpointer" not in h]
+    count("package scan: detectron2 loaders other than SafeCheckpointer", not hits)
+    assert hits == []
