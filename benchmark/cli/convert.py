@@ -10,6 +10,14 @@ backbone (heads, MoCo's key encoder and queue dropped) and records its provenanc
 config keys a model fine-tuned from it needs: the input settings (RGB, torchvision mean/std,
 STRIDE_IN_1X1 False) and the architecture (MODEL.RESNETS.DEPTH and the widths).
 
+Every kept tensor is written as float32: float16/bfloat16 are upcast exactly, float64 rounded as
+the model would (the summary's dtype line says so); float8, quantized, sparse, meta, complex, bool
+or integer tensors, non-string keys and negative BatchNorm variances are refused naming the key.
+The input is never overwritten, --force or not (an OUTPUT that is the input, also through a link,
+is refused); a raw checkpoint named .pkl needs -o OTHER.pkl. A URL's user:password@ and query
+values are never shown or stored; downloads enter the cache only complete and loadable, within
+$BENCHMARK_DOWNLOAD_DEADLINE seconds (default 4 h).
+
 Exit status: 0 converted; 1 bad input (one line 'error: <file>: <problem>', no output written);
 2 usage error.
 """

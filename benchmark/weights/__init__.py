@@ -6,6 +6,7 @@ Modules from the bottom up (each imports only those above it in this list):
     formats.py    checkpoint formats as data: a pure rename per source, its input settings, the
                   architecture (expected shapes, depth and width, the config keys that build it)
     loading.py    safe loaders: torch.load(weights_only=True), the restricted unpickler for .pkl
+    tensors.py    the values checked: kept tensors as float32 (half upcast exactly), refused dtypes and keys
     download.py   http(s) downloads into the cache: streamed, verified, atomic; LocalFile
     zoo.py        the released checkpoints by name (configs/zoo.yaml) and their sha256 pins
     spec.py       what the user passed as --weights, parsed once (path, converted .pkl, URL, zoo:NAME)
