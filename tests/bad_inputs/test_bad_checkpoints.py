@@ -98,8 +98,7 @@ CORPUS = {  # name -> (file name, writer(path, source, marker), problem the mess
     # values a backbone weight cannot be (benchmark/weights/tensors.py): one line naming key and dtype
     "float8 tensor": ("f8.pth", _saved(lambda s, m: _as(s, "layer1.0.conv1.weight", lambda t: t.to(torch.float8_e4m3fn))),
                       "tensor 'layer1.0.conv1.weight' is float8_e4m3fn"),
-    "quantized tensor": ("qint8.pth", _saved(lambda s, m: _as(s, "layer2.0.conv2.weight",
-                                                             lambda t: torch.quantize_per_tensor(t, 0.1, 0, torch.qint8))),
+    "quantized tensor": ("qint8.pth", _saved(lambda s, m: _as(s, "layer2.0.conv2.weight", _quantized)),
                          "tensor 'layer2.0.conv2.weight' is quantized (qint8)"),
     "sparse tensor": ("sparse.pth", _saved(lambda s, m: _as(s, "layer1.0.bn1.weight", lambda t: t.to_sparse())),
                       "tensor 'layer1.0.bn1.weight' is sparse (sparse_coo, float32)"),
@@ -130,6 +129,14 @@ CORPUS = {  # name -> (file name, writer(path, source, marker), problem the mess
                                                                   protocol=2)),
         "refused: unpickling it would call posix.system, i.e. run code"),
 }
+
+
+def _quantized(t):
+    import warnings
+
+    with warnings.catch_warnings():  # torch deprecates creating them; checkpoints holding them still exist
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.quantize_per_tensor(t, 0.1, 0, torch.qint8)
 
 
 def _as(source, key, change):
