@@ -85,9 +85,25 @@ class WeightsSpec:
             return download.LocalFile(require_file(self.target))
         try:
             if self.kind == "zoo":
-                return zoo.fetch_file(self.target, progress=progress)
+                return _loadable_zoo_file(zoo.fetch_file(self.target, progress=progress))
             return download.cached_download(self.target, progress=progress)
         except download.DownloadError as e:
             raise ConversionError(self.text, e.problem) from None
         except (zoo.UnknownCheckpointError, ValueError, OSError) as e:  # ZooError, unsafe cache names, disk
             raise ConversionError(self.text, str(e)) from None
+
+
+def _loadable_zoo_file(local: download.LocalFile) -> download.LocalFile:
+    """`local` if it loads as a checkpoint; else a ConversionError saying how to get rid of it.
+
+    New downloads are checked before they enter the cache (and before their sha256 is pinned);
+    a file an older version cached and pinned unchecked (an HTML page, say) matches its pin and
+    would be refused forever with no hint: the pin is a trust decision, so the user removes both.
+    """
+    try:
+        download.verify_checkpoint(local.path)
+    except ConversionError as e:
+        raise ConversionError(local.path, f"the cached zoo file is not a loadable checkpoint ({e.problem}); delete it and "
+                                          f"its entry in {local.path.parent / zoo.RECORD_NAME}, then run again to download "
+                                          "afresh") from None
+    return local

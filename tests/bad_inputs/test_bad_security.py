@@ -614,3 +614,16 @@ def test_the_package_builds_no_detectron2_loader_but_the_safe_checkpointer():
             if "SafeCheckpointer(" not in h and "PeriodicCheckpointer(" not in h and "class SafeCheckpointer" not in h]
     count("package scan: detectron2 loaders other than SafeCheckpointer", not hits)
     assert hits == []
+
+
+def test_a_zoo_file_an_older_version_cached_and_pinned_says_how_to_clear_it(monkeypatch, isolated_cache, capsys):
+    from benchmark.weights import zoo
+
+    monkeypatch.setenv("BENCHMARK_CACHE", str(isolated_cache))
+    folder = isolated_cache / "zoo"
+    folder.mkdir(parents=True)
+    (folder / "exemplar_v1.pth").write_bytes(HTML)
+    (folder / zoo.RECORD_NAME).write_text(json.dumps({"exemplar_v1.pth": hashlib.sha256(HTML).hexdigest()}))
+    refused(capsys, "zoo: an HTML page cached and pinned by an older version", lambda: convert(["zoo:exemplar_v1"]),
+            folder / "exemplar_v1.pth", problem=f"delete it and its entry in {folder / zoo.RECORD_NAME}, then run again",
+            protect=[folder / "exemplar_v1.pth", folder / zoo.RECORD_NAME])
