@@ -9,6 +9,8 @@ it is. See datasets.md.
 Exit status: 0 written (or already there); 1 DIR unusable (one line 'error: ...'); 2 usage error.
 """
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -29,15 +31,75 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
     formats = tuple(FAMILIES) if args.format == "all" else (args.format,)
+    problem = _unusable_out(args.out)
+    if problem:
+        print(f"error: --out {args.out}: {problem}", file=sys.stderr)
+        return 1
+    fmt = formats[0]
     try:
+        if "cityscapes" in formats:  # before any family is written
+            fmt = "cityscapes"
+            family = get_family(fmt)
+            _check_cityscapes_smoke_size(family, tuple(args.size) if args.size else family.smoke_image_size)
         for fmt in formats:
-            get_family(fmt).write_synthetic(args.out, num_train=args.num_train, num_test=args.num_test,
-                                            image_size=tuple(args.size) if args.size else None, seed=args.seed)
+            family = get_family(fmt)
+            size = tuple(args.size) if args.size else family.smoke_image_size
+            family.write_synthetic(args.out, num_train=args.num_train, num_test=args.num_test, image_size=size,
+                                   seed=args.seed)
             print(f"{fmt}: {args.out}")
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except OSError as e:
+        where = e.filename or args.out
+        print(f"error: synthetic {fmt} dataset in {args.out}: {where}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        text = str(e)
+        print(f"error: {text}" if str(args.out) in text else f"error: synthetic {fmt} dataset in {args.out}: {text}",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def _unusable_out(out: Path):
+    """Why --out cannot become a data root (None: it can), found before anything is written."""
+    if out.exists():
+        if not out.is_dir():
+            return "is a file, not a folder"
+        probe = out
+    else:
+        probe = out.absolute().parent
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir():
+            return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable (read-only filesystem or no permission)"
+    return None
+
+
+def _check_cityscapes_smoke_size(family, size):
+    """Refuse Cityscapes images whose smoke-test features would be smaller than the ASPP pool kernel.
+
+    DeepLabV3's image pooling kernel is the training crop over the output stride (16); at test the
+    image is resized as MIN/MAX_SIZE_TEST of the smoke overlay say, and features smaller than the
+    kernel fail the run at evaluation ("kernel size can't be greater than actual input size").
+    """
+    import yaml
+
+    smoke = yaml.safe_load(family.smoke_overlay_path.read_text())
+    crop = smoke["INPUT"]["CROP"]["SIZE"]
+    crop = tuple(int(c) for c in (crop.strip("()").split(",") if isinstance(crop, str) else crop))
+    kernel = (crop[0] // 16, crop[1] // 16)
+    short, longest = int(smoke["INPUT"]["MIN_SIZE_TEST"]), int(smoke["INPUT"]["MAX_SIZE_TEST"])
+    h, w = (int(v) for v in size)
+    scale = short / min(h, w)
+    if max(h, w) * scale > longest:
+        scale = longest / max(h, w)
+    features = tuple(math.ceil(int(v * scale + 0.5) / 16) for v in (h, w))
+    if features[0] < kernel[0] or features[1] < kernel[1]:
+        raise ValueError(f"cityscapes images of {h}x{w} give {features[0]}x{features[1]} test features in --smoke runs "
+                         f"({family.smoke_overlay_path}), smaller than the ASPP pool kernel {kernel[0]}x{kernel[1]}; "
+                         f"use --size with a height:width near 1:2 (default {family.smoke_image_size[0]} "
+                         f"{family.smoke_image_size[1]})")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,114 @@ def coco_truncated_json(root):
     return ann, "corrupt JSON annotation file"
 
 
+def _edit_coco(root, edit):
+    """Apply `edit(data)` to the train annotation file; return it."""
+    ann = _coco_train(root)
+    data = json.loads(ann.read_text())
+    edit(data)
+    ann.write_text(json.dumps(data))
+    return ann
+
+
+def _first_image(root):
+    return json.loads(_coco_train(root).read_text())["images"][0]
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def voc_truncated_image(root):
+    fileid, _ = _first_voc(root)
+    return _truncate(root / "VOC2007" / "JPEGImages" / f"{fileid}.jpg"), "truncated image"
+
+
+def voc_negative_image_width(root):
+    _, xml = _first_voc(root)
+    _edit_first(r"<width>\d+</width>", "<width>-160</width>", xml)
+    return xml, "image size of -160x128 (must be positive)"
+
+
+def coco_truncated_image(root):
+    return _truncate(root / "coco" / "train2017" / _first_image(root)["file_name"]), "truncated image"
+
+
+def coco_image_without_file_name(root):
+    return _edit_coco(root, lambda d: d["images"][0].pop("file_name")), "images[0] (id "
+
+
+def coco_images_an_object(root):
+    return _edit_coco(root, lambda d: d.update(images={})), "'images' is a dict, not a list"
+
+
+def coco_annotation_a_number(root):
+    return _edit_coco(root, lambda d: d["annotations"].insert(0, 5)), "annotations[0] is 5, not an object"
+
+
+def coco_file_name_outside_the_image_folder(root):
+    return _edit_coco(root, lambda d: d["images"][0].update(file_name="../../../etc/passwd")), "points outside"
+
+
+def coco_negative_image_height(root):
+    return _edit_coco(root, lambda d: d["images"][0].update(height=-5)), "height -5, not a positive integer"
+
+
+def coco_categories_not_cocos_80(root):
+    return _edit_coco(root, lambda d: d.update(categories=[{"id": 1, "name": "person"}, {"id": 2, "name": "kitten"}])), \
+        "categories other than COCO's 80 (2 given; id 2 is 'kitten', not 'bicycle')"
+
+
+def coco_category_unknown_to_coco(root):
+    return _edit_coco(root, lambda d: d["categories"].append({"id": 500, "name": "dragon"})), \
+        "categories other than COCO's 80 (81 given; id 500 ('dragon') is not one of them)"
+
+
+def coco_negative_bbox(root):
+    return _set_first_annotation(root, "bbox", [10.0, 5.0, -20.0, 8.0]), "with a negative coordinate or size"
+
+
+def coco_bbox_not_four_numbers(root):
+    return _set_first_annotation(root, "bbox", [10.0, 5.0, "wide"]), "not [x, y, width, height] numbers"
+
+
+def _rle_on_first_image(root, counts, size=None):
+    img = _first_image(root)
+    seg = {"size": size or [img["height"], img["width"]], "counts": counts}
+    return _edit_coco(root, lambda d: d["annotations"][0].update(segmentation=seg, iscrowd=1))
+
+
+def coco_rle_of_the_wrong_length(root):
+    img = _first_image(root)
+    return _rle_on_first_image(root, [10, img["height"] * img["width"]]), "an RLE of the wrong length"
+
+
+def coco_compressed_rle_of_the_wrong_length(root):
+    from pycocotools import mask as mask_util
+
+    counts = mask_util.encode(np.asfortranarray(np.ones((64, 64), np.uint8)))["counts"].decode()  # 4096 pixels
+    return _rle_on_first_image(root, counts), "its runs cover 4096 pixels, its size 128x160 has 20480"
+
+
+def coco_compressed_rle_cut_short(root):
+    return _rle_on_first_image(root, "0a"), "an RLE whose counts cannot be read"
+
+
+def coco_rle_of_another_size(root):
+    return _rle_on_first_image(root, [64 * 64], size=[64, 64]), "an RLE of size [64, 64] on an image of 128x160"
+
+
+def coco_odd_polygon(root):
+    return _set_first_annotation(root, "segmentation", [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]), \
+        "a polygon that is not an even list of >= 6 numbers"
+
+
+def cityscapes_truncated_image(root):
+    image = sorted((root / "cityscapes" / "leftImg8bit" / "train").glob("*/*_leftImg8bit.png"))[0]
+    return _truncate(image), "truncated image"
+
+
 def _first_label(root):
     return sorted((root / "cityscapes" / "gtFine" / "train").glob("*/*_gtFine_labelTrainIds.png"))[0]
 
@@ -155,6 +263,14 @@ CASES = [
     ("coco", coco_missing_image), ("coco", coco_truncated_json),
     ("cityscapes", cityscapes_label_image_of_the_wrong_size), ("cityscapes", cityscapes_label_not_an_image),
     ("cityscapes", cityscapes_missing_label_train_ids),
+    ("voc", voc_truncated_image), ("voc", voc_negative_image_width),
+    ("coco", coco_truncated_image), ("coco", coco_image_without_file_name), ("coco", coco_images_an_object),
+    ("coco", coco_annotation_a_number), ("coco", coco_file_name_outside_the_image_folder),
+    ("coco", coco_negative_image_height), ("coco", coco_categories_not_cocos_80), ("coco", coco_category_unknown_to_coco),
+    ("coco", coco_negative_bbox), ("coco", coco_bbox_not_four_numbers), ("coco", coco_rle_of_the_wrong_length),
+    ("coco", coco_compressed_rle_of_the_wrong_length), ("coco", coco_compressed_rle_cut_short),
+    ("coco", coco_rle_of_another_size), ("coco", coco_odd_polygon),
+    ("cityscapes", cityscapes_truncated_image),
 ]
 
 
@@ -190,3 +306,59 @@ def test_cityscapes_label_ids_out_of_range_fail_the_run_naming_the_file(pristine
     assert re.search(r"_gtFine_labelTrainIds\.png: label ids 40 are outside 0\.\.18 and the ignore value 255",
                      record["reason"]), record["reason"]
     count("Cityscapes: label ids out of range (at the first batch)", True)
+
+
+# ----------------------------------------------------------------------------- make_synthetic
+
+make_synthetic = tool("make_synthetic")
+
+
+def _out_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    return ["--out", tmp_path / "f"], tmp_path / "f", "is a file, not a folder"
+
+
+def _out_under_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    return ["--out", tmp_path / "f" / "data"], tmp_path / "f", "is a file, not a folder"
+
+
+def _cityscapes_too_wide_for_the_pool_kernel(tmp_path):
+    return (["--out", tmp_path / "d", "--format", "cityscapes", "--size", "32", "512"], tmp_path / "d",
+            "smaller than the ASPP pool kernel 4x8")
+
+
+def _all_families_one_too_wide(tmp_path):
+    # checked before any family is written: no VOC or COCO left behind either
+    return ["--out", tmp_path / "d", "--size", "32", "512"], tmp_path / "d", "smaller than the ASPP pool kernel"
+
+
+def _images_too_small(tmp_path):
+    return ["--out", tmp_path / "d", "--format", "voc", "--size", "8", "8"], tmp_path / "d", "at least 32x32"
+
+
+MAKE_SYNTHETIC = [_out_is_a_file, _out_under_a_file, _cityscapes_too_wide_for_the_pool_kernel,
+                  _all_families_one_too_wide, _images_too_small]
+
+
+@pytest.mark.parametrize("case", MAKE_SYNTHETIC, ids=[c.__name__.strip("_") for c in MAKE_SYNTHETIC])
+def test_make_synthetic_refuses_with_one_line_naming_the_folder(case, tmp_path, capsys):
+    argv, named, problem = case(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    refused(capsys, f"make_synthetic {case.__name__.strip('_')}", lambda: make_synthetic([str(a) for a in argv]),
+            named, problem=problem, protect=[tmp_path])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+@pytest.mark.slow
+def test_make_synthetic_default_cityscapes_runs_the_smoke_task(pristine, tmp_path):
+    """make_synthetic's default Cityscapes data is what `--task cityscapes --smoke` trains and evaluates."""
+    from benchmark.records import results
+
+    weights, _ = pristine
+    assert make_synthetic(["--out", str(tmp_path / "data"), "--format", "cityscapes"]) == 0
+    rc = run_transfer(["--task", "cityscapes", "--smoke", "--weights", str(weights), "--data-root",
+                       str(tmp_path / "data"), "--output", str(tmp_path / "out")])
+    record = results.read_record(tmp_path / "out" / "trial_0" / "results.json")
+    assert rc == 0 and record["status"] == "finished", record["reason"]
+    assert record["metrics"]["sem_seg"]["mIoU"] is not None
