@@ -87,6 +87,39 @@ def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp
 
 
 @pytest.mark.slow
+def test_killed_run_with_default_trials_resumes_and_its_record_says_so(smoke_inputs, tmp_path, faults):
+    """The default (--trials 1, no --resume): a SIGKILLed run continues from its checkpoint, and the
+    record counts the resume, the iteration it resumed from and the time of both attempts."""
+    root, weights, data = smoke_inputs
+    out = tmp_path / "out"
+    argv = _command(weights, data, out, "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.STEPS", "(5,)")
+    env = {"BENCHMARK_CACHE": root / "cache"}
+    trial = out / "trial_0"
+    faults.inject("SIGKILL mid-way through a default --trials run")
+    with open(tmp_path / "first.log", "wb") as log:
+        proc = start(argv, log, **env)
+        wait_for((trial / "last_checkpoint").exists, proc, tmp_path / "first.log", what="the first checkpoint")
+        kill(proc)
+    assert not (trial / "results.json").exists()
+    (killed,) = json.loads((trial / "attempts.json").read_text())["attempts"]
+    assert killed["status"] == "running" and killed["start_iteration"] == 0  # it died without a word
+
+    again = subprocess.run([str(a) for a in argv], cwd=ROOT, env=child_env(**env), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "trial 0: training from iteration 3 to 6" in again.stdout + again.stderr  # resumed, not restarted
+    record = results.read_record(trial / "results.json")
+    assert (record["status"], record["iterations"]) == ("finished", 6)
+    assert _iterations_logged(trial) == list(range(6))  # each iteration once
+    first, second = json.loads((trial / "attempts.json").read_text())["attempts"]
+    assert (first["status"], second["status"], second["start_iteration"]) == ("killed", "finished", 3)
+    assert record["resume"]["count"] == 1 and record["resume"]["from_iterations"] == [3]
+    assert isinstance(record["resume"]["exact"], bool) and (record["resume"]["note"] is None) == record["resume"]["exact"]
+    assert record["duration_s"] == round(first["duration_s"] + second["duration_s"], 3) > second["duration_s"]
+    faults.survive("SIGKILL mid-way through a default --trials run")
+
+
+@pytest.mark.slow
 def test_diverging_run_fails_fast_and_is_listed_as_a_failure(smoke_inputs, tmp_path, faults):
     root, weights, data = smoke_inputs
     out = tmp_path / "runs" / "diverged"
