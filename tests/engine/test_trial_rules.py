@@ -100,11 +100,50 @@ def test_values_that_would_fail_late_are_refused_first(ready, tmp_path, capsys, 
     assert not (tmp_path / "o").exists()
 
 
-def test_output_under_a_file_is_refused(ready, tmp_path, capsys):
+def _output_under_a_file(tmp_path, monkeypatch):
     (tmp_path / "a_file").write_text("x")
+    return tmp_path / "a_file" / "o", "is a file, not a folder"
+
+
+def _output_is_a_file(tmp_path, monkeypatch):
+    (tmp_path / "o").write_text("x")
+    return tmp_path / "o", "is a file, not a folder"
+
+
+def _output_on_a_read_only_filesystem(tmp_path, monkeypatch):
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    # root may write anywhere a mode bit forbids, not on a read-only mount: that is what access(2) says
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.path.abspath(p) == str(ro) else real(p, mode, **kw))
+    return ro / "out", "is not writable (read-only filesystem or no permission)"
+
+
+OUTPUTS = [_output_under_a_file, _output_is_a_file, _output_on_a_read_only_filesystem]
+
+
+@pytest.mark.parametrize("case", OUTPUTS, ids=[c.__name__.strip("_") for c in OUTPUTS])
+def test_an_output_that_cannot_be_written_is_refused_first(ready, tmp_path, capsys, monkeypatch, case):
+    output, problem = case(tmp_path, monkeypatch)
+    before = tree_digest(tmp_path), sorted(tmp_path.rglob("*"))
     rc, out = run_cli(capsys, "--task", "voc07", "--smoke", "--weights", ready[0].path, "--data-root", ready[1],
-                      "--output", tmp_path / "a_file" / "o")
-    assert rc == 1 and "is a file, not a folder" in one_error_line(out.err)
+                      "--output", output)
+    line = one_error_line(out.err)
+    assert rc == 1 and f"--output {output}" in line and problem in line
+    assert (tree_digest(tmp_path), sorted(tmp_path.rglob("*"))) == before  # nothing made or written
+
+
+def test_keys_the_engine_sets_are_never_listed_as_deviations(ready, tmp_path):
+    from benchmark.engine import Options, prepare
+
+    jobs = prepare(Options(task="voc07", weights=str(ready[0].path), data_root=str(ready[1]), output=str(tmp_path / "o"),
+                           seed=5, trials=2, smoke=True, opts=["SOLVER.MAX_ITER", "4"]))
+    for job in jobs:
+        assert not [d for d in job.deviations if any(k in d for k in ("SEED", "MODEL.WEIGHTS", "OUTPUT_DIR"))]
+        assert "SOLVER.MAX_ITER: " in " ".join(job.deviations)  # what the user did change is listed
+    assert [j.cfg.SEED for j in jobs] == [5, 6]
 
 
 # ----------------------------------------------------------------------------- trial folders
