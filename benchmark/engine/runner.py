@@ -482,7 +482,11 @@ def launch_job(job: Job, opts) -> str:
         fresh = record.exists() and record.stat().st_mtime_ns != before
         if opts.machine_rank == 0 and not fresh:
             # Another rank failed first and the launcher ended rank 0 before it could write.
-            reason = _write_failed(job, reason, 0, time.perf_counter() - start)
+            duration, resume = time.perf_counter() - start, None
+            if not job.eval_only:  # what rank 0 logged of this and earlier attempts
+                log = trial_folder.AttemptLog(job.output_dir, job.digest)
+                duration, resume = max(duration, log.total_duration()), log.resume_summary()
+            reason = _write_failed(job, reason, 0, duration, resume)
         logger.error("trial %d failed: %s", job.trial, reason)
         return "failed"
 
