@@ -288,3 +288,37 @@ def test_corrupt_polygons_json_is_named(root, tmp_path):
     js.write_text("{not json")
     with pytest.raises(DatasetLayoutError, match=f"corrupt JSON annotation file .*{js}"):
         validate_layout("cityscapes", data)
+
+
+# ----------------------------------------------------------------------------- cheap content checks
+
+def test_compressed_rle_counts_read_as_pycocotools_writes_them():
+    import numpy as np
+    from pycocotools import mask as mask_util
+
+    from benchmark.data.validate import _rle_counts
+
+    rng = np.random.default_rng(0)
+    for h, w in ((128, 160), (7, 300), (1, 1)):
+        m = np.asfortranarray((rng.random((h, w)) > 0.7).astype(np.uint8))
+        rle = mask_util.encode(m)
+        runs = _rle_counts(rle["counts"].decode())
+        assert sum(runs) == h * w
+        assert sum(runs[1::2]) == int(m.sum())  # odd runs are the mask's pixels
+    assert _rle_counts("0a") is None and _rle_counts([3, -1]) is None and _rle_counts(5) is None
+
+
+def test_a_complete_image_with_trailing_bytes_passes_and_a_cut_one_is_named(tmp_path):
+    from PIL import Image
+
+    from benchmark.data.validate import _check_image_complete
+
+    for suffix in ("jpg", "png"):
+        path = tmp_path / f"x.{suffix}"
+        Image.new("RGB", (40, 30), (10, 200, 30)).save(path)
+        _check_image_complete("d", path)
+        path.write_bytes(path.read_bytes() + b"\0" * 16)  # padding after the end marker: still complete
+        _check_image_complete("d", path)
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+        with pytest.raises(DatasetLayoutError, match=rf"dataset d: truncated image .* {path} "):
+            _check_image_complete("d", path)
