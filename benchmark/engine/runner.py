@@ -503,6 +503,8 @@ def run(opts) -> int:
                 if not job.eval_only and _reuse_finished(job):
                     print(f"trial {job.trial}: finished earlier, skipped ({job.output_dir})")
                     continue
+                if job.eval_only and job.resume:  # it evaluates the folder's last checkpoint: of this config only
+                    _refuse_foreign_checkpoints(job)
                 status = launch_job(job, opts)
         except trial_folder.TrialBusy as exc:
             raise RunError(str(exc)) from None
@@ -527,10 +529,14 @@ def _reuse_finished(job: Job) -> bool:
             return True
         raise RunError(f"{path}: a finished trial of another run is there ({problem}); it is kept as it is. "
                        "Choose another --output, or delete that folder to run this one there")
+    _refuse_foreign_checkpoints(job)
+    return False
+
+
+def _refuse_foreign_checkpoints(job: Job) -> None:
     problem = trial_folder.foreign_checkpoint_problem(job.output_dir, job.digest, _digest_of_config_file)
     if problem:
         raise RunError(f"{job.output_dir}: {problem}; not resumed. Choose another --output, or delete that folder")
-    return False
 
 
 def _digest_of_config_file(path) -> str:

@@ -6,8 +6,9 @@ The rules, so that a number on the board is what its record says:
   with one line (it never picks up the other's checkpoints mid-training).
 - A finished trial is reused (skipped) only when it is the same run: same task, same sha256 of the
   weights that were loaded, same config digest (`benchmark.tasks.config.config_digest`: the whole
-  config, seed included, less OUTPUT_DIR and the weights' path), and smoke or not alike. Any
-  difference is a refusal naming it; the folder is never overwritten behind the user's back.
+  config, seed included, less OUTPUT_DIR and the weights' path), and the same kind (full, smoke,
+  sanity; a v1 record's from its deviations). Any difference is a refusal naming it; the folder
+  is never overwritten behind the user's back.
 - An interrupted trial resumes from its last checkpoint only when the folder's config.yaml is of
   the same config; checkpoints of another configuration are refused the same way.
 - Evaluation-only runs write their own record in `trial_k/eval_only/`, never over a fine-tuning one.

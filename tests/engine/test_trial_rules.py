@@ -203,7 +203,8 @@ def test_the_same_finished_run_is_skipped(ready, tmp_path, capsys):
     assert tree_digest(out) == before
 
 
-def test_checkpoints_of_another_config_are_not_resumed(ready, tmp_path, capsys):
+@pytest.mark.parametrize("flags", [[], ["--eval-only", "--resume"]], ids=["fine-tuning", "eval-only-resume"])
+def test_checkpoints_of_another_config_are_not_resumed(ready, tmp_path, capsys, flags):
     out = tmp_path / "o"
     other = _job(ready, out, "SOLVER.MAX_ITER", "8")
     other.output_dir.mkdir(parents=True)
@@ -212,7 +213,7 @@ def test_checkpoints_of_another_config_are_not_resumed(ready, tmp_path, capsys):
     (other.output_dir / "last_checkpoint").write_text("model_0000009.pth")
     before = tree_digest(out)
     rc, got = run_cli(capsys, "--task", "voc07", "--smoke", "--weights", ready[0].path, "--data-root", ready[1],
-                      "--output", out)
+                      "--output", out, *flags)
     assert rc == 1 and "checkpoints of another configuration" in one_error_line(got.err)
     assert tree_digest(out) == before
 
