@@ -1,4 +1,5 @@
 """Hooks of ours, and the pruning of periodic checkpoints a killed run left."""
+import logging
 import os
 import re
 
@@ -77,5 +78,8 @@ class AttemptClock(HookBase):
     def after_step(self):
         now = self.clock()
         if (self.trainer.iter + 1) % self.period == 0 or self._last is None or now - self._last >= self.seconds:
-            self.log.update(self.trainer.iter + 1, now)
             self._last = now
+            try:
+                self.log.update(self.trainer.iter + 1, now)
+            except OSError as exc:  # bookkeeping: a full disk is the checkpointer's to report, with its numbers
+                logging.getLogger(__name__).warning("attempts log %s not updated: %s", self.log.path, exc)
