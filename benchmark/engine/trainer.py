@@ -100,7 +100,7 @@ class Trainer(TrainerBase):
         ]
 
     def build_hooks(self):
-        """detectron2's default hooks, in its order, made with our arguments, plus NonFiniteGuard."""
+        """detectron2's default hooks made with our arguments, plus NonFiniteGuard; writers before the checkpointer."""
         cfg = self.cfg
         precise_bn_cfg = cfg.clone()
         precise_bn_cfg.defrost()
@@ -114,12 +114,16 @@ class Trainer(TrainerBase):
         if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
             ret.append(hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(precise_bn_cfg),
                                        cfg.TEST.PRECISE_BN.NUM_ITER))
-        if comm.is_main_process():
-            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter=self.max_iter))
-            ret.append(PruneCheckpoints(cfg.OUTPUT_DIR, cfg.SOLVER.CHECKPOINT_PERIOD, keep))
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate))
         if comm.is_main_process():
+            # Writers before the checkpointer (detectron2 puts them last): an iteration's metrics.json
+            # row is on disk before the checkpoint that marks it trained, so a run killed in between
+            # loses no row; the resumed run drops rows after its checkpoint (trials.drop_metrics_after),
+            # so none is kept twice. The final evaluation still runs in after_train, after
+            # model_final.pth is saved, and its metrics are written by the writer's after_train.
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.BENCHMARK.LOG_PERIOD))
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter=self.max_iter))
+            ret.append(PruneCheckpoints(cfg.OUTPUT_DIR, cfg.SOLVER.CHECKPOINT_PERIOD, keep))
         return ret
 
     def _evaluate(self):
