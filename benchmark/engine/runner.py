@@ -341,7 +341,7 @@ def prepare(opts):
     """Check every input and build the per-trial jobs, before any compute; raise RunError."""
     from benchmark.data import DatasetLayoutError, validate_layout
     from benchmark.weights.convert import ConversionError, prepare_weights
-    from benchmark.weights.download import DownloadError
+    from benchmark.weights.download import DownloadError, redact_url
 
     try:
         task = get_task(opts.task)
@@ -367,7 +367,10 @@ def prepare(opts):
     try:
         weights = prepare_weights(opts.weights)
     except (ConversionError, DownloadError, OSError, ValueError, KeyError, ImportError) as exc:
-        raise RunError(f"weights {opts.weights}: {exc}" if str(opts.weights) not in str(exc) else str(exc)) from None
+        # The user's spelling may carry URL secrets (user:password@, ?token=): only the redacted one is shown.
+        shown = redact_url(str(opts.weights))
+        message = str(exc).replace(str(opts.weights), shown)
+        raise RunError(message if shown in message else f"weights {shown}: {message}") from None
     if opts.data_root:
         data_root = Path(opts.data_root)
     elif opts.smoke:

@@ -498,8 +498,6 @@ def test_url_secrets_never_appear_in_provenance_output_or_cache_names(hostile_se
     count("URL secrets: provenance, output, cache names", True)
 
 
-@pytest.mark.xfail(reason="benchmark/engine/runner.py prepare() prefixes the raw opts.weights to the error; "
-                          "it must show download.redact_url(opts.weights)", strict=False)
 def test_url_secrets_never_appear_in_run_transfer_errors(hostile_server, tmp_path, capsys):
     base, _, _ = hostile_server
     url = base.replace("http://", "http://me:s3cret@") + "/missing/moco.pth?token=t0ps3cret"
