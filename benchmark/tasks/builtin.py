@@ -1,4 +1,5 @@
-"""The registered transfer tasks. Protocol values live in their configs (configs/<task>.yaml)."""
+"""The registered transfer tasks. Protocol values live in their configs (configs/<task>.yaml), each
+with its source; a task's assumptions come from its config's [assumption:ID] tags (Task.assumptions)."""
 from benchmark.tasks.registry import Task, register_task
 
 _DET = ("bbox/AP", "bbox/AP50", "bbox/AP75")
@@ -12,7 +13,7 @@ register_task(Task(
     data_format="voc",
     primary_metric="bbox/AP",
     metrics=_DET,
-    source="Zhao et al. ICLR 2021 VOC07 setting; schedule from VISSL voc07 detectron2 e2e config",
+    source="Zhao et al. ICLR 2021 VOC07 setting; schedule of VISSL rn50_transfer_voc07_detectron2_e2e.yaml (assumed)",
     description="Faster R-CNN R50-C4, VOC07 trainval -> VOC07 test, 12.5k iterations",
 ))
 register_task(Task(
@@ -35,7 +36,7 @@ register_task(Task(
     data_format="coco",
     primary_metric="bbox/AP",
     metrics=_COCO_METRICS,
-    source=f"MoCo detection/configs/coco_R_50_C4_1x_moco.yaml; {_MOCO}",
+    source=f"MoCo detection/configs/coco_R_50_C4_2x_moco.yaml with detectron2 mask_rcnn_R_50_C4_1x.yaml's 1x schedule (assumed); {_MOCO}",
     description="Mask R-CNN R50-C4, COCO train2017 -> val2017, 1x (90k iterations)",
 ))
 register_task(Task(
@@ -57,6 +58,7 @@ register_task(Task(
     data_format="cityscapes",
     primary_metric="sem_seg/mIoU",
     metrics=("sem_seg/mIoU", "sem_seg/iIoU", "sem_seg/IoU_sup", "sem_seg/iIoU_sup"),
-    source="detectron2 projects/DeepLab deeplab_v3_R_103_OS16_mg124_poly_90k_bs16 (R50, basic stem)",
+    source=("detectron2 projects/DeepLab deeplab_v3_R_103_os16_mg124_poly_90k_bs16.yaml on a ResNet-50 with the torchvision "
+            "stem (assumed: the paper used mmsegmentation, Good_transfer#1)"),
     description="DeepLabV3 R50 OS16, Cityscapes fine train -> val, 90k iterations",
 ))

@@ -9,7 +9,11 @@ departs from the task's published protocol (`deviations`, written into the run r
   --norm, --amp                                           command-line choices
   KEY VALUE options                                       command-line overrides
   world-size adjustment                                   protocols assume 16 images on 8 GPUs
+
+How many images each process trains on is one rule, `images_per_process` (see there), used both
+to build the config and to word its deviation.
 """
+import dataclasses
 import hashlib
 import math
 from pathlib import Path
@@ -42,8 +46,16 @@ def add_benchmark_config(cfg: CfgNode) -> CfgNode:
     cfg.BENCHMARK.SMOKE = False
     # World size the protocol's IMS_PER_BATCH assumes (16 images on 8 GPUs in every protocol here).
     cfg.BENCHMARK.PROTOCOL_WORLD_SIZE = 8
-    # Most images per process for which the total batch is kept on fewer processes; beyond it LR
-    # and schedule are scaled instead (4 is twice the protocols' 2 per GPU: memory grows linearly).
+    # Images per process set by hand (--ims-per-gpu); 0: from the device's memory (images_per_process).
+    cfg.BENCHMARK.IMS_PER_GPU = 0
+    # Training memory (GB) one full-size image needs on a GPU, set per model by the task configs with
+    # its source; 0: unknown, CUDA processes then take the CPU rule below.
+    cfg.BENCHMARK.TRAIN_GB_PER_IMAGE = 0.0
+    # GB of a device not available to images: CUDA context, cuDNN workspace, the model's weights,
+    # gradients and momentum (~0.4 GB for an R50-C4).
+    cfg.BENCHMARK.TRAIN_GB_FIXED = 1.0
+    # CPU processes (no device memory to size by): most images per process for which the total batch
+    # is kept; beyond it each process takes the protocol's share (16 / 8) and LR and schedule are scaled.
     cfg.BENCHMARK.MAX_IMS_PER_PROCESS = 4
     # Period (iterations) of metrics.json / console writes, also their smoothing window.
     cfg.BENCHMARK.LOG_PERIOD = 20
@@ -81,31 +93,80 @@ def protocol_config(task: Task) -> CfgNode:
     return cfg
 
 
-def adjust_world_size(cfg: CfgNode, world_size: int) -> list:
-    """Fit the protocol's batch to `world_size` processes; return the deviations it causes.
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """How a run's batch is split: `per_process` images on each process, `capacity` the most one
+    process is taken to hold, `basis` why (the words the deviation uses)."""
+    per_process: int
+    capacity: int
+    basis: str
 
-    With SyncBN every protocol value (total batch, LR, schedule, BN statistics over the whole
-    batch) is unchanged when the total batch is only split differently, so that is done whenever
-    it splits evenly into at most MAX_IMS_PER_PROCESS images per process. Otherwise the per-process
-    load of the protocol is kept and LR is scaled linearly, iterations and steps inversely
-    (detectron2's SOLVER.REFERENCE_WORLD_SIZE / DefaultTrainer.auto_scale_workers).
+
+def images_per_process(cfg: CfgNode, world_size: int, device_memory_gb=None) -> Split:
+    """THE images-per-process rule: how many images each of `world_size` processes trains on.
+
+    Capacity (the most images one process holds): BENCHMARK.IMS_PER_GPU when set (--ims-per-gpu);
+    else, on a GPU of `device_memory_gb` GB, floor((memory - TRAIN_GB_FIXED) / TRAIN_GB_PER_IMAGE)
+    (at least 1), the per-image figure being the task's (its config says where it comes from; it is
+    an estimate, not a measurement of this run); else (CPU processes, or no figure) MAX_IMS_PER_PROCESS.
+    The protocol's total batch is kept whenever it splits evenly into shares of at most the capacity:
+    with a synchronized norm nothing of the protocol changes then (batch, LR, schedule, BN statistics).
+    Otherwise each process takes as many as it holds (on CPU processes: the protocol's own share,
+    IMS_PER_BATCH / PROTOCOL_WORLD_SIZE), and `adjust_world_size` scales LR and schedule to that batch.
     """
-    batch, ref = cfg.SOLVER.IMS_PER_BATCH, cfg.BENCHMARK.PROTOCOL_WORLD_SIZE
     if world_size < 1:
         raise ConfigError(f"world size must be at least 1, got {world_size}")
-    if batch % world_size == 0 and batch // world_size <= cfg.BENCHMARK.MAX_IMS_PER_PROCESS:
-        cfg.SOLVER.REFERENCE_WORLD_SIZE = 0  # the trainer must not rescale again
-        return []
+    batch, b = int(cfg.SOLVER.IMS_PER_BATCH), cfg.BENCHMARK
+    per_image, fixed = float(b.TRAIN_GB_PER_IMAGE), float(b.TRAIN_GB_FIXED)
+    sized_by_memory = device_memory_gb is not None and per_image > 0
+    if b.IMS_PER_GPU > 0:
+        capacity, basis = int(b.IMS_PER_GPU), f"--ims-per-gpu {b.IMS_PER_GPU}"
+    elif sized_by_memory:
+        capacity = max(1, math.floor((float(device_memory_gb) - fixed) / per_image))
+        basis = (f"{float(device_memory_gb):.1f} GB per device holds {capacity} images of ~{per_image:g} GB + {fixed:g} GB "
+                 "(an estimate; --ims-per-gpu overrides)")
+    else:
+        capacity = int(b.MAX_IMS_PER_PROCESS)
+        basis = f"CPU processes: at most {capacity} images each"
+    if batch % world_size == 0 and batch // world_size <= capacity:
+        return Split(batch // world_size, capacity, basis)
+    if b.IMS_PER_GPU > 0 or sized_by_memory:
+        return Split(max(1, min(capacity, batch // world_size)), capacity, basis)
+    ref = int(b.PROTOCOL_WORLD_SIZE)
     if batch % ref:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH {batch} does not split over BENCHMARK.PROTOCOL_WORLD_SIZE {ref}")
+    return Split(batch // ref, capacity, basis + f", else the protocol's {batch // ref} per process")
+
+
+def adjust_world_size(cfg: CfgNode, world_size: int, device_memory_gb=None) -> list:
+    """Fit the protocol's batch to `world_size` processes (images_per_process); return the deviations.
+
+    When the batch cannot be kept, LR is scaled linearly and iterations, steps, warmup and periods
+    inversely to the new batch: detectron2's rule (DefaultTrainer.auto_scale_workers) applied as if
+    each image were a worker, so that the scale is new batch / protocol batch whatever the split.
+    """
+    batch, ref = int(cfg.SOLVER.IMS_PER_BATCH), cfg.BENCHMARK.PROTOCOL_WORLD_SIZE
+    split = images_per_process(cfg, world_size, device_memory_gb)
+    new_batch = split.per_process * world_size
+    if new_batch == batch:
+        cfg.SOLVER.REFERENCE_WORLD_SIZE = 0  # the trainer must not rescale again
+        return []
     before = _schedule(cfg, world_size)
-    cfg.SOLVER.REFERENCE_WORLD_SIZE = ref
-    scaled = DefaultTrainer.auto_scale_workers(cfg, world_size)
-    cfg.merge_from_other_cfg(scaled)
+    cfg.SOLVER.REFERENCE_WORLD_SIZE = batch  # one image per "worker": scale = new_batch / batch
+    cfg.merge_from_other_cfg(DefaultTrainer.auto_scale_workers(cfg, new_batch))
+    cfg.SOLVER.REFERENCE_WORLD_SIZE = 0
     after = _schedule(cfg, world_size)
     changes = ", ".join(f"{what} {before[what]} -> {after[what]}" for what in before if before[what] != after[what])
-    return [f"world size {world_size} (protocol: {batch} images on {ref} processes): linear scaling (detectron2's "
-            f"REFERENCE_WORLD_SIZE rule): {changes}"]
+    return [f"world size {world_size} (protocol: {batch} images on {ref} processes), {split.per_process} images per "
+            f"process ({split.basis}): linear scaling (detectron2's REFERENCE_WORLD_SIZE rule): {changes}"]
+
+
+def cuda_memory_gb(num_gpus: int):
+    """GB (GiB) of the smallest of the first `num_gpus` CUDA devices; None without CUDA (CPU processes)."""
+    if not torch.cuda.is_available():
+        return None
+    n = max(1, min(int(num_gpus), torch.cuda.device_count()))
+    return min(torch.cuda.get_device_properties(i).total_memory for i in range(n)) / 2**30
 
 
 def images_per_bn_statistic(cfg: CfgNode, world_size: int) -> int:
@@ -124,12 +185,14 @@ def _schedule(cfg: CfgNode, world_size: int) -> dict:
 
 
 def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, norm=None, amp=False,
-                 num_machines=1):
+                 num_machines=1, device_memory_gb="auto"):
     """Assemble a run's config; return (frozen cfg, deviations from the protocol as sentences).
 
     `task`: a Task or its name. `weights_settings`: the converted checkpoint's input settings
     ({"INPUT.FORMAT": "RGB", ...}), applied as given. `opts`: flat KEY VALUE list (strings are
     parsed as detectron2 does). `num_gpus` x `num_machines`: the world size. `norm`: one of NORMS.
+    `device_memory_gb`: GB per device for the images-per-process rule; "auto" reads this machine's
+    CUDA devices (None without CUDA: CPU processes).
     """
     task = get_task(task) if isinstance(task, str) else task
     cfg = protocol_config(task)
@@ -165,21 +228,30 @@ def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, 
     _merge_pairs(cfg, opts, "command-line option")
     after = _flatten(cfg)
     for key in opts[::2]:
-        if after[key] != before[key]:
+        if after[key] != before[key] and key not in _SPLIT_KEYS:  # their effect is the world-size line
             deviations.append(f"{key}: {protocol.get(key)!r} in the protocol, {after[key]!r} from the command line")
     _check_values(cfg)
     if cfg.SOLVER.AMP.ENABLED:
         deviations.append("mixed precision (AMP) training; the protocol trains in FP32")
-    deviations += adjust_world_size(cfg, num_gpus * num_machines)
+    if device_memory_gb == "auto":
+        device_memory_gb = cuda_memory_gb(num_gpus)
+    deviations += adjust_world_size(cfg, num_gpus * num_machines, device_memory_gb)
     cfg.freeze()
     return cfg, deviations
+
+
+# How the batch is split over processes, not what is trained: never a deviation by themselves (the
+# world-size line names what they change), and not part of a config's digest.
+_SPLIT_KEYS = ("BENCHMARK.IMS_PER_GPU", "BENCHMARK.TRAIN_GB_PER_IMAGE", "BENCHMARK.TRAIN_GB_FIXED",
+               "BENCHMARK.MAX_IMS_PER_PROCESS")
 
 
 # Values whose type yacs checks but whose range it does not: 0 or a negative number would train
 # nothing (or divide by zero in the world-size rule, or in a period) and still write a "finished" record.
 _POSITIVE = ("SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH", "SOLVER.BASE_LR", "SOLVER.CHECKPOINT_PERIOD",
              "BENCHMARK.PROTOCOL_WORLD_SIZE", "BENCHMARK.MAX_IMS_PER_PROCESS", "BENCHMARK.LOG_PERIOD")
-_NON_NEGATIVE = ("BENCHMARK.NONFINITE_CHECK_PERIOD", "BENCHMARK.CHECKPOINTS_TO_KEEP", "SOLVER.WARMUP_ITERS")
+_NON_NEGATIVE = ("BENCHMARK.NONFINITE_CHECK_PERIOD", "BENCHMARK.CHECKPOINTS_TO_KEEP", "SOLVER.WARMUP_ITERS",
+                 "BENCHMARK.IMS_PER_GPU", "BENCHMARK.TRAIN_GB_PER_IMAGE", "BENCHMARK.TRAIN_GB_FIXED")
 
 
 def _check_values(cfg: CfgNode) -> None:
@@ -252,6 +324,11 @@ def config_digest(cfg: CfgNode, seed: bool = True) -> str:
     same = cfg.clone()
     same.defrost()
     same.OUTPUT_DIR, same.MODEL.WEIGHTS = "", ""
+    # How the batch was split (like the world size, which no config holds) is not what ran: 16
+    # images as 8 x 2 or 1 x 16 train the same protocol; a batch that changed shows in SOLVER.
+    for key in _SPLIT_KEYS:
+        if "BENCHMARK" in same and key.split(".")[-1] in same.BENCHMARK:
+            setattr(same.BENCHMARK, key.split(".")[-1], type(same.BENCHMARK[key.split(".")[-1]])(0))
     if not seed:
         same.SEED = -1  # detectron2's "no seed"; every trial of the protocol alike
     # One YAML round trip first: a dump shares YAML anchors between equal lists, a loaded dump does

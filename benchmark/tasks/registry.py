@@ -2,7 +2,8 @@
 
 A task names its config (under configs/), its datasets, its dataset family (which gives the
 evaluator) and the metrics it reports. The protocol values themselves live in the config files
-and are pinned by tests/tasks/test_config.py against DESIGN.md.
+and are pinned by tests/tasks/test_config.py against DESIGN.md; where each comes from is in their
+[tags] (benchmark/configs/sources.yaml), and a task's `assumptions` are read from those tags.
 """
 import fnmatch
 from dataclasses import dataclass
@@ -34,6 +35,14 @@ class Task:
     @property
     def config_path(self) -> Path:
         return CONFIG_DIR / self.config
+
+    @property
+    def assumptions(self) -> tuple:
+        """The protocol values no publication gives for this task, as 'ID: why' (empty when fully
+        published): the [assumption:ID] tags of its config chain (benchmark.tasks.sources)."""
+        from benchmark.tasks.sources import config_assumptions
+
+        return config_assumptions(self.config_path)
 
     @property
     def family(self):

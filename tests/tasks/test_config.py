@@ -105,23 +105,100 @@ def test_smoke_overlay_is_small():
     (8, 16, 0.02, 12500, (9500,)),    # the protocol
     (4, 16, 0.02, 12500, (9500,)),    # same total batch, 4 images per process
     (16, 16, 0.02, 12500, (9500,)),   # 1 image per process
-    (2, 4, 0.005, 50000, (38000,)),   # 8 per process would be too many: linear scaling
+    (2, 4, 0.005, 50000, (38000,)),   # CPU: 8 per process would be more than 4: the protocol's 2 each, scaled
     (1, 2, 0.0025, 100000, (76000,)),
     (3, 6, 0.0075, 33333, (25333,)),  # 16 does not split over 3
 ])
-def test_world_size_rule(world, batch, lr, max_iter, steps):
-    cfg, deviations = build_config("voc07", num_gpus=world)
+def test_world_size_rule_of_cpu_processes(world, batch, lr, max_iter, steps):
+    cfg, deviations = build_config("voc07", num_gpus=world, device_memory_gb=None)
     assert (cfg.SOLVER.IMS_PER_BATCH, tuple(cfg.SOLVER.STEPS), cfg.SOLVER.MAX_ITER) == (batch, steps, max_iter)
     assert cfg.SOLVER.BASE_LR == pytest.approx(lr)
-    assert cfg.SOLVER.REFERENCE_WORLD_SIZE in (0, world)  # the trainer must not rescale again
+    assert cfg.SOLVER.REFERENCE_WORLD_SIZE == 0  # the trainer must not rescale again
     if batch == 16:
         assert deviations == []
     else:
         assert len(deviations) == 1 and f"world size {world}" in deviations[0] and "12500 -> " in deviations[0]
+        assert "2 images per process (CPU processes: at most 4 images each" in deviations[0]
+        assert f"warmup 100 -> {round(100 * 16 / batch)}" in deviations[0]
+        assert f"images per BN statistic 16 -> {batch}" in deviations[0]
+        assert not any(k in deviations[0] for k in ("SEED", "MODEL.WEIGHTS", "OUTPUT_DIR"))  # the engine's keys
+
+
+# Capacity of one device by the rule: floor((GB - 1) / GB per image), R50-C4 Faster ~3 GB, Mask ~3.25 GB
+# (detectron2 MODEL_ZOO.md: 4.8 / 5.2 GB at 2 images per GPU, x1.25), DeepLabV3 see cityscapes.yaml.
+CAPACITY = {"voc07": {16: 5, 24: 7, 40: 13, 80: 26}, "coco": {16: 4, 24: 7, 40: 12, 80: 24}}
+
+
+@pytest.mark.parametrize("task", ["voc07", "coco", "cityscapes"])
+@pytest.mark.parametrize("memory", [16, 24, 40, 80])
+@pytest.mark.parametrize("devices", [1, 2, 4, 8])
+def test_sixteen_images_are_kept_wherever_sixteen_over_devices_fit(task, memory, devices):
+    from benchmark.tasks.config import images_per_process
+
+    protocol = protocol_config(get_task(task))
+    per_image, fixed = protocol.BENCHMARK.TRAIN_GB_PER_IMAGE, protocol.BENCHMARK.TRAIN_GB_FIXED
+    fit = int((memory - fixed) // per_image)
+    if task in CAPACITY:
+        assert fit == CAPACITY[task][memory]  # the figures the rule is stated with (README)
+    assert images_per_process(protocol, devices, memory).capacity == fit
+    cfg, deviations = build_config(task, num_gpus=devices, device_memory_gb=memory)
+    if 16 // devices <= fit:
+        assert (cfg.SOLVER.IMS_PER_BATCH, deviations) == (16, []), deviations
+        assert cfg.SOLVER.MAX_ITER == protocol.SOLVER.MAX_ITER and cfg.SOLVER.BASE_LR == protocol.SOLVER.BASE_LR
+    else:  # as many as fit on each process, LR and schedule scaled to that batch
+        batch = fit * devices
+        assert cfg.SOLVER.IMS_PER_BATCH == batch < 16
+        assert cfg.SOLVER.BASE_LR == pytest.approx(protocol.SOLVER.BASE_LR * batch / 16)
+        assert cfg.SOLVER.MAX_ITER == round(protocol.SOLVER.MAX_ITER * 16 / batch)
+        (line,) = deviations
+        assert f"{fit} images per process ({memory:.1f} GB per device holds {fit} images" in line
+        assert f"images per BN statistic 16 -> {batch}" in line and f"batch 16 -> {batch}" in line
+
+
+def test_one_80_gb_gpu_runs_the_published_batch_of_every_task():
+    for task in list_tasks():
+        cfg, deviations = build_config(task, num_gpus=1, device_memory_gb=80)
+        assert (cfg.SOLVER.IMS_PER_BATCH, deviations) == (16, []), task.name
+
+
+def test_a_shrunk_batch_lists_every_derived_change():
+    cfg, deviations = build_config("voc07", num_gpus=2, device_memory_gb=24)
+    (line,) = deviations
+    for change in ("batch 16 -> 14", "LR 0.02 -> 0.0175", "iterations 12500 -> 14286", "steps [9500] -> [10857]",
+                   "warmup 100 -> 114", "images per BN statistic 16 -> 14"):
+        assert change in line, (change, line)
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.WARMUP_ITERS) == (14, 114)
+
+
+@pytest.mark.parametrize("ims,world,memory,batch", [
+    (16, 1, 80, 16),   # the published batch on one GPU, by hand
+    (16, 1, None, 16),  # also on a CPU process: the user says it fits
+    (4, 2, 80, 8),     # fewer than fit: by hand wins, the batch shrinks to 2 x 4
+    (2, 8, 16, 16),    # the protocol's own split
+    (8, 3, 80, 15),    # 16 does not split over 3: 5 each (at most 8)
+])
+def test_ims_per_gpu_overrides_the_memory_rule(ims, world, memory, batch):
+    cfg, deviations = build_config("voc07", opts=["BENCHMARK.IMS_PER_GPU", str(ims)], num_gpus=world,
+                                   device_memory_gb=memory)
+    assert cfg.SOLVER.IMS_PER_BATCH == batch
+    if batch == 16:
+        assert deviations == []  # the option itself is no deviation: only what it changes
+    else:
+        (line,) = deviations
+        assert f"(--ims-per-gpu {ims})" in line and f"batch 16 -> {batch}" in line
+
+
+def test_the_split_is_not_part_of_the_protocol_digest():
+    from benchmark.tasks.config import config_digest
+
+    eight, _ = build_config("voc07", num_gpus=8, device_memory_gb=16)
+    one, _ = build_config("voc07", opts=["BENCHMARK.IMS_PER_GPU", "16"], num_gpus=1, device_memory_gb=80)
+    small, _ = build_config("voc07", num_gpus=1, device_memory_gb=40)  # 13 images: another protocol
+    assert config_digest(eight, seed=False) == config_digest(one, seed=False) != config_digest(small, seed=False)
 
 
 def test_two_machines_count_in_the_world_size():
-    cfg, deviations = build_config("coco", num_gpus=2, num_machines=2)
+    cfg, deviations = build_config("coco", num_gpus=2, num_machines=2, device_memory_gb=None)
     assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.MAX_ITER, deviations) == (16, 90000, [])
 
 
