@@ -17,6 +17,10 @@ def parser():
     p.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
     p.add_argument("--list-zoo", action="store_true", help="print the released checkpoints usable as zoo:NAME and exit")
     p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (CPU processes without CUDA)")
+    p.add_argument("--ims-per-gpu", type=_positive_int, metavar="N",
+                   help="images per process (default: as many of the protocol's 16 as each GPU's memory holds, README "
+                        "'Fewer GPUs'; CPU processes: at most 4); a batch that does not fit shrinks, LR and schedule "
+                        "scaled, listed as a deviation")
     p.add_argument("--num-machines", type=int, default=1, help="machines, each running --num-gpus processes")
     p.add_argument("--machine-rank", type=int, default=0, help="this machine's rank, 0..num-machines-1")
     p.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 (several machines)")
@@ -36,15 +40,31 @@ def parser():
     return p
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def format_task_table() -> str:
-    """The task registry as an aligned table (for --list-tasks)."""
+    """The task registry as an aligned table, then each task's protocol assumptions (for --list-tasks)."""
     from tabulate import tabulate
 
     from benchmark.tasks import list_tasks
 
-    rows = [(t.name, t.data_format, t.primary_metric, t.config, t.description) for t in list_tasks()]
-    return tabulate(rows, headers=("task", "data", "primary metric", "config", "description"), tablefmt="plain",
-                    disable_numparse=True)
+    tasks = list_tasks()
+    rows = [(t.name, t.data_format, t.primary_metric, t.config, t.description) for t in tasks]
+    table = tabulate(rows, headers=("task", "data", "primary metric", "config", "description"), tablefmt="plain",
+                     disable_numparse=True)
+    lines = ["", "assumptions (protocol values no publication gives for the task; run records store them; "
+             "sources of every value: benchmark/configs/sources.yaml):"]
+    for t in tasks:
+        lines += [f"  {t.name}: {a}" for a in t.assumptions] or [f"  {t.name}: none (every value published)"]
+    return table + "\n" + "\n".join(lines)
 
 
 def main(argv=None):
@@ -59,6 +79,8 @@ def main(argv=None):
         return 0
     if not args.task or not args.weights:
         parser().error("--task and --weights are required (or --list-tasks)")
+    if args.ims_per_gpu:  # a config key, so the dumped config.yaml says how the batch was split
+        args.opts = ["BENCHMARK.IMS_PER_GPU", str(args.ims_per_gpu), *args.opts]
     from benchmark.cli import quiet_third_party_deprecations
 
     with quiet_third_party_deprecations():

@@ -22,7 +22,12 @@ def _columns(line):
 def test_list_tasks_prints_the_registry_as_a_table():
     out = run_tool("run_transfer", "--list-tasks")
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    table, assumptions = out.stdout.split("\n\n")
+    lines = table.splitlines()
+    # each task's assumptions follow the table (benchmark/configs/sources.yaml)
+    assert [ln.split(":")[:2] for ln in assumptions.splitlines()[1:]] == [
+        ["  cityscapes", " cityscapes-codebase"], ["  coco", " coco-1x-schedule"], ["  coco_2x", " none (every value published)"],
+        ["  voc07", " voc07-schedule"], ["  voc0712", " none (every value published)"]]
     assert _columns(lines[0]) == ["task", "data", "primary metric", "config", "description"]
     assert [_columns(ln) for ln in lines[1:]] == [[t.name, t.data_format, t.primary_metric, t.config, t.description]
                                                   for t in list_tasks()]

@@ -228,3 +228,12 @@ def test_bad_options_are_config_errors(opts, message):
 def test_unknown_norm():
     with pytest.raises(ConfigError, match="unknown norm 'GN'"):
         build_config("voc07", norm="GN")
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_ims_per_gpu_must_be_a_whole_number_of_at_least_one(value, capsys):
+    from benchmark.cli.run_transfer import parser
+
+    with pytest.raises(SystemExit) as exc:
+        parser().parse_args(["--ims-per-gpu", value])
+    assert exc.value.code == 2 and f"expected a whole number >= 1, got '{value}'" in capsys.readouterr().err
