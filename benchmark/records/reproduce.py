@@ -3,6 +3,8 @@
     plan(table, opts)      -> the matrix row x task x trial of runs (runnable rows only)
     format_plan(...)       -> the --dry-run text: weights (zoo URLs), status, estimated GPU-hours
     judge(table, records)  -> per-cell and per-check verdicts (benchmark.records.paper's tolerance rule)
+    assumed(...)           -> the tasks whose protocol rests on an assumption (Task.assumptions): every
+                              verdict judged on one says so beside it (report, CSV, --dry-run)
     write_report(...)      -> OUTPUT/NAME.md and OUTPUT/NAME.csv
     reproduce(opts)        -> the whole command; 0 when every judged cell and check holds, else 1
 
@@ -222,7 +224,32 @@ def format_plan(table, runs, not_run, opts) -> str:
         per = (f"{fig.seconds_per_iter} s/iter x {cost.max_iter(task)} iterations x {fig.gpus} GPUs = "
                f"{_hours(cost.run_gpu_hours(task))} GPU-h per run" if fig.seconds_per_iter else "not estimated")
         lines.append(f"  {task}: {kind}: {per}; basis: {fig.basis}")
+    lines += format_assumed(table, tasks)
     return "\n".join(lines) + "\n"
+
+
+def format_assumed(table, tasks) -> list:
+    """The --dry-run lines that mark what will be judged under an assumed protocol: each such task's
+    assumptions, then every published cell and every check on one of those tasks."""
+    under = assumed(tasks)
+    if not under:
+        return []
+    lines = ["", "assumed protocols (no publication gives these values for the task; verdicts on them are marked "
+                 "[assumed protocol: ID] in the report):"]
+    lines += [f"  {task}: {a}" for task, items in under.items() for a in items]
+    lines.append("cells and checks judged under an assumed protocol:")
+    for row in table.rows:
+        for (task, metric), ref in row.cells.items():
+            if task in under:
+                what = ("published, secondary" if ref.secondary else "published") + (
+                    "" if row.runnable else ", reported only: no weights")
+                lines.append(f"  cell {row.name} {task} {metric} = {ref.value:g} ({what}) "
+                             f"[assumed protocol: {', '.join(_ids(under[task]))}]")
+    for check in table.checks:
+        if check.task in under:
+            lines.append(f"  check {check.task} {check.metric}: {check.expr} "
+                         f"[assumed protocol: {', '.join(_ids(under[check.task]))}]")
+    return lines
 
 
 # --------------------------------------------------------------------------- judging
@@ -240,6 +267,7 @@ class CellVerdict:
     verdict: str
     judged: bool
     ok: bool
+    assumptions: tuple = ()  # IDs of the assumptions the task's protocol rests on, when judged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,12 +277,31 @@ class CheckVerdict:
     verdict: str
     judged: bool
     ok: bool
+    assumptions: tuple = ()
+
+
+def assumed(tasks) -> dict:
+    """{task: ('ID: why', ...)} for the tasks of `tasks` whose protocol rests on an assumption."""
+    from benchmark.tasks import get_task
+
+    return {t: get_task(t).assumptions for t in tasks if get_task(t).assumptions}
+
+
+def _ids(assumptions) -> tuple:
+    return tuple(str(a).split(":", 1)[0] for a in assumptions)
+
+
+def marked(verdict: str, assumptions) -> str:
+    """A verdict with the assumptions it was judged under beside it (as the report shows it)."""
+    return f"{verdict} [assumed protocol: {', '.join(assumptions)}]" if assumptions else verdict
 
 
 def judge(table, stats, tasks, runnable) -> tuple[list, list]:
     """Verdicts of every cell and check. `stats`: {(row, task): {metric: Stat}} (aggregate's),
     `tasks`: the tasks run, `runnable`: rows that had weights. A published value whose runs all
-    failed is judged and does not hold; cells without a published value are shown, not judged."""
+    failed is judged and does not hold; cells without a published value are shown, not judged. A
+    judged verdict on a task whose protocol rests on an assumption carries its IDs (`assumptions`)."""
+    under = {t: _ids(a) for t, a in assumed(table.tasks).items()}
     cells = []
     for row in table.rows:
         for task, metric in table.columns:
@@ -275,7 +322,7 @@ def judge(table, stats, tasks, runnable) -> tuple[list, list]:
                 tol, basis = table.tolerance_for(task, metric, stat.n)
                 verdict, judged = ("holds" if abs(diff) <= tol else "differs"), True
             cells.append(CellVerdict(row.name, task, metric, stat, ref, diff, tol, basis, verdict, judged,
-                                     verdict in ("holds",) or not judged))
+                                     verdict in ("holds",) or not judged, under.get(task, ()) if judged else ()))
     checks = []
     for check in table.checks:
         values = {n: stats.get((n, check.task), {}).get(check.metric) for n in check.names}
@@ -286,10 +333,11 @@ def judge(table, stats, tasks, runnable) -> tuple[list, list]:
         elif check.task not in tasks:
             checks.append(CheckVerdict(check, values, "not run: task not selected", False, True))
         elif any(v is None for v in values.values()):
-            checks.append(CheckVerdict(check, values, "no result", True, False))
+            checks.append(CheckVerdict(check, values, "no result", True, False, under.get(check.task, ())))
         else:
             ok = paper.evaluate_check(check, values)
-            checks.append(CheckVerdict(check, values, "holds" if ok else "does not hold", True, ok))
+            checks.append(CheckVerdict(check, values, "holds" if ok else "does not hold", True, ok,
+                                       under.get(check.task, ())))
     return cells, checks
 
 
@@ -335,13 +383,22 @@ def to_markdown(table, cells, checks, failures, problems, opts, counts) -> str:
             "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- |"]
     for c in cells:
         out.append(f"| {c.row} | {c.task} | {c.metric} | {c.stat.format() if c.stat else '-'} | {_paper_value(c.ref)} | "
-                   f"{esc(c.ref.source) if c.ref else '-'} | {_f(c.diff, sign=True)} | {_f(c.tolerance)} | {c.verdict} |")
+                   f"{esc(c.ref.source) if c.ref else '-'} | {_f(c.diff, sign=True)} | {_f(c.tolerance)} | "
+                   f"{marked(c.verdict, c.assumptions)} |")
     if checks:
         out += ["", "## Checks (direction only, on our means)" + (f": {table.check_source}" if table.check_source else ""), "",
                 "| task | metric | check | claim | our means | verdict |", "| --- | --- | --- | --- | --- | --- |"]
         for k in checks:
             vals = ", ".join(f"{n} {_f(v)}" for n, v in k.values.items())
-            out.append(f"| {k.check.task} | {k.check.metric} | `{esc(k.check.expr)}` | {esc(k.check.claim)} | {vals} | {k.verdict} |")
+            out.append(f"| {k.check.task} | {k.check.metric} | `{esc(k.check.expr)}` | {esc(k.check.claim)} | {vals} | "
+                       f"{marked(k.verdict, k.assumptions)} |")
+    under = assumed(tasks)
+    if under:
+        out += ["", "## Assumed protocols", "",
+                "A verdict marked [assumed protocol: ID] is judged on runs of a protocol that no publication gives "
+                "for that task (benchmark/configs/sources.yaml); it says how this suite's protocol compares, not "
+                "necessarily the paper's.", ""]
+        out += [f"- {task}: {esc(a)}" for task, items in under.items() for a in items]
     notes = [f"- {r.name}: {esc(r.note)}" for r in table.rows if r.note]
     notes += [f"- {r.name}: {esc(o['what'])} {o['value']:g} ({esc(o['source'])}"
               + ("; secondary" if o.get("secondary") else "") + "): no task of this suite, not judged"
@@ -361,14 +418,16 @@ def to_csv(cells, checks) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["kind", "row", "task", "metric", "ours_mean", "ours_std", "n", "paper", "paper_source", "secondary",
-                "diff", "tolerance", "verdict", "check"])
+                "diff", "tolerance", "verdict", "check", "assumptions"])
     num = lambda x: "" if x is None else f"{x:.4f}"  # noqa: E731
     for c in cells:
         w.writerow(["cell", c.row, c.task, c.metric, num(c.stat.mean if c.stat else None), num(c.stat.std if c.stat else None),
                     c.stat.n if c.stat else 0, "" if c.ref is None else f"{c.ref.value:g}", c.ref.source if c.ref else "",
-                    "" if c.ref is None else str(c.ref.secondary).lower(), num(c.diff), num(c.tolerance), c.verdict, ""])
+                    "" if c.ref is None else str(c.ref.secondary).lower(), num(c.diff), num(c.tolerance), c.verdict, "",
+                    ";".join(c.assumptions)])
     for k in checks:
-        w.writerow(["check", "", k.check.task, k.check.metric, "", "", "", "", "", "", "", "", k.verdict, k.check.expr])
+        w.writerow(["check", "", k.check.task, k.check.metric, "", "", "", "", "", "", "", "", k.verdict, k.check.expr,
+                    ";".join(k.assumptions)])
     return buf.getvalue()
 
 

@@ -103,6 +103,55 @@ def test_judge_cells_and_checks_by_hand():
     assert checks[0].verdict == "no result" and not checks[0].ok
 
 
+def test_verdicts_on_an_assumed_protocol_say_so():
+    t3 = paper.load_table("table3")
+    s = lambda *v: Stat(tuple(v))  # noqa: E731
+    stats = {("exemplar_v1", "voc07"): {"bbox/AP": s(47.0, 47.4)}, ("exemplar_v2", "voc07"): {"bbox/AP": s(49.0)},
+             ("moco_v2_imagenet", "voc07"): {"bbox/AP": s(45.0)}}
+    runnable = {"exemplar_v1", "exemplar_v2", "moco_v2_imagenet"}
+    cells, checks = reproduce.judge(t3, stats, ("voc07", "coco"), runnable)
+    by = {(c.row, c.task, c.metric): c for c in cells}
+    assert by[("exemplar_v1", "voc07", "bbox/AP")].assumptions == ("voc07-schedule",)
+    assert by[("exemplar_v2", "voc07", "bbox/AP")].assumptions == ("voc07-schedule",)
+    assert by[("exemplar_v1", "coco", "bbox/AP")].assumptions == ()  # no published value: not judged, no mark
+    assert by[("moco_v2_imagenet", "voc07", "bbox/AP")].assumptions == ()  # not judged (no reference): no mark
+    assert by[("moco_v1", "voc07", "bbox/AP")].assumptions == ()  # not run
+    assert [(k.check.task, k.verdict, k.assumptions) for k in checks] == [
+        ("voc07", "holds", ("voc07-schedule",)), ("coco", "no result", ("coco-1x-schedule",)),
+        ("cityscapes", "not run: task not selected", ()), ("voc07", "not run: moco_v1 without weights", ())]
+    opts = reproduce.Options("table3", tasks=["voc07", "coco"], trials=2)
+    md = reproduce.to_markdown(t3, cells, checks, [], [], opts, "counts")
+    assert "| +0.00 | 0.54 | holds [assumed protocol: voc07-schedule] |" in md
+    assert "| holds [assumed protocol: voc07-schedule] |" in md.split("## Checks")[1]
+    assumed = md.split("## Assumed protocols")[1].split("##")[0]
+    assert "- voc07: voc07-schedule: the VOC07 schedule" in assumed and "- coco: coco-1x-schedule:" in assumed
+    assert "cityscapes" not in assumed  # not a selected task
+    rows = reproduce.to_csv(cells, checks).splitlines()
+    assert rows[1].startswith("cell,supervised_baseline,voc07,bbox/AP,") and rows[1].endswith(",not run: no weights,,")
+    assert [r for r in rows if r.startswith("cell,exemplar_v1,voc07,bbox/AP,")][0].endswith(",holds,,voc07-schedule")
+    # a fully published protocol carries no mark
+    moco = paper.load_table("moco_voc0712")
+    cells, _ = reproduce.judge(moco, {("supervised", "voc0712"): {"bbox/AP": s(53.5)}}, ("voc0712",), {"supervised"})
+    assert {c.assumptions for c in cells} == {()} and reproduce.assumed(("voc0712",)) == {}
+
+
+def test_dry_run_of_table3_marks_what_depends_on_an_assumption(capsys, tmp_path):
+    assert tool("reproduce")(["--table", "table3", "--dry-run", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.split("\nassumed protocols")[1].splitlines()
+    assert [ln.split(":")[0] for ln in out[1:4]] == ["  voc07", "  coco", "  cityscapes"]
+    assert "VISSL" in out[1] and "MoCo published the 2x config only" in out[2] and "mmsegmentation" in out[3]
+    assert out[4] == "cells and checks judged under an assumed protocol:"
+    assert out[5:] == [
+        "  cell supervised_baseline voc07 bbox/AP = 42.4 (published, reported only: no weights) [assumed protocol: voc07-schedule]",
+        "  cell moco_v1 voc07 bbox/AP = 46.6 (published, reported only: no weights) [assumed protocol: voc07-schedule]",
+        "  cell exemplar_v1 voc07 bbox/AP = 47.2 (published, secondary) [assumed protocol: voc07-schedule]",
+        "  cell exemplar_v2 voc07 bbox/AP = 48.8 (published, secondary) [assumed protocol: voc07-schedule]",
+        "  check voc07 bbox/AP: exemplar_v2 > moco_v2_imagenet [assumed protocol: voc07-schedule]",
+        "  check coco bbox/AP: exemplar_v2 > moco_v2_imagenet [assumed protocol: coco-1x-schedule]",
+        "  check cityscapes sem_seg/mIoU: exemplar_v2 > moco_v2_imagenet [assumed protocol: cityscapes-codebase]",
+        "  check voc07 bbox/AP: exemplar_v1 > moco_v1 [assumed protocol: voc07-schedule]"]
+
+
 def test_check_expressions():
     t1 = paper.load_table("table1")
     gain = t1.checks[0]
@@ -268,9 +317,10 @@ def test_a_tolerance_given_by_hand_decides_the_verdict(capsys, tmp_path):
     argv = ["--table", str(table), "--trials", "1", "--smoke", "--output", str(out)]
     assert tool("reproduce")(argv) == 1
     rule = 2 * 0.2 * math.sqrt(2) + 0.05
-    assert f"| ghost | voc07 | bbox/AP | 41.00 (1) | 40 | test | +1.00 | {rule:.2f} | differs |" in (out / "t.md").read_text()
+    mark = " [assumed protocol: voc07-schedule]"  # voc07's schedule is VISSL's (benchmark/configs/sources.yaml)
+    assert f"| ghost | voc07 | bbox/AP | 41.00 (1) | 40 | test | +1.00 | {rule:.2f} | differs{mark} |" in (out / "t.md").read_text()
     assert tool("reproduce")([*argv, "--tolerance", "voc07:bbox/AP=1.5"]) == 0
-    assert "| ghost | voc07 | bbox/AP | 41.00 (1) | 40 | test | +1.00 | 1.50 | holds |" in (out / "t.md").read_text()
+    assert f"| ghost | voc07 | bbox/AP | 41.00 (1) | 40 | test | +1.00 | 1.50 | holds{mark} |" in (out / "t.md").read_text()
     said = capsys.readouterr().out
     assert said.count("t: 1 runs planned, 1 finished earlier (skipped), 0 to run") == 2
     assert not (out / "logs").exists()  # nothing was launched
@@ -353,11 +403,13 @@ def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_pa
     stat = Stat(tuple(ap))
     md = (out / "smoke.md").read_text()
     assert (f"| synthetic_moco | voc07 | bbox/AP | {stat.format()} | 50 | made up (machinery test) | "
-            f"{stat.mean - 50:+.2f} | 100.00 | holds |") in md
+            f"{stat.mean - 50:+.2f} | 100.00 | holds [assumed protocol: voc07-schedule] |") in md
     assert "| synthetic_torchvision | voc07 | bbox/AP50 |" in md and "no reference |" in md
     csv_lines = (out / "smoke.csv").read_text().splitlines()
-    assert csv_lines[0] == "kind,row,task,metric,ours_mean,ours_std,n,paper,paper_source,secondary,diff,tolerance,verdict,check"
-    assert csv_lines[1].startswith(f"cell,synthetic_moco,voc07,bbox/AP,{stat.mean:.4f},") and csv_lines[1].endswith(",holds,")
+    assert csv_lines[0] == ("kind,row,task,metric,ours_mean,ours_std,n,paper,paper_source,secondary,diff,tolerance,verdict,"
+                            "check,assumptions")
+    assert csv_lines[1].startswith(f"cell,synthetic_moco,voc07,bbox/AP,{stat.mean:.4f},")
+    assert csv_lines[1].endswith(",holds,,voc07-schedule")
     before = _mtimes(out / "runs_smoke")
 
     assert main(["--table", str(SMOKE_FAIL), "--smoke", "--trials", "2", "--output", str(out), *short]) == 1
@@ -366,7 +418,8 @@ def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_pa
     assert "FAIL: 0/1 judged cells hold, 0/1 judged checks hold; 3 cells and 0 checks not judged" in said
     assert _mtimes(out / "runs_smoke") == before  # nothing was rerun
     md = (out / "smoke_fail.md").read_text()
-    assert f"| {stat.mean - 100:+.2f} | 0.01 | differs |" in md and "| does not hold |" in md
+    A = " [assumed protocol: voc07-schedule]"  # voc07's schedule is VISSL's (benchmark/configs/sources.yaml)
+    assert f"| {stat.mean - 100:+.2f} | 0.01 | differs{A} |" in md and f"| does not hold{A} |" in md
 
     assert main(["--table", str(SMOKE), "--smoke", "--trials", "2", "--output", str(out), *short]) == 0  # a restart: all reused
     assert "4 finished earlier (skipped), 0 to run" in capsys.readouterr().out
