@@ -2,9 +2,11 @@
 
   python tools/run_transfer.py --task voc07 --weights moco.pth --num-gpus 8 --trials 5
   python tools/run_transfer.py --task voc07 --weights moco.pth --smoke     # CPU, synthetic data
+  python tools/run_transfer.py --task voc07 --weights moco.pth --sanity    # does fine-tuning learn? (minutes)
   python tools/run_transfer.py --list-tasks | --list-zoo
 
-Exit status: 0 every trial finished; 1 bad input (one line `error: ...`) or a failed trial; 2 usage.
+Exit status: 0 every trial finished; 1 bad input (one line `error: ...`) or a failed trial; 2 usage;
+3 (--sanity) the learning check finished below its threshold.
 """
 import argparse
 import sys
@@ -33,6 +35,10 @@ def parser():
     p.add_argument("--eval-only", action="store_true", help="evaluate the weights (or, with --resume, the last checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (always done with --trials/--trial)")
     p.add_argument("--smoke", action="store_true", help="synthetic data and a tiny schedule: an end-to-end check on CPU")
+    p.add_argument("--sanity", action="store_true",
+                   help="learning check: fine-tune on a few synthetic images (written by itself) and evaluate on the "
+                        "same ones; prints the score and PASS/FAIL, exit 3 below the threshold; record kind 'sanity' "
+                        "(default --output output/sanity/<task>/<name>)")
     p.add_argument("--norm", choices=("naiveSyncBN", "SyncBN", "BN"), help="norm layers (default: the protocol's naiveSyncBN)")
     p.add_argument("--amp", action="store_true", help="mixed-precision training (CUDA only; recorded as a deviation)")
     p.add_argument("--name", help="weights name in the run record (default: checkpoint file stem or zoo name)")
@@ -87,6 +93,10 @@ def main(argv=None):
         from benchmark.engine import RunError, run  # torch and detectron2: only for a real run
 
         try:
+            if args.sanity:
+                from benchmark.engine.sanity import run_sanity
+
+                return run_sanity(args)
             return run(args)
         except RunError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -8,6 +8,11 @@ top folders it writes and its default (smoke) image size. The content is learnab
 one shape in one saturated colour over a muted, noisy, textured background, so a detector's loss
 falls within a few dozen iterations. Everything is seeded: the same arguments give the same files.
 
+`sanity=True` writes the data of a learning check (benchmark.engine.sanity): only large objects,
+every class of the split's images drawn in few images, and a test split that holds exact copies of
+the training images and annotations (under the test split's own ids and folders), so that a model
+fine-tuned on them and evaluated on the same images must score high -- unless a bug is in the way.
+
 Writing is safe when several processes ask for the same root at once (trials, ranks, tests): the
 writer takes a lock, builds the tree in a temporary folder beside its destination, renames it into
 place and then drops a completion marker; a root already complete with the same parameters is
@@ -89,18 +94,20 @@ def _random_classes(rng, num_classes, max_objects=4):
     return [int(c) for c in rng.integers(num_classes, size=int(rng.integers(1, max_objects + 1)))]
 
 
-def _place_objects(rng, h, w, classes):
+def _place_objects(rng, h, w, classes, large=False):
     """Non-overlapping integer boxes (x0, y0, x1, y1), one per class in `classes`, small to large.
 
     Sizes are log-uniform up to a limit that shrinks with the number of objects and on each failed
-    try, so that crowded images still fit every object.
+    try, so that crowded images still fit every object. `large`: from half that limit only (no
+    object smaller than half the largest that fits), for the learning checks.
     """
     objects = []
     largest = 0.8 * min(h, w) / max(1.0, np.sqrt(len(classes) / 2))
     for cls in classes:
         for attempt in range(60):
             top = max(12.0, largest * 0.93 ** attempt)
-            side = float(np.exp(rng.uniform(np.log(10), np.log(top))))
+            smallest = max(10.0, top / 2) if large else 10.0
+            side = float(np.exp(rng.uniform(np.log(smallest), np.log(top))))
             bw = int(np.clip(side * rng.uniform(0.7, 1.4), 8, w - 4))
             bh = int(np.clip(side * rng.uniform(0.7, 1.4), 8, h - 4))
             x0 = int(rng.integers(1, w - bw - 1))
@@ -128,10 +135,10 @@ def _draw_objects(rng, img, objects):
     return polys
 
 
-def _detection_image(rng, h, w, classes):
+def _detection_image(rng, h, w, classes, large=False):
     """A textured background with non-overlapping objects: (uint8 image, [(cls, box, polygon)])."""
     img = _texture(rng, h, w, rng.uniform(90, 160, size=3))
-    objects = _place_objects(rng, h, w, classes)
+    objects = _place_objects(rng, h, w, classes, large)
     polys = _draw_objects(rng, img, objects)
     img = np.clip(img, 0, 255).astype(np.uint8)
     return img, [(cls, box, poly) for (cls, box), poly in zip(objects, polys)]
@@ -181,23 +188,30 @@ def _voc_xml(folder, filename, h, w, objects):
 
 def write_voc(out, p):
     h, w = p["image_size"]
+    sanity = p.get("sanity", False)
     years = (("VOC2007", 0, {"trainval": p["num_train"], "test": p["num_test"]}),
              ("VOC2012", 1, {"trainval": p["num_train"]}))
     for year_dir, code, splits in years:
         d = out / year_dir
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
             (d / sub).mkdir(parents=True)
-        ids, offset = {}, 0
+        ids, offset, drawn = {}, 0, []
         for split_code, (split, n) in enumerate(splits.items()):
             ids[split] = []
             classes = _covering_classes(_rng(p["seed"], "voc", 10 * code + split_code, 10**6), n,
                                         len(VOC_CLASSES))
+            copy = sanity and split == "test"  # the learning check's test split: the trainval images again
             for i in range(n):
                 # ids as in VOC: 6 digits in VOC2007 (test continues the numbering), YYYY_NNNNNN later
                 fileid = f"{offset + i + 1:06d}" if code == 0 else f"2012_{offset + i + 1:06d}"
-                rng = _rng(p["seed"], "voc", 10 * code + split_code, i)
-                img, objects = _detection_image(rng, h, w, classes[i])
-                Image.fromarray(img).save(d / "JPEGImages" / f"{fileid}.jpg", quality=95)
+                if copy:
+                    source, objects = drawn[i]
+                    shutil.copyfile(d / "JPEGImages" / f"{source}.jpg", d / "JPEGImages" / f"{fileid}.jpg")
+                else:
+                    rng = _rng(p["seed"], "voc", 10 * code + split_code, i)
+                    img, objects = _detection_image(rng, h, w, classes[i], large=sanity)
+                    Image.fromarray(img).save(d / "JPEGImages" / f"{fileid}.jpg", quality=95)
+                    drawn.append((fileid, objects))
                 (d / "Annotations" / f"{fileid}.xml").write_text(
                     _voc_xml(year_dir, f"{fileid}.jpg", h, w, objects))
                 ids[split].append(fileid)
@@ -224,16 +238,25 @@ def write_coco(out, p):
     h, w = p["image_size"]
     d = out / "coco"
     (d / "annotations").mkdir(parents=True)
-    ann_id = 1
+    sanity = p.get("sanity", False)
+    ann_id, drawn = 1, []
     for split_code, (split, n) in enumerate((("train2017", p["num_train"]), ("val2017", p["num_test"]))):
         (d / split).mkdir()
         images, anns = [], []
         for i in range(n):
             image_id = split_code * 100000 + i + 1
             file_name = f"{image_id:012d}.jpg"
-            rng = _rng(p["seed"], "coco", split_code, i)
-            img, objects = _detection_image(rng, h, w, _random_classes(rng, len(COCO_CATEGORY_IDS)))
-            Image.fromarray(img).save(d / split / file_name, quality=95)
+            if sanity and split_code == 1:  # the learning check's val2017: the train2017 images again
+                source, objects = drawn[i]
+                shutil.copyfile(source, d / split / file_name)
+            else:
+                rng = _rng(p["seed"], "coco", split_code, i)
+                # sanity: every category in every image (4), each large
+                classes = ([int(c) for c in rng.permutation(len(COCO_CATEGORY_IDS))] if sanity
+                           else _random_classes(rng, len(COCO_CATEGORY_IDS)))
+                img, objects = _detection_image(rng, h, w, classes, large=sanity)
+                Image.fromarray(img).save(d / split / file_name, quality=95)
+                drawn.append((d / split / file_name, objects))
             images.append({"id": image_id, "file_name": file_name, "height": h, "width": w,
                            "license": 1})
             for cls, _box, poly in objects:
@@ -261,7 +284,7 @@ def write_coco(out, p):
 _CITIES = {"train": ("aachen", "bochum"), "val": ("frankfurt",)}
 
 
-def _cityscapes_polygons(rng, h, w):
+def _cityscapes_polygons(rng, h, w, sanity=False):
     """Polygons as in `*_gtFine_polygons.json`: stuff bands covering the image, then objects."""
     sky = int(h * rng.uniform(0.2, 0.35))
     horizon = int(h * rng.uniform(0.5, 0.65))
@@ -278,7 +301,10 @@ def _cityscapes_polygons(rng, h, w):
     }
     objects = [{"label": k, "polygon": [list(xy) for xy in v]} for k, v in bands.items()]
     things = []
-    for cls, box in _place_objects(rng, h, w, _random_classes(rng, len(CITYSCAPES_THINGS))):
+    # sanity: every object class in every image, each large
+    classes = ([int(c) for c in rng.permutation(len(CITYSCAPES_THINGS))] if sanity
+               else _random_classes(rng, len(CITYSCAPES_THINGS)))
+    for cls, box in _place_objects(rng, h, w, classes, large=sanity):
         poly = _shape_polygon(class_style(cls)[0], *box)
         objects.append({"label": CITYSCAPES_THINGS[cls], "polygon": [list(xy) for xy in poly]})
         things.append(cls)
@@ -294,6 +320,7 @@ def write_cityscapes(out, p):
     from cityscapesscripts.preparation.json2labelImg import createLabelImage
 
     h, w = p["image_size"]
+    sanity = p.get("sanity", False)
     d = out / "cityscapes"
     colour = {name: np.asarray(name2label[name].color, np.float32) * 0.8 + 20
               for name in CITYSCAPES_STUFF}
@@ -305,8 +332,16 @@ def write_cityscapes(out, p):
             img_dir.mkdir(parents=True, exist_ok=True)
             gt_dir.mkdir(parents=True, exist_ok=True)
             stem = f"{city}_{i:06d}_000019"
+            if sanity and split == "val":  # the learning check's val: the train images and labels again
+                src_city = _CITIES["train"][i % len(_CITIES["train"])]
+                src = f"{src_city}_{i:06d}_000019"
+                src_img, src_gt = d / "leftImg8bit" / "train" / src_city, d / "gtFine" / "train" / src_city
+                shutil.copyfile(src_img / f"{src}_leftImg8bit.png", img_dir / f"{stem}_leftImg8bit.png")
+                for f in sorted(src_gt.glob(f"{src}_gtFine_*")):
+                    shutil.copyfile(f, gt_dir / f.name.replace(src, stem))
+                continue
             rng = _rng(p["seed"], "cityscapes", split_code, i)
-            polygons, things = _cityscapes_polygons(rng, h, w)
+            polygons, things = _cityscapes_polygons(rng, h, w, sanity)
             json_path = gt_dir / f"{stem}_gtFine_polygons.json"
             json_path.write_text(json.dumps(polygons, indent=1))
             ann = Annotation()
@@ -347,14 +382,16 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def write_synthetic(data_format, root, *, num_train=8, num_test=4, image_size=None, seed=0) -> Path:
+def write_synthetic(data_format, root, *, num_train=8, num_test=4, image_size=None, seed=0, sanity=False) -> Path:
     """Write a synthetic `data_format` dataset ("voc", "coco", "cityscapes") under `root`; return `root`.
 
     The trees are those of the real datasets (see datasets.md), so `register_datasets(task, root)`
     resolves the protocol dataset names to them. `num_train` images go to each training split
     (VOC2007 and VOC2012 trainval, COCO train2017, Cityscapes train), `num_test` to the test split
     (VOC2007 test, COCO val2017, Cityscapes val); images are `image_size` = (height, width),
-    by default the family's smoke image size (128x160; Cityscapes 128x256).
+    by default the family's smoke image size (128x160; Cityscapes 128x256). `sanity`: the data of
+    a learning check (module docstring): large objects, and the test split a copy of the training
+    split (so `num_test` must equal `num_train`).
     """
     family = get_family(data_format)
     data_format = family.name
@@ -364,8 +401,12 @@ def write_synthetic(data_format, root, *, num_train=8, num_test=4, image_size=No
     if h < 32 or w < 32 or num_train < 2 or num_test < 2:
         # 2: detectron2's VOC loader cannot read a one-line image list (np.loadtxt gives a 0-d array)
         raise ValueError("synthetic datasets need images of at least 32x32 and >= 2 images per split")
+    if sanity and num_test != num_train:
+        raise ValueError("a learning check's test split copies its training split: num_test must equal num_train")
     params = {"format": data_format, "num_train": int(num_train), "num_test": int(num_test),
               "image_size": [h, w], "seed": int(seed)}
+    if sanity:  # only then: the markers of the other datasets stay as they were
+        params["sanity"] = True
     write, tops = resolve(family.synthesize_with), family.tops
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

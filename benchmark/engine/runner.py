@@ -312,6 +312,7 @@ class Options:
     eval_only: bool = False
     resume: bool = False
     smoke: bool = False
+    sanity: bool = False  # learning check (benchmark.engine.sanity): its data, overlay and kind "sanity"
     norm: str = None
     amp: bool = False
     name: str = None
@@ -371,7 +372,17 @@ def prepare(opts):
         shown = redact_url(str(opts.weights))
         message = str(exc).replace(str(opts.weights), shown)
         raise RunError(message if shown in message else f"weights {shown}: {message}") from None
-    if opts.data_root:
+    sanity = bool(getattr(opts, "sanity", False))
+    if sanity and (opts.smoke or opts.eval_only):
+        raise RunError("--sanity is a fine-tuning run of its own: it cannot be combined with --smoke or --eval-only")
+    if sanity:  # its own synthetic data, written (once) into --data-root or the cache
+        from benchmark.engine.sanity import write_data
+
+        try:
+            data_root = write_data(task, opts.data_root)
+        except (OSError, ValueError) as exc:
+            raise RunError(f"synthetic {task.data_format} data of the --sanity check: {exc}") from None
+    elif opts.data_root:
         data_root = Path(opts.data_root)
     elif opts.smoke:
         try:
@@ -386,10 +397,14 @@ def prepare(opts):
         validate_layout(task, data_root)
     except DatasetLayoutError as exc:
         raise RunError(str(exc)) from None
+    if sanity:
+        from benchmark.engine.sanity import build_sanity_config as build
+    else:
+        build = build_config
     try:
-        cfg, deviations = build_config(task, weights.input_settings, list(opts.opts), smoke=opts.smoke,
-                                       num_gpus=opts.num_gpus, num_machines=opts.num_machines,
-                                       norm=opts.norm, amp=opts.amp)
+        cfg, deviations = build(task, weights.input_settings, list(opts.opts), smoke=opts.smoke,
+                                num_gpus=opts.num_gpus, num_machines=opts.num_machines,
+                                norm=opts.norm, amp=opts.amp)
     except WeightsSettingsError as exc:
         raise RunError(f"weights {weights.path}: {exc}") from None
     except ConfigError as exc:
@@ -398,7 +413,8 @@ def prepare(opts):
         deviations = deviations + ["evaluation only: no fine-tuning in this run"]
     record_weights = _record_weights(weights, opts.name or weights.name)
     name = opts.name or weights.name
-    output = Path(opts.output) if opts.output else Path("output") / task.name / name
+    # A sanity run's default folder is apart from the real runs' (its kind and digest differ too).
+    output = Path(opts.output) if opts.output else Path("output", *(["sanity"] if sanity else []), task.name, name)
     _check_writable(output)
     jobs = []
     for k in trials:
@@ -419,11 +435,13 @@ def prepare(opts):
 
 
 def run_kind(opts) -> str:
-    """What a run measures (the record's `kind`): "eval-only", "smoke" or "full"."""
+    """What a run measures (the record's `kind`): "eval-only", "smoke", "sanity" or "full"."""
     if getattr(opts, "eval_only", False):
         return "eval-only"
     if getattr(opts, "smoke", False):
         return "smoke"
+    if getattr(opts, "sanity", False):
+        return "sanity"
     return "full"
 
 

@@ -1,0 +1,171 @@
+"""Learning checks (`tools/run_transfer.py --sanity`): the task's own pipeline must learn a few easy images.
+
+RULE: a sanity run is the task's code path unchanged -- its config's model, loss, mapper, label
+handling and official evaluator, the weights converted by benchmark.weights -- with the overrides
+of ONE overlay per family (configs/sanity/<family>.yaml: image size, ROIs per image, iterations,
+LR; nothing else) and ONE data set per family (`CHECKS`): a few synthetic images of large,
+distinctive objects written in the dataset's real on-disk format (benchmark.data.synthetic,
+sanity=True), whose test split holds the training images again. Fine-tuned on them and evaluated
+on them, the task's metric must reach the family's threshold; a class id off by one, boxes in the
+wrong format or label PNGs with shifted ids keep it far below (tests/learning proves each).
+The tests and the CLI use this module alone, so what CI checks is what a user runs.
+
+A sanity run is never mixed with real runs: its record has kind "sanity" (the leaderboard never
+pools kinds), its config (and so its digest) is not a protocol's, its deviations say what it is,
+and its default folder is output/sanity/<task>/<weights name>, apart from the real runs'.
+"""
+import dataclasses
+from pathlib import Path
+
+from benchmark import CONFIG_DIR
+from benchmark.tasks.config import ConfigError
+
+EXIT_BELOW_THRESHOLD = 3  # tools/run_transfer.py --sanity: 0 passed, 1 bad input or failed run, 2 usage, 3 this
+
+
+@dataclasses.dataclass(frozen=True)
+class SanityCheck:
+    """One family's learning check: its overlay, its data and the score it must reach."""
+    family: str
+    overlay: str  # file under configs/sanity/
+    metric: str  # "group/name" of the task's evaluator
+    threshold: float  # the check passes at metric >= threshold
+    num_images: int  # training images; the test split holds the same images again
+    image_size: tuple  # (height, width)
+    chance: str  # why the threshold cannot be reached by chance (said in the test and the deviation)
+
+    @property
+    def overlay_path(self) -> Path:
+        return CONFIG_DIR / "sanity" / self.overlay
+
+
+CHECKS = {
+    "voc": SanityCheck(
+        family="voc", overlay="detection.yaml", metric="bbox/AP50", threshold=90.0, num_images=4,
+        image_size=(224, 288),
+        chance="VOC AP50 is the mean over all 20 classes, each drawn 1 time in 4 images (5 objects each): "
+               "every class must be found and named right, with IoU >= 0.5, ranked above the false positives"),
+    "coco": SanityCheck(
+        family="coco", overlay="detection.yaml", metric="segm/AP50", threshold=80.0, num_images=4,
+        image_size=(224, 288),
+        chance="COCO mask AP50 is the mean over the 4 categories of 4 images (each in every image): a mask "
+               "must overlap its object at IoU >= 0.5 under the right category, ranked above false positives"),
+    "cityscapes": SanityCheck(
+        family="cityscapes", overlay="cityscapes.yaml", metric="sem_seg/mIoU", threshold=80.0, num_images=2,
+        image_size=(256, 512),
+        chance="Cityscapes mIoU is the mean IoU over the 9 classes present (5 regions, 4 objects in each image); "
+               "a constant or shuffled prediction scores IoU <= the largest class's share (~35%) on one class, "
+               "0 on the others"),
+}
+
+
+class SanityError(ConfigError):
+    """A sanity run that cannot be set up (the runner reports it as bad input: exit 1)."""
+
+
+def check_for(task) -> SanityCheck:
+    """The learning check of `task` (a Task or a task name): its family's."""
+    if isinstance(task, str):
+        from benchmark.tasks import get_task
+
+        task = get_task(task)
+    return CHECKS[task.data_format]
+
+
+def write_data(task, root=None) -> Path:
+    """Write (once; reused when complete) the check's synthetic data under `root`; return the root.
+
+    Default root: the cache's synthetic/sanity-<family> (as --smoke's data).
+    """
+    check = check_for(task)
+    if root is None:
+        from benchmark.weights.download import cache_dir
+
+        root = cache_dir() / "synthetic" / f"sanity-{check.family}"
+    from benchmark.data.synthetic import write_synthetic
+
+    return write_synthetic(check.family, root, num_train=check.num_images, num_test=check.num_images,
+                           image_size=check.image_size, sanity=True)
+
+
+def overlay_pairs(task) -> list:
+    """The overlay as flat KEY VALUE pairs (for benchmark.tasks.config.build_config's options)."""
+    from detectron2.config import CfgNode
+
+    cfg = CfgNode.load_cfg(check_for(task).overlay_path.read_text())
+    cfg.pop("VERSION", None)
+    pairs = []
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, CfgNode):
+                walk(value, f"{prefix}{key}.")
+            else:
+                pairs.extend([f"{prefix}{key}", value])
+
+    walk(cfg, "")
+    return pairs
+
+
+def build_sanity_config(task, weights_settings=None, opts=(), **kwargs):
+    """(frozen cfg, deviations) of the sanity run of `task`: build_config with the overlay applied first.
+
+    The overlay's keys are not listed one by one as deviations; one line says it is a sanity run.
+    Options the user gives (`opts`) come after the overlay and are listed as usual.
+    """
+    from benchmark.tasks.config import build_config
+
+    check = check_for(task)
+    pairs = overlay_pairs(task)
+    overlay_keys = set(pairs[::2]) - set(list(opts)[::2])
+    cfg, deviations = build_config(task, weights_settings, pairs + list(opts), **kwargs)
+    deviations = [d for d in deviations if d.partition(":")[0] not in overlay_keys]
+    world, batch = kwargs.get("num_gpus", 1) * kwargs.get("num_machines", 1), int(cfg.SOLVER.IMS_PER_BATCH)
+    if world > 1 and batch % world:  # else the world-size rule would scale LR and batch: another check
+        raise SanityError(f"the sanity batch of {batch} images does not split over {world} processes; run it on "
+                          f"{' or '.join(str(n) for n in range(1, batch + 1) if batch % n == 0)} process(es)")
+    head = (f"sanity run (learning check): fine-tuned and evaluated on the same {check.num_images} synthetic images "
+            f"(configs/sanity/{check.overlay}); passes at {check.metric} >= {check.threshold:g}; "
+            "not comparable to references")
+    return cfg, [head] + deviations
+
+
+def score_of(record: dict, task):
+    """(score, passed) of a sanity run's record: its check's metric against the threshold (None: absent)."""
+    check = check_for(task)
+    group, _, name = check.metric.partition("/")
+    value = ((record or {}).get("metrics") or {}).get(group, {}).get(name)
+    if value is None or record.get("status") != "finished":
+        return None, False
+    value = float(value)
+    return value, value >= check.threshold
+
+
+def run_sanity(opts) -> int:
+    """The --sanity command: run (runner.run), then print each trial's score and verdict; the exit status."""
+    from benchmark.engine import runner
+    from benchmark.records import results
+
+    jobs = runner.prepare(opts)  # RunError propagates (bad input: exit 1); run() prepares again, cached
+    rc = runner.run(opts)
+    check = check_for(opts.task)
+    passed_all = rc == 0
+    for job in jobs:
+        try:
+            record = results.read_record(job.output_dir / results.RECORD_NAME)
+        except results.RecordError:
+            record = None
+        score, passed = score_of(record, opts.task)
+        shown = "none (the run failed)" if score is None else f"{score:.1f}"
+        verdict = "PASS" if passed else "FAIL"
+        print(f"sanity {opts.task} trial {job.trial}: {check.metric} = {shown} (threshold {check.threshold:g}): "
+              f"{verdict}")
+        passed_all = passed_all and passed
+    if rc != 0:
+        return rc
+    if not passed_all:
+        print(f"sanity check FAILED: fine-tuned on {check.num_images} easy images and evaluated on the same ones, "
+              f"{opts.task} stays below {check.metric} {check.threshold:g}; look for a label, box-format or "
+              "weights-conversion bug before running the full protocol")
+        return EXIT_BELOW_THRESHOLD
+    return 0
