@@ -1,6 +1,51 @@
-"""Semantic segmentation: DeepLab's training augmentations and a mapper that checks label ids."""
+"""Training mappers: each image's augmentation seeded by its global sample index; DeepLab's
+augmentations and a mapper that checks semantic-segmentation label ids.
+
+RULE (augmentation): the random choices made for an image (scale, crop, flip) are a function of
+(SEED, the image's global sample index) only (`benchmark.engine.sampler`), never of the process,
+the DataLoader worker or what was mapped before: the same on 1 or N processes, and in a resumed
+run the same as in the uninterrupted one. detectron2's augmentations draw from numpy's global
+RNG, so each image is mapped with numpy's, python's and torch's global RNGs seeded for it, and
+their previous states are put back afterwards.
+"""
+import contextlib
+import random
+
 import detectron2.data.transforms as T
+import numpy as np
+import torch
 from detectron2.data import DatasetMapper
+
+from benchmark.engine.sampler import GLOBAL_INDEX_KEY, derived_seed
+
+
+@contextlib.contextmanager
+def seeded_global_rngs(seed: int):
+    """numpy's, python's and torch's (CPU) global RNGs seeded with `seed` inside, as they were after."""
+    np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        torch.set_rng_state(torch_state)
+
+
+class GlobalSeededMapper:
+    """Calls `mapper` on a record of `benchmark.engine.sampler.GlobalOrderDataset` with the global
+    RNGs seeded from (`seed`, the record's global sample index); the index is removed first."""
+
+    def __init__(self, mapper, seed: int):
+        self.mapper, self.seed = mapper, int(seed)
+
+    def __call__(self, dataset_dict):
+        dataset_dict = dict(dataset_dict)
+        g = dataset_dict.pop(GLOBAL_INDEX_KEY)
+        with seeded_global_rngs(derived_seed("augment", self.seed, g)):
+            return self.mapper(dataset_dict)
 
 
 def sem_seg_train_augmentations(cfg):
