@@ -92,6 +92,27 @@ def test_augmentation_randomness_is_a_function_of_seed_and_global_index():
     assert [GlobalSeededMapper(_draws, seed=1)(dataset[g]) for g in range(8)] != first  # the trial's seed counts
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_dataloader_workers_keep_the_global_order_and_draws(workers):
+    """detectron2's loader shards our sampler over DataLoader workers in chunks of a batch and reads them
+    round-robin: batches come in the global order, with the same per-image draws as without workers."""
+    from detectron2.data import build_detection_train_loader
+
+    def batches(num_workers):
+        dataset = GlobalOrderDataset([{"file_name": f"{i}.jpg"} for i in range(5)], GlobalOrder(5, seed=0))
+        loader = build_detection_train_loader(dataset, mapper=GlobalSeededMapper(_draws, seed=0),
+                                              sampler=GlobalBatchSampler(4, rank=0, world_size=1, start_iter=2),
+                                              total_batch_size=4, aspect_ratio_grouping=False,
+                                              num_workers=num_workers, seed=0)
+        return list(itertools.islice(iter(loader), 5))
+
+    order = GlobalOrder(5, seed=0)
+    expected = [[f"{order.index(g)}.jpg" for g in range(i * 4, (i + 1) * 4)] for i in range(2, 7)]
+    without = batches(0)
+    assert [[d[0] for d in batch] for batch in without] == expected
+    assert batches(workers) == without
+
+
 def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     torch.manual_seed(3)
     np.random.seed(3)
