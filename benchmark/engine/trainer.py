@@ -152,7 +152,7 @@ class Trainer(TrainerBase):
             NonFiniteGuard(self.model, cfg.BENCHMARK.NONFINITE_CHECK_PERIOD),
         ]
         if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
-            ret.append(hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(precise_bn_cfg),
+            ret.append(SyncedPreciseBN(cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(precise_bn_cfg),
                                        cfg.TEST.PRECISE_BN.NUM_ITER))
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate))
         # Every process, right before rank 0's checkpointer: the RNG states that checkpoint keeps.
@@ -252,3 +252,24 @@ class RNGStates(HookBase):
             return
         set_rng_state(states[comm.get_rank()])
         self.restored, self.problem = True, None
+
+
+class SyncedPreciseBN(hooks.PreciseBN):
+    """detectron2's PreciseBN, after which every process takes rank 0's BN statistics.
+
+    fvcore weights each batch's statistics by the pixels this process saw; with a synchronized
+    norm the statistics are the whole batch's but the weights differ between processes whose
+    images differ in size, so the processes' BN buffers would drift apart (and each evaluate its
+    share of the test set with other statistics than rank 0 saves). Rank 0's are the saved ones.
+    """
+
+    def __init__(self, period, model, data_loader, num_iter):
+        super().__init__(period, model, data_loader, num_iter)
+        self.model = model
+
+    def update_stats(self):
+        super().update_stats()
+        if comm.get_world_size() > 1:
+            for bn in get_bn_modules(self.model):
+                torch.distributed.broadcast(bn.running_mean, src=0)
+                torch.distributed.broadcast(bn.running_var, src=0)
