@@ -12,6 +12,12 @@ The sampler yields global sample indices g; `GlobalOrderDataset` turns g into th
 (with g attached under GLOBAL_INDEX_KEY), and `benchmark.engine.mapper.GlobalSeededMapper` seeds
 each image's augmentation from (seed, g). detectron2's TrainingSampler instead slices one infinite
 stream by rank (`islice(stream, rank, None, world_size)`) and starts it again at 0 on every run.
+
+NOT invariant to the process count (tests/engine/test_invariance.py isolates them): which anchors
+and proposals the RPN and ROI heads sample per image (each process's torch RNG); the padding of a
+process's batch to its largest image when image sizes differ; each process's mean loss over its own
+ROIs (equal to the mean over all only when every image has as many); and running_var, unbiased on
+one process (torch's BatchNorm), biased on several (detectron2's NaiveSyncBatchNorm).
 """
 import hashlib
 
