@@ -192,3 +192,18 @@ def test_one_process_of_4_and_two_of_2_train_alike(tmp_path, synthetic_checkpoin
         # detectron2's NaiveSyncBatchNorm keeps the biased one. Measured 1.04e-2 on the 6x8 res4 maps
         # of these 96x128 images (< 1e-4 at the protocol's sizes); training's batch statistics agree.
         assert difference <= (2e-2 if key.endswith("running_var") else 1e-5), (key, difference)
+
+
+def test_a_resume_restores_this_process_rng_states_only_from_a_checkpoint_of_its_world_size():
+    from benchmark.engine.trainer import RNGStates
+
+    hook = RNGStates(period=2, max_iter=4)
+    assert (hook.restored, hook.state_dict()) == (False, {})  # nothing gathered, nothing saved
+    assert "holds no RNG states" in hook.problem  # a checkpoint without them: not exact, and why
+    torch.manual_seed(11)
+    saved = {"per_rank": [rng_state()]}
+    expected = float(torch.rand(()))
+    hook.load_state_dict({"per_rank": [rng_state(), rng_state()]})  # written by 2 processes, resumed on 1
+    assert not hook.restored and "resumed on 1 processes from a checkpoint of 2" in hook.problem
+    hook.load_state_dict(saved)
+    assert (hook.restored, hook.problem) == (True, None) and float(torch.rand(())) == expected
