@@ -156,7 +156,8 @@ class Trainer(TrainerBase):
                                        cfg.TEST.PRECISE_BN.NUM_ITER))
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate))
         # Every process, right before rank 0's checkpointer: the RNG states that checkpoint keeps.
-        ret.append(RNGStates(cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter))
+        self.rng_states = RNGStates(cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter)  # resume_or_load reads it
+        ret.append(self.rng_states)
         if comm.is_main_process():
             # Writers before the checkpointer (detectron2 puts them last): an iteration's metrics.json
             # row is on disk before the checkpoint that marks it trained, so a run killed in between
@@ -180,8 +181,7 @@ class Trainer(TrainerBase):
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1
             self.train_sampler.set_start_iter(self.start_iter)  # the loader has not started yet
-            rng = next(h for h in self._hooks if isinstance(h, RNGStates))
-            self.RESUME_EXACT, self.RESUME_NOTE = rng.restored, rng.problem
+            self.RESUME_EXACT, self.RESUME_NOTE = self.rng_states.restored, self.rng_states.problem
 
     def train(self):
         super().train(self.start_iter, self.max_iter)

@@ -148,7 +148,7 @@ def test_resume_continues_from_the_checkpoint(voc_run, work):
 
 
 @pytest.mark.slow
-def test_diverged_run_is_a_failed_record(work):
+def test_diverged_run_is_a_failed_record(work, voc_run):  # voc_run writes the synthetic VOC it reads
     rc, trial, _ = smoke_run(work, "voc07", "nan", "--weights", work.pkl, "--data-root",
                              work.cache / "synthetic" / "voc", "SOLVER.BASE_LR", "1000.0", "SOLVER.WARMUP_ITERS", "0")
     assert rc == 1

@@ -374,7 +374,7 @@ def test_a_run_that_dies_without_a_record_is_a_failure(tmp_path, capsys):
     assert tool("reproduce")(["--table", str(table), "--trials", "1", "--smoke", "--output", str(out)]) == 1
     assert "FAIL: 0/1 judged cells hold" in capsys.readouterr().out
     md = (out / "t.md").read_text()
-    assert "| ghost | voc07 | bbox/AP | - | 1 | test | - | - | no result |" in md
+    assert "| ghost | voc07 | bbox/AP | - | 1 | test | - | - | no result [assumed protocol: voc07-schedule] |" in md
     assert f"| ghost | voc07 | 0 | exit status 1 and no run record; see {out}/logs/ghost/voc07/trial_0.log | - |" in md
     assert "missing.pth" in (out / "logs" / "ghost" / "voc07" / "trial_0.log").read_text()
 
