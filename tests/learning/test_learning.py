@@ -7,8 +7,9 @@ BN weight 1 / bias 0): the real depth, code path and conversion, at a cost CI's 
 (width 64 takes ~10x longer per iteration). Not the suite's synthetic checkpoints: their N(0, 1)
 weights and BN scales are what no initialised or trained network has, and under BN they make each
 SGD step ~400x smaller on the convolutions than on a real network's, so they learn too slowly to
-test learning. The bugs are injected into the training split's files only, as a data-preparation
-bug would be; the evaluator reads the test split's correct files (the same images).
+test learning. The bugs are injected into the training split only (its files, as a data-preparation
+bug would be, or its registration where the dataset check would refuse the files first); the
+evaluator reads the test split's correct files (the same images).
 
 Why the thresholds cannot be passed by chance: see SanityCheck.chance of each family
 (benchmark.engine.sanity.CHECKS); the injected-bug runs below show how far a wrong label falls.
@@ -107,15 +108,37 @@ def shift_voc_class_ids(root):
         _rewrite_xml(path, change)
 
 
-def voc_boxes_as_xywh(root):
-    """Bug: each training box is written as x, y, width, height where VOC has xmin, ymin, xmax, ymax."""
-    def change(obj):
-        box = obj.find("bndbox")
-        x0, y0, x1, y1 = (int(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax"))
-        box.find("xmax").text, box.find("ymax").text = str(x1 - x0 + 1), str(y1 - y0 + 1)
+def voc_boxes_as_xywh(monkeypatch):
+    """Bug: the training dataset's boxes are x, y, width, height where detectron2's XYXY_ABS is expected.
 
-    for path in _training_xmls(root):
-        _rewrite_xml(path, change)
+    Injected in our dataset registration (benchmark.data.register), not in the files: written into
+    the XML, the bug leaves boxes outside the image or empty, which the dataset check refuses before
+    any training (benchmark.data.validate) -- a good catch, but not the learning check's.
+    """
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.datasets.pascal_voc import CLASS_NAMES, load_voc_instances
+
+    from benchmark.data import register
+
+    correct = register.register_voc
+
+    def register_voc(registered, *, dirname, split, year):
+        correct(registered, dirname=dirname, split=split, year=year)  # the metadata the evaluator reads
+        if split != "trainval":
+            return
+
+        def load():
+            dicts = load_voc_instances(dirname, split, CLASS_NAMES)
+            for d in dicts:
+                for ann in d["annotations"]:
+                    x0, y0, x1, y1 = ann["bbox"]
+                    ann["bbox"] = [x0, y0, x1 - x0, y1 - y0]  # bbox_mode stays BoxMode.XYXY_ABS
+            return dicts
+
+        DatasetCatalog.remove(registered)
+        DatasetCatalog.register(registered, load)
+
+    monkeypatch.setattr(register, "register_voc", register_voc)
 
 
 def shift_cityscapes_train_ids(root):
@@ -137,11 +160,14 @@ BUGS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bug", list(BUGS))
-def test_learning_check_fails_on_an_injected_bug(bug, tmp_path, initialised_r50, capsys):
+def test_learning_check_fails_on_an_injected_bug(bug, tmp_path, initialised_r50, capsys, monkeypatch):
     task, inject = BUGS[bug]
     check = sanity.check_for(task)
     data = sanity.write_data(task, tmp_path / "data")  # the check's own data; the run reuses it as it is
-    inject(data)
+    if inject is voc_boxes_as_xywh:  # in the registration, not the files
+        inject(monkeypatch)
+    else:
+        inject(data)
     rc, score, record = sanity_run(tmp_path, task, initialised_r50, data_root=data)
     printed = capsys.readouterr().out
     print(f"learning check {task} with bug {bug!r}: {check.metric} = {score} in {record['duration_s']:.0f} s")
@@ -194,3 +220,19 @@ def test_every_family_has_a_check_with_its_task_metric():
         assert check.metric in task.metrics, (task.name, check.metric)
         assert check.overlay_path.is_file()
         assert check.chance and check.threshold > 0
+
+
+def test_sanity_refuses_a_real_runs_folder(tmp_path, synthetic_checkpoint, capsys):
+    """--output pointing at a real run's finished trial: refused before training, the record kept as it is."""
+    from benchmark.engine.runner import Options, prepare
+    from tests.helpers import write_record
+
+    weights = str(synthetic_checkpoint("moco", width=8))
+    out = tmp_path / "real"
+    job = prepare(Options(task="voc07", weights=weights, sanity=True, output=str(out)))[0]
+    record = write_record(out / "trial_0", kind="full", weights=dict(job.weights), config_digest=job.digest)
+    before = record.read_bytes()
+    rc = tool("run_transfer")(["--task", "voc07", "--weights", weights, "--sanity", "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "it is a 'full' run and this one is 'sanity'" in err[0], err
+    assert record.read_bytes() == before and sorted(p.name for p in (out / "trial_0").iterdir()) == ["results.json"]
