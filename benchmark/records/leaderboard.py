@@ -1,11 +1,28 @@
-"""The leaderboard: a pure function of run records -> tables (Markdown, CSV, HTML) and a chart.
+"""The leaderboard: a pure function of run records -> tables (Markdown, CSV, HTML) and charts.
 
 Rows are checkpoints (the record's weights name), columns each task's metrics (the task
 registry's order), cells `mean ± std (n)` over the finished trials: std is the *sample* standard
-deviation (ddof=1, the spread one would expect between reruns; none for n = 1). Failed runs are
-listed apart with their reasons and never enter a mean; records that results.gather refused
-(other schema versions, torn files) are listed with its message. Output depends on the records
-only (sorted, no timestamps), so the same records give byte-identical Markdown and CSV.
+deviation (ddof=1, the spread one would expect between reruns; none for n = 1).
+
+What is pooled (the rule this module enforces): a cell averages only records that measure the
+same thing, i.e. that agree on `pool_key` -- kind (full, smoke, sanity, eval-only), AMP, world
+size and protocol digest. Records that differ in any of these are separate rows, whose label
+names the difference: `moco [smoke]`, `moco [AMP]`, `moco [world size 2]` (when the board holds
+runs of several world sizes), `moco [protocol 1a2b3c4d]` (the first hex digits of the protocol
+digest, when one task has runs of several protocols of one kind). The deviations of a row's runs
+are listed under the table. Failed runs are listed apart with their reasons and never enter a
+mean; records that results.gather refused are listed with its message.
+
+Differences are tested, not eyeballed: within each group of comparable rows (equal tags), per
+column, the row with the best mean is marked, and every other row whose difference from it is not
+significant (Welch's t-test, scipy, p >= ALPHA; both rows with >= 2 trials) is marked as tied.
+Rows with one trial are not tested. The CSV holds the p-value of each row against its column's
+best, and `pairs_csv` every pair.
+
+Text from records (names, reasons, paths) is escaped for each format: Markdown table cells,
+CSV cells that a spreadsheet would run as a formula, matplotlib's mathtext, HTML.
+Output depends on the records only (sorted, no timestamps): the same records give byte-identical
+Markdown and CSV.
 """
 import dataclasses
 import html
@@ -17,6 +34,8 @@ from benchmark.fileio import atomic_write
 from benchmark.tasks import UnknownTaskError, get_task
 
 FORMATS = ("md", "csv", "html")
+ALPHA = 0.05  # significance level of the tied marks
+BEST, TIED = "★", "≈"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,15 +74,32 @@ class Failure:
 
 
 @dataclasses.dataclass
+class Row:
+    label: str  # name, plus the tags in brackets
+    name: str
+    tags: tuple
+    cells: dict  # {(task, metric): Stat}
+    deviations: dict = dataclasses.field(default_factory=dict)  # {task: [str]}
+    records: dict = dataclasses.field(default_factory=dict)  # {task: [record path]}
+
+
+@dataclasses.dataclass
 class Board:
     columns: list  # [(task, metric)]
-    rows: list  # [(name, {(task, metric): Stat})], sorted
+    rows: list  # [Row], sorted
     failures: list  # [Failure]
     problems: list  # [str] records refused by results.gather
     sort_by: tuple | None  # (task, metric) or None
+    marks: dict = dataclasses.field(default_factory=dict)  # {(label, task, metric): BEST | TIED}
+    p_vs_best: dict = dataclasses.field(default_factory=dict)  # {(label, task, metric): p}
+    errors: list = dataclasses.field(default_factory=list)  # [(task, error type)] columns of the error table
 
-    def stat(self, name, task, metric):
-        return dict(self.rows).get(name, {}).get((task, metric))
+    def row(self, label) -> Row | None:
+        return next((r for r in self.rows if r.label == label), None)
+
+    def stat(self, label, task, metric):
+        row = self.row(label)
+        return None if row is None else row.cells.get((task, metric))
 
 
 def metric_value(record: dict, metric: str):
@@ -78,40 +114,158 @@ def task_metrics(task: str, records=()) -> tuple:
     try:
         return get_task(task).metrics
     except UnknownTaskError:
-        found = {f"{g}/{m}" for r in records for g, ms in r["metrics"].items() for m in ms}
+        found = {f"{g}/{m}" for r in records for g, ms in r["metrics"].items() for m in ms if g != ERRORS}
         return tuple(sorted(found))
 
 
-def aggregate(records) -> tuple[dict, list]:
-    """({(name, task): {metric: Stat}}, [Failure]) over finished and failed records.
+# ------------------------------------------------------------------------- pooling
 
-    Duplicate trials (the same name, task and trial found twice) count once: the first by path.
-    """
-    values, failures, seen = {}, [], set()
+def pool_key(record: dict) -> tuple:
+    """What two records must share to be averaged into one cell."""
+    return (record.get("kind", "full"), bool(record["amp"]), int(record["world_size"]), record.get("protocol_digest"))
+
+
+def describe_pool_difference(a: tuple, b: tuple) -> str:
+    """The first way pool keys `a` and `b` differ, in words."""
+    names = ("kind", "AMP", "world size", "protocol digest")
+    for name, x, y in zip(names, a, b):
+        if x != y:
+            return f"{name} {x!r} vs {y!r}"
+    return "nothing"
+
+
+def row_tags(records) -> dict:
+    """{id(record): tags} naming how each record's pool differs from the board's usual one."""
+    world_sizes = {int(r["world_size"]) for r in records}
+    protocols = {}
+    for r in records:
+        protocols.setdefault((r["task"],) + pool_key(r)[:3], set()).add(r.get("protocol_digest"))
+    tags = {}
+    for r in records:
+        kind, amp, world_size, digest = pool_key(r)
+        t = []
+        if kind != "full":
+            t.append(kind)
+        if amp:
+            t.append("AMP")
+        if len(world_sizes) > 1:
+            t.append(f"world size {world_size}")
+        if len(protocols[(r["task"], kind, amp, world_size)]) > 1:
+            t.append(f"protocol {digest[:8]}" if digest else "protocol unrecorded (schema 1)")
+        tags[id(r)] = tuple(t)
+    return tags
+
+
+def label_of(name: str, tags: tuple) -> str:
+    return f"{name} [{', '.join(tags)}]" if tags else name
+
+
+def _deduplicated(records):
+    """Records sorted by (name, task, trial, path); a trial found twice (same pool) counts once."""
+    seen, out = set(), []
     for r in sorted(records, key=lambda r: (r["weights"]["name"], r["task"], r["trial"], r.get("_path", ""))):
-        name, task = r["weights"]["name"], r["task"]
-        key = (name, task, r["trial"])
-        if key in seen:
-            continue
-        seen.add(key)
+        key = (r["weights"]["name"], r["task"], r["trial"], pool_key(r))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def aggregate(records, label=None) -> tuple[dict, list]:
+    """({(row, task): {metric: Stat}}, [Failure]) over finished and failed records.
+
+    `label(record)` names a record's row (default: its weights name). Callers must give records of
+    one pool per (row, task) or a label that separates pools (build() does; reproduce selects one
+    pool first). Duplicate trials (the same row, task and trial found twice) count once: the first
+    by path.
+    """
+    label = label or (lambda r: r["weights"]["name"])
+    values, failures = {}, []
+    for r in _deduplicated(records):
+        row, task = label(r), r["task"]
         if r["status"] != "finished":
-            failures.append(Failure(name, task, r["trial"], r["reason"] or "", r.get("_path", "")))
+            failures.append(Failure(row, task, r["trial"], r["reason"] or "", r.get("_path", "")))
             continue
-        for metric in task_metrics(task, [r]):
+        for metric in task_metrics(task, [r]) + error_metrics([r]):
             v = metric_value(r, metric)
             if v is not None:
-                values.setdefault((name, task), {}).setdefault(metric, []).append(v)
+                values.setdefault((row, task), {}).setdefault(metric, []).append(v)
     stats = {k: {m: Stat(tuple(v)) for m, v in ms.items()} for k, ms in values.items()}
     return stats, failures
 
+
+# ------------------------------------------------------------------- error analysis
+
+ERRORS = "errors"  # the metrics group of a detection error analysis (TIDE's dAP per error type)
+ERROR_ORDER = ("cls", "loc", "both", "dupe", "bkg", "miss")  # TIDE's order; others follow, sorted
+
+
+def error_metrics(records) -> tuple:
+    found = {m for r in records for m in r["metrics"].get(ERRORS, {})}
+    return tuple(f"{ERRORS}/{m}" for m in [e for e in ERROR_ORDER if e in found] + sorted(found - set(ERROR_ORDER)))
+
+
+# ------------------------------------------------------------------- significance
+
+def welch(a: Stat, b: Stat) -> float | None:
+    """Two-sided p-value of Welch's t-test between two cells; None when either has < 2 trials."""
+    if a.n < 2 or b.n < 2:
+        return None
+    from scipy import stats
+
+    if a.std == 0 and b.std == 0:  # scipy gives NaN: equal constants do not differ, unequal ones do
+        return 1.0 if a.mean == b.mean else 0.0
+    return float(stats.ttest_ind(a.values, b.values, equal_var=False).pvalue)
+
+
+def _mark(rows, columns):
+    """Best and tied marks per column within each group of comparable rows (equal tags)."""
+    marks, p_best = {}, {}
+    groups = {}
+    for row in rows:
+        groups.setdefault(row.tags, []).append(row)
+    for group in groups.values():
+        for col in columns:
+            have = [r for r in group if col in r.cells]
+            if not have:
+                continue
+            best = max(have, key=lambda r: (r.cells[col].mean, r.cells[col].n))
+            marks[(best.label,) + col] = BEST
+            for r in have:
+                if r is best:
+                    continue
+                p = welch(best.cells[col], r.cells[col])
+                if p is not None:
+                    p_best[(r.label,) + col] = p
+                    if p >= ALPHA:
+                        marks[(r.label,) + col] = TIED
+    return marks, p_best
+
+
+def pairs(board: Board) -> list:
+    """[(task, metric, label a, label b, p)] for every pair of comparable rows with >= 2 trials each."""
+    out = []
+    for col in board.columns + board.errors:
+        have = [r for r in board.rows if col in r.cells and r.cells[col].n >= 2]
+        for i, a in enumerate(have):
+            for b in have[i + 1:]:
+                if a.tags == b.tags:
+                    out.append(col + (a.label, b.label, welch(a.cells[col], b.cells[col])))
+    return out
+
+
+# ----------------------------------------------------------------------- building
 
 def build(records, problems=(), sort_by=None) -> Board:
     """The leaderboard of `records` (results.gather's first value; `problems` its second).
 
     `sort_by`: a task name (sorted by its primary metric, best first) or None (the first task).
-    Rows without a value in that column go last; ties and the rest sort by name.
+    Rows are grouped by their tags (untagged first), each group best first; rows without a value
+    in that column go last; ties and the rest sort by label.
     """
-    stats, failures = aggregate(records)
+    tags = row_tags(records)
+    label = {id(r): label_of(r["weights"]["name"], tags[id(r)]) for r in records}
+    stats, failures = aggregate(records, lambda r: label[id(r)])
     tasks = sorted({r["task"] for r in records})
     if sort_by is not None and sort_by not in tasks:
         raise ValueError(f"cannot sort by task {sort_by!r}: no record of it (tasks found: {', '.join(tasks) or 'none'})")
@@ -120,8 +274,16 @@ def build(records, problems=(), sort_by=None) -> Board:
         tasks.remove(sort_task)
         tasks.insert(0, sort_task)
     columns = [(t, m) for t in tasks for m in task_metrics(t, [r for r in records if r["task"] == t])]
-    names = sorted({r["weights"]["name"] for r in records})
-    rows = [(n, {(t, m): s for (n2, t), ms in stats.items() if n2 == n for m, s in ms.items()}) for n in names]
+    errors = [(t, m) for t in tasks for m in error_metrics([r for r in records if r["task"] == t])]
+    rows = {}
+    for r in _deduplicated(records):
+        row = rows.setdefault(label[id(r)], Row(label[id(r)], r["weights"]["name"], tags[id(r)], {}))
+        row.deviations.setdefault(r["task"], [])
+        row.deviations[r["task"]] += [d for d in r["deviations"] if d not in row.deviations[r["task"]]]
+        row.records.setdefault(r["task"], []).append(r.get("_path", ""))
+    for (lab, task), ms in stats.items():
+        rows[lab].cells.update({(task, m): s for m, s in ms.items()})
+    rows = sorted(rows.values(), key=lambda row: row.label)
     key = None
     if sort_task:
         try:
@@ -129,8 +291,11 @@ def build(records, problems=(), sort_by=None) -> Board:
         except UnknownTaskError:
             primary = columns[0][1]
         key = (sort_task, primary)
-        rows.sort(key=lambda row: (key not in row[1], -row[1][key].mean if key in row[1] else 0.0, row[0]))
-    return Board(columns, rows, failures, list(problems), key)
+        # comparable rows together (untagged first), each group best first
+        rows.sort(key=lambda row: (row.tags, key not in row.cells, -row.cells[key].mean if key in row.cells else 0.0,
+                                   row.label))
+    marks, p_best = _mark(rows, columns)
+    return Board(columns, rows, failures, list(problems), key, marks, p_best, errors)
 
 
 # --------------------------------------------------------------------------- writers
@@ -142,30 +307,63 @@ def _header(c):
 def _legend(board) -> str:
     order = f"sorted by {_header(board.sort_by)}, best first" if board.sort_by else "no records"
     return (f"Each cell: mean ± sample standard deviation (ddof=1) over finished trials, (n) trials; "
-            f"one trial shows no std. Rows {order}.")
+            f"one trial shows no std. Rows {order}. {BEST} best mean in its column among comparable rows "
+            f"(equal tags); {TIED} not significantly different from it (Welch's t-test, p >= {ALPHA}, "
+            f"both with >= 2 trials); rows with one trial are not tested. Runs that measure different "
+            f"things (tags in brackets: smoke, sanity, eval-only, AMP, world size, protocol) are never averaged together.")
+
+
+def _cell(board, row, col) -> str:
+    s = row.cells.get(col)
+    if s is None:
+        return "-"
+    mark = board.marks.get((row.label,) + col)
+    return s.format() + (f" {mark}" if mark else "")
 
 
 def to_markdown(board: Board, title="Leaderboard") -> str:
-    out = [f"# {title}", "", _legend(board), ""]
+    out = [f"# {_md_cell(title)}", "", _legend(board), ""]
     if board.rows:
         out.append("| checkpoint | " + " | ".join(_header(c) for c in board.columns) + " |")
         out.append("| --- |" + " ---: |" * len(board.columns))
-        for name, cells in board.rows:
-            out.append(f"| {name} | " + " | ".join(cells[c].format() if c in cells else "-" for c in board.columns) + " |")
+        for row in board.rows:
+            out.append(f"| {_md_cell(row.label)} | " + " | ".join(_cell(board, row, c) for c in board.columns) + " |")
     else:
         out.append("No finished or failed run records found.")
+    if board.errors:
+        out += ["", "## Detection error analysis", "",
+                "AP lost to each error type (TIDE's dAP: the AP gained by fixing that error type alone; "
+                "lower is better); mean ± std (n) over finished trials.", ""]
+        out.append("| checkpoint | " + " | ".join(_header(c) for c in board.errors) + " |")
+        out.append("| --- |" + " ---: |" * len(board.errors))
+        for row in board.rows:
+            if any(c in row.cells for c in board.errors):
+                out.append(f"| {_md_cell(row.label)} | "
+                           + " | ".join(row.cells[c].format() if c in row.cells else "-" for c in board.errors) + " |")
+    deviating = [(row, task, devs) for row in board.rows for task, devs in sorted(row.deviations.items()) if devs]
+    if deviating:
+        out += ["", "## Deviations from the published protocol", ""]
+        out += [f"- {_md_cell(row.label)}, {task}: " + "; ".join(_md_cell(d) for d in devs) for row, task, devs in deviating]
     if board.failures:
         out += ["", "## Failed runs (not counted)", "", "| checkpoint | task | trial | reason | record |",
                 "| --- | --- | ---: | --- | --- |"]
         for f in board.failures:
-            out.append(f"| {f.name} | {f.task} | {f.trial} | {_md_cell(f.reason)} | {f.path} |")
+            out.append(f"| {_md_cell(f.name)} | {f.task} | {f.trial} | {_md_cell(f.reason)} | {_md_cell(f.path)} |")
     if board.problems:
         out += ["", "## Records refused", ""] + [f"- {_md_cell(p)}" for p in board.problems]
     return "\n".join(out) + "\n"
 
 
 def _md_cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """One Markdown table cell: one line, pipes escaped, no HTML that a renderer would run."""
+    text = " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _csv_text(text) -> str:
+    """A text cell that a spreadsheet shows as text: one starting with = + - @ (a formula) gets a quote."""
+    text = str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _num(x) -> str:
@@ -177,22 +375,54 @@ def to_csv(board: Board) -> str:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["checkpoint"] + [f"{_header(c)} {part}" for c in board.columns for part in ("mean", "std", "n")]
+    cols = board.columns + board.errors
+    w.writerow(["checkpoint", "name", "tags"]
+               + [f"{_header(c)} {part}" for c in cols for part in ("mean", "std", "n", "p vs best", "mark")]
                + ["failed runs"])
     failed = {}
     for f in board.failures:
         failed[f.name] = failed.get(f.name, 0) + 1
-    for name, cells in board.rows:
-        row = [name]
-        for c in board.columns:
-            s = cells.get(c)
-            row += ["", "", 0] if s is None else [_num(s.mean), _num(s.std), s.n]
-        w.writerow(row + [failed.get(name, 0)])
+    for row in board.rows:
+        out = [_csv_text(row.label), _csv_text(row.name), _csv_text("; ".join(row.tags))]
+        for c in cols:
+            s = row.cells.get(c)
+            key = (row.label,) + c
+            mark = {BEST: "best", TIED: "tied"}.get(board.marks.get(key), "")
+            out += ["", "", 0, "", ""] if s is None else [_num(s.mean), _num(s.std), s.n, _num(board.p_vs_best.get(key)), mark]
+        w.writerow(out + [failed.get(row.label, 0)])
     return buf.getvalue()
 
 
+def pairs_csv(board: Board) -> str:
+    """Every Welch test between comparable rows with >= 2 trials: task, metric, a, b, p."""
+    import csv
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["task", "metric", "a", "b", "mean a", "mean b", "n a", "n b", "welch p"])
+    for task, metric, a, b, p in pairs(board):
+        sa, sb = board.stat(a, task, metric), board.stat(b, task, metric)
+        w.writerow([task, metric, _csv_text(a), _csv_text(b), _num(sa.mean), _num(sb.mean), sa.n, sb.n, _num(p)])
+    return buf.getvalue()
+
+
+def _bars(ax, board, col, labels):
+    stats = [board.stat(n, *col) for n in labels]
+    means = [s.mean if s else 0.0 for s in stats]
+    errs = [(s.std or 0.0) if s else 0.0 for s in stats]
+    ax.bar(range(len(labels)), means, yerr=errs, capsize=4, color="#4878a8")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_title(_header(col))
+    ax.set_ylabel(col[1])
+
+
+def _save(fig, path):
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100, metadata={"Software": None})
+
+
 def plot(board: Board, path) -> Path:
-    """A PNG bar chart: each task's primary metric per checkpoint with ±std error bars."""
+    """A PNG bar chart: each task's primary metric per row with ±std error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,25 +434,47 @@ def plot(board: Board, path) -> Path:
             primaries.append((task, get_task(task).primary_metric))
         except UnknownTaskError:
             primaries.append(next(c for c in board.columns if c[0] == task))
-    names = [n for n, _ in board.rows]
-    fig, axes = plt.subplots(1, max(1, len(primaries)), figsize=(max(4.0, 0.5 * len(names) + 2) * max(1, len(primaries)), 4),
-                             squeeze=False)
-    for ax, col in zip(axes[0], primaries):
-        stats = [dict(board.rows)[n].get(col) for n in names]
-        means = [s.mean if s else 0.0 for s in stats]
-        errs = [(s.std or 0.0) if s else 0.0 for s in stats]
-        ax.bar(range(len(names)), means, yerr=errs, capsize=4, color="#4878a8")
-        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        ax.set_title(_header(col))
-        ax.set_ylabel(col[1])
-    fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100, metadata={"Software": None})
+    labels = [row.label for row in board.rows]
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):  # a `$` in a name is text
+        fig, axes = plt.subplots(1, max(1, len(primaries)),
+                                 figsize=(max(4.0, 0.5 * len(labels) + 2) * max(1, len(primaries)), 4), squeeze=False)
+        for ax, col in zip(axes[0], primaries):
+            _bars(ax, board, col, labels)
+        fig.tight_layout()
+        _save(fig, path)
     plt.close(fig)
     return Path(path)
 
 
-def to_html(board: Board, chart: str | None = None, title="Leaderboard") -> str:
+def plot_errors(board: Board, path) -> Path:
+    """A PNG per-task grouped bar chart of the error analysis: dAP per error type, one bar per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(t for t, _ in board.errors))
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            cols = [c for c in board.errors if c[0] == task]
+            rows = [row for row in board.rows if any(c in row.cells for c in cols)]
+            width = 0.8 / max(1, len(rows))
+            for i, row in enumerate(rows):
+                stats = [row.cells.get(c) for c in cols]
+                ax.bar([j + i * width for j in range(len(cols))], [s.mean if s else 0.0 for s in stats], width,
+                       yerr=[(s.std or 0.0) if s else 0.0 for s in stats], capsize=2, label=row.label)
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], [c[1].partition("/")[2] for c in cols])
+            ax.set_title(f"{task}: AP lost per error type (dAP)")
+            ax.set_ylabel("dAP")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        _save(fig, path)
+    plt.close(fig)
+    return Path(path)
+
+
+def to_html(board: Board, chart: str | None = None, title="Leaderboard", errors_chart: str | None = None) -> str:
     e = html.escape
     out = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{e(title)}</title>",
            "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
@@ -230,10 +482,26 @@ def to_html(board: Board, chart: str | None = None, title="Leaderboard") -> str:
     if chart:
         out.append(f"<p><img src=\"{e(chart)}\" alt=\"primary metrics with error bars\"></p>")
     out.append("<table><tr><th>checkpoint</th>" + "".join(f"<th>{e(_header(c))}</th>" for c in board.columns) + "</tr>")
-    for name, cells in board.rows:
-        out.append(f"<tr><td>{e(name)}</td>" + "".join(
-            f"<td class=\"n\">{e(cells[c].format()) if c in cells else '-'}</td>" for c in board.columns) + "</tr>")
+    for row in board.rows:
+        out.append(f"<tr><td>{e(row.label)}</td>" + "".join(
+            f"<td class=\"n\">{e(_cell(board, row, c))}</td>" for c in board.columns) + "</tr>")
     out.append("</table>")
+    if board.errors:
+        out.append("<h2>Detection error analysis (dAP per error type, lower is better)</h2>")
+        if errors_chart:
+            out.append(f"<p><img src=\"{e(errors_chart)}\" alt=\"AP lost per error type\"></p>")
+        out.append("<table><tr><th>checkpoint</th>" + "".join(f"<th>{e(_header(c))}</th>" for c in board.errors) + "</tr>")
+        for row in board.rows:
+            if any(c in row.cells for c in board.errors):
+                out.append(f"<tr><td>{e(row.label)}</td>" + "".join(
+                    f"<td class=\"n\">{e(row.cells[c].format()) if c in row.cells else '-'}</td>" for c in board.errors)
+                    + "</tr>")
+        out.append("</table>")
+    deviating = [(row, task, devs) for row in board.rows for task, devs in sorted(row.deviations.items()) if devs]
+    if deviating:
+        out.append("<h2>Deviations from the published protocol</h2><ul>")
+        out += [f"<li>{e(row.label)}, {e(task)}: {e('; '.join(devs))}</li>" for row, task, devs in deviating]
+        out.append("</ul>")
     if board.failures:
         out.append("<h2>Failed runs (not counted)</h2><ul>")
         out += [f"<li>{e(f.name)} {e(f.task)} trial {f.trial}: {e(f.reason)} ({e(f.path)})</li>" for f in board.failures]
@@ -245,7 +513,8 @@ def to_html(board: Board, chart: str | None = None, title="Leaderboard") -> str:
 
 
 def write(board: Board, out_dir, formats=FORMATS, stem="leaderboard") -> list[Path]:
-    """Write `stem`.md/.csv/.html (+ `stem`.png with html) into `out_dir`, each atomically."""
+    """Write `stem`.md/.csv/.html into `out_dir`, each atomically; csv adds `stem`_pairs.csv (every
+    Welch test), html adds `stem`.png (and `stem`_errors.png with an error analysis)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
@@ -257,9 +526,16 @@ def write(board: Board, out_dir, formats=FORMATS, stem="leaderboard") -> list[Pa
             text = to_markdown(board)
         elif fmt == "csv":
             text = to_csv(board)
+            with atomic_write(out_dir / f"{stem}_pairs.csv", "w") as f:
+                f.write(pairs_csv(board))
+            written.append(out_dir / f"{stem}_pairs.csv")
         else:
             written.append(plot(board, out_dir / f"{stem}.png"))
-            text = to_html(board, chart=f"{stem}.png")
+            errors_chart = None
+            if board.errors:
+                written.append(plot_errors(board, out_dir / f"{stem}_errors.png"))
+                errors_chart = f"{stem}_errors.png"
+            text = to_html(board, chart=f"{stem}.png", errors_chart=errors_chart)
         with atomic_write(path, "w") as f:
             f.write(text)
         written.append(path)

@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from benchmark.fileio import atomic_write
 from benchmark.records import cost, launch, paper, results
-from benchmark.records.leaderboard import Failure, Stat, aggregate
+from benchmark.records.leaderboard import Failure, Stat, aggregate, describe_pool_difference, pool_key
 
 # Runs go through the command line, as a module of the installed package (not a file of a checkout):
 # an installed copy (pip install, pip install --target DIR) launches them from any directory.
@@ -456,6 +456,27 @@ def _make_synthetic(table, runs):
                                           width=int(row.synthetic.get("width", 64)))
 
 
+def one_pool_per_cell(records, kind):
+    """The records a cell may average: of `kind`, and of the most common pool (leaderboard.pool_key)
+    of their (row, task); each other record is a Failure naming how it differs, never pooled."""
+    by_cell = {}
+    for r in records:
+        by_cell.setdefault((r["weights"]["name"], r["task"]), []).append(r)
+    kept, unpooled = [], []
+    for cell in sorted(by_cell):
+        group = sorted(by_cell[cell], key=lambda r: (r["trial"], r.get("_path", "")))
+        keys = [pool_key(r) for r in group if r.get("kind", "full") == kind]
+        common = max(keys, key=keys.count) if keys else None
+        for r in group:
+            if pool_key(r) == common:
+                kept.append(r)
+            else:
+                why = (f"a {r.get('kind')!r} run, this reproduction counts {kind!r} runs" if r.get("kind", "full") != kind
+                       else f"not pooled with the other trials: {describe_pool_difference(pool_key(r), common)}")
+                unpooled.append(Failure(r["weights"]["name"], r["task"], r["trial"], why, r.get("_path", "")))
+    return kept, unpooled
+
+
 def reproduce(opts: Options, say=print) -> int:
     table = paper.load_table(opts.table)
     check_tolerances(table, opts.tolerance)
@@ -483,7 +504,9 @@ def reproduce(opts: Options, say=print) -> int:
     records, problems = results.gather([runs_dir(opts)]) if runs_dir(opts).exists() else ([], [])
     planned = {(r.row, r.task, r.trial) for r in runs}
     records = [r for r in records if (r["weights"]["name"], r["task"], r["trial"]) in planned]
+    records, unpooled = one_pool_per_cell(records, "smoke" if opts.smoke else "full")
     stats, failures = aggregate(records)
+    failures += unpooled
     have = {(r["weights"]["name"], r["task"], r["trial"]) for r in records}
     for run, done in zip(todo, launched):
         if (run.row, run.task, run.trial) not in have:  # died before writing a record

@@ -1,51 +1,78 @@
-"""The run record: `OUTPUT_DIR/results.json`, one per fine-tuning run.
+"""The run record: `OUTPUT_DIR/results.json`, one per trial.
 
-Schema (version 1), all keys always present:
+Schema (version 2), all keys always present, each of the type given (validate() checks every one):
   schema_version  int, SCHEMA_VERSION
   suite_version   str, benchmark.__version__ of the writer
   task            str, a registered task name
-  weights         {"name": str, "sha256": str | None, "source": str}
-                  name: what rows of a leaderboard are keyed by (zoo name or file stem)
-  seed, trial     int, int
+  kind            "full" | "smoke" | "sanity" | "eval-only": what the run measures; runs of
+                  different kinds are never reused for one another nor pooled on a board
+  weights         {"name": str, "sha256": str | None, "source": str,
+                   "source_sha256": str | None, "format": str | None}
+                  name: what rows of a leaderboard are keyed by (zoo name or file stem);
+                  sha256: of the converted file the run loaded (never a claim copied from it);
+                  source: the --weights value (URL secrets redacted); source_sha256: the original
+                  checkpoint's, when known; format: the layout it was converted from
+  seed, trial     int, int >= 0
   status          "finished" | "failed"
   reason          str | None, why a run failed (None when finished)
-  metrics         {group: {metric: float}}, the evaluator's numbers, e.g. {"bbox": {"AP": 46.6}}
-  iterations      int, iterations trained
-  world_size      int, number of processes
-  ims_per_batch   int, total images per batch
+  metrics         {group: {metric: finite float | None}}, e.g. {"bbox": {"AP": 46.6}}; None is
+                  an evaluator's NaN. Group "errors" holds a detection error analysis.
+  iterations      int >= 0, iterations trained
+  world_size      int >= 1, number of processes
+  ims_per_batch   int >= 1, total images per batch
   amp             bool
   deviations      [str], every departure from the task's published protocol
-  duration_s      float
-  config_digest   str, sha256 of the full config dump
+  assumptions     [str], the task's protocol values that no publication gives (Task.assumptions)
+  duration_s      finite float >= 0, over every attempt of the trial (resumed ones included)
+  resume          {"count": int, "from_iterations": [int], "exact": bool, "note": str | None}
+  config_digest   str, sha256 of the config that ran
+  protocol_digest str | None, the same less OUTPUT_DIR, MODEL.WEIGHTS and SEED: equal for every
+                  trial of one protocol (None only in records upgraded from version 1)
   environment     dict, benchmark.env.environment()
   created         str, UTC ISO-8601 time of writing
 
-Records are written atomically (benchmark.fileio) and readers refuse a record whose
-schema_version they do not understand rather than guess at its meaning.
+Records are written atomically (benchmark.fileio). Readers refuse, with one line naming the file
+and the field, a record of a schema_version they do not understand, one with a key they do not
+know, and one whose field has the wrong type, rather than guess at its meaning: a hand-edited or
+foreign file must not put a number on a board. Version 1 records (no kind, protocol_digest,
+assumptions, resume; weights without source_sha256/format) are upgraded in memory: kind "smoke"
+when a deviation says it was a smoke run, else "full"; protocol_digest None, so the board pools
+them with no version 2 record.
 """
 import datetime
 import json
 import math
+import stat
 from pathlib import Path
 
 from benchmark.fileio import write_json_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 RECORD_NAME = "results.json"
 STATUSES = ("finished", "failed")
-REQUIRED = (
+KINDS = ("full", "smoke", "sanity", "eval-only")
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record is a few KB; anything this big is not one
+NOT_RESUMED = {"count": 0, "from_iterations": [], "exact": True, "note": None}
+V1_KEYS = (
     "schema_version", "suite_version", "task", "weights", "seed", "trial", "status", "reason",
     "metrics", "iterations", "world_size", "ims_per_batch", "amp", "deviations", "duration_s",
     "config_digest", "environment", "created",
 )
+REQUIRED = V1_KEYS + ("kind", "protocol_digest", "assumptions", "resume")
+WEIGHTS_KEYS = ("name", "sha256", "source", "source_sha256", "format")
 
 
 class RecordError(ValueError):
-    """A results.json that cannot be used: torn, not a record, or of an unknown schema."""
+    """A results.json that cannot be used: torn, not a record, of an unknown schema or mistyped."""
 
 
 def new_record(**fields) -> dict:
-    """A complete record from `fields`; the bookkeeping keys are filled in here."""
+    """A complete record from `fields`; the bookkeeping keys are filled in here.
+
+    Defaults for what older writers do not pass: kind "full", no assumptions, not resumed,
+    protocol_digest None, weights' source_sha256 and format None. Unknown keys are refused.
+    """
     from benchmark import __version__
 
     record = {
@@ -55,9 +82,15 @@ def new_record(**fields) -> dict:
         "metrics": {},
         "amp": False,
         "deviations": [],
+        "kind": "full",
+        "protocol_digest": None,
+        "assumptions": [],
+        "resume": dict(NOT_RESUMED),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     record.update(fields)
+    if isinstance(record.get("weights"), dict):
+        record["weights"] = {"source_sha256": None, "format": None, **record["weights"]}
     record["metrics"] = clean_metrics(record["metrics"])
     validate(record)
     return record
@@ -74,27 +107,113 @@ def clean_metrics(metrics: dict) -> dict:
     return out
 
 
+def upgrade(record: dict) -> dict:
+    """A version 1 record as version 2 (in memory; the file is not touched)."""
+    record = dict(record)
+    deviations = record.get("deviations")
+    smoke = isinstance(deviations, list) and any(str(d).startswith("smoke run") for d in deviations)
+    record.update(schema_version=SCHEMA_VERSION, kind="smoke" if smoke else "full", protocol_digest=None,
+                  assumptions=[], resume=dict(NOT_RESUMED))
+    if isinstance(record.get("weights"), dict):
+        record["weights"] = {"source_sha256": None, "format": None, **record["weights"]}
+    return record
+
+
 def validate(record: dict, where: str = "record") -> dict:
+    """`record` itself when every key is known, present and of its type; else RecordError."""
     if not isinstance(record, dict):
         raise RecordError(f"{where}: not a run record (expected a JSON object)")
     version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise RecordError(
             f"{where}: schema_version {version!r} is not understood by this suite "
-            f"(it reads version {SCHEMA_VERSION}); re-run or convert the record"
+            f"(it reads versions {', '.join(map(str, READABLE_VERSIONS))}); re-run or convert the record"
         )
-    missing = [k for k in REQUIRED if k not in record]
+    known = V1_KEYS if version == 1 else REQUIRED
+    missing = [k for k in known if k not in record]
     if missing:
         raise RecordError(f"{where}: missing keys {', '.join(missing)}")
+    unknown = sorted(k for k in record if k not in known)
+    if unknown:
+        raise RecordError(f"{where}: unknown keys {', '.join(map(repr, unknown))} (schema version {version})")
+    if version == 1:
+        record = upgrade(record)
+
+    def bad(key, expected):
+        return RecordError(f"{where}: {key} is {_show(record_value(key))}, expected {expected}")
+
+    def record_value(key):
+        value = record
+        for part in key.split("."):
+            value = value[part]
+        return value
+
+    for key in ("suite_version", "task", "config_digest", "created"):
+        if not isinstance(record[key], str) or not record[key]:
+            raise bad(key, "a non-empty string")
+    for key, low in (("seed", None), ("trial", 0), ("iterations", 0), ("world_size", 1), ("ims_per_batch", 1)):
+        if not _is_int(record[key]) or (low is not None and record[key] < low):
+            raise bad(key, "a whole number" + ("" if low is None else f" >= {low}"))
     if record["status"] not in STATUSES:
-        raise RecordError(f"{where}: status {record['status']!r} is not one of {STATUSES}")
+        raise RecordError(f"{where}: status {_show(record['status'])} is not one of {STATUSES}")
+    if record["reason"] is not None and not isinstance(record["reason"], str):
+        raise bad("reason", "a string or null")
     if record["status"] == "failed" and not record["reason"]:
         raise RecordError(f"{where}: a failed run must say why (reason is empty)")
-    weights = record["weights"]
-    if not isinstance(weights, dict) or not weights.get("name"):
-        raise RecordError(f"{where}: weights must be an object with a name")
+    if record["kind"] not in KINDS:
+        raise RecordError(f"{where}: kind {_show(record['kind'])} is not one of {KINDS}")
+    if not isinstance(record["amp"], bool):
+        raise bad("amp", "true or false")
+    for key in ("deviations", "assumptions"):
+        if not isinstance(record[key], list) or not all(isinstance(d, str) for d in record[key]):
+            raise bad(key, "a list of strings")
+    if not _is_number(record["duration_s"]) or record["duration_s"] < 0:
+        raise bad("duration_s", "a finite number of seconds >= 0")
+    if record["protocol_digest"] is not None and not isinstance(record["protocol_digest"], str):
+        raise bad("protocol_digest", "a string or null")
+    if not isinstance(record["environment"], dict):
+        raise bad("environment", "an object")
+    _validate_weights(record["weights"], where)
+    _validate_resume(record["resume"], where)
     _validate_metrics(record["metrics"], where)
     return record
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _validate_weights(weights, where):
+    if not isinstance(weights, dict) or not isinstance(weights.get("name"), str) or not weights["name"].strip():
+        raise RecordError(f"{where}: weights must be an object with a name (a non-empty string)")
+    unknown = sorted(k for k in weights if k not in WEIGHTS_KEYS)
+    if unknown:
+        raise RecordError(f"{where}: weights has unknown keys {', '.join(map(repr, unknown))}")
+    if not isinstance(weights.get("source"), str):
+        raise RecordError(f"{where}: weights.source is {_show(weights.get('source'))}, expected a string")
+    for key in ("sha256", "source_sha256", "format"):
+        if weights.get(key) is not None and not isinstance(weights[key], str):
+            raise RecordError(f"{where}: weights.{key} is {_show(weights[key])}, expected a string or null")
+
+
+def _validate_resume(resume, where):
+    ok = (isinstance(resume, dict) and set(resume) == set(NOT_RESUMED)
+          and _is_int(resume["count"]) and resume["count"] >= 0
+          and isinstance(resume["from_iterations"], list) and all(_is_int(i) for i in resume["from_iterations"])
+          and isinstance(resume["exact"], bool)
+          and (resume["note"] is None or isinstance(resume["note"], str)))
+    if not ok:
+        raise RecordError(f"{where}: resume is {_show(resume)}, expected "
+                          "{count: int, from_iterations: [int], exact: bool, note: str or null}")
 
 
 def _validate_metrics(metrics, where):
@@ -106,8 +225,8 @@ def _validate_metrics(metrics, where):
         for name, value in values.items():
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise RecordError(f"{where}: metric {group}/{name} is {value!r}, not a finite number or null")
+            if not _is_number(value):
+                raise RecordError(f"{where}: metric {group}/{name} is {_show(value)}, not a finite number or null")
 
 
 def write_record(output_dir, record: dict) -> Path:
@@ -117,13 +236,27 @@ def write_record(output_dir, record: dict) -> Path:
 
 
 def read_record(path) -> dict:
+    """The validated record at `path` (a version 1 record upgraded); RecordError when unusable."""
     path = Path(path)
     try:
-        record = json.loads(path.read_text())
+        info = path.stat()
     except FileNotFoundError:
         raise RecordError(f"{path}: no such run record") from None
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read forever, a folder cannot be read
+        raise RecordError(f"{path}: not a regular file, so not a run record")
+    if info.st_size > MAX_RECORD_BYTES:
+        raise RecordError(f"{path}: {info.st_size} bytes, too large for a run record "
+                          f"(at most {MAX_RECORD_BYTES}); not read")
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RecordError(f"{path}: not valid JSON ({exc}); the record is torn or corrupt") from None
+    except RecursionError:
+        raise RecordError(f"{path}: nested too deeply to be a run record") from None
     return validate(record, where=str(path))
 
 

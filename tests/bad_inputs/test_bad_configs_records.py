@@ -7,6 +7,7 @@ the rest is still made (exit 0), and no record file is touched.
 import contextlib
 import json
 import math
+import os
 
 import pytest
 from badlib import TALLY, refused
@@ -106,7 +107,7 @@ def _text(record, **changes):
 # name: (record -> the bytes or text of the broken file, the problem reported)
 RECORDS = {
     "record: torn JSON": (lambda g: _text(g)[: len(_text(g)) // 2], "not valid JSON"),
-    "record: unknown schema": (lambda g: _text(g, schema_version=2), "schema_version 2 is not understood"),
+    "record: unknown schema": (lambda g: _text(g, schema_version=99), "schema_version 99 is not understood"),
     "record: no schema": (lambda g: json.dumps({k: v for k, v in g.items() if k != "schema_version"}), "schema_version None"),
     "record: a list": (lambda g: json.dumps([g]), "not a run record"),
     "record: missing keys": (lambda g: json.dumps({k: v for k, v in g.items() if k not in ("task", "seed")}),
@@ -117,8 +118,66 @@ RECORDS = {
     "record: NaN metric": (lambda g: _text(g, metrics={"bbox": {"AP": math.nan}}), "metric bbox/AP is nan"),
     "record: weights without a name": (lambda g: _text(g, weights={"sha256": None}), "weights must be an object with a name"),
     "record: binary garbage": (lambda g: b"\xff\xfe\x00garbage", "not valid JSON"),
+    "record: metric overflowing to infinity": (lambda g: _text(g).replace('"AP": 40.0', '"AP": 1e400'),
+                                               "metric bbox/AP is inf, not a finite number"),
+    "record: name a number": (lambda g: _text(g, weights={**g["weights"], "name": 7}), "weights must be an object with a name"),
+    "record: name a list": (lambda g: _text(g, weights={**g["weights"], "name": ["a"]}), "weights must be an object with a name"),
+    "record: unknown weights key": (lambda g: _text(g, weights={**g["weights"], "claimed": "x"}),
+                                    "weights has unknown keys 'claimed'"),
+    "record: trial as text": (lambda g: _text(g, trial="0"), "trial is '0', expected a whole number >= 0"),
+    "record: trial as a boolean": (lambda g: _text(g, trial=True), "trial is True, expected a whole number >= 0"),
+    "record: negative world size": (lambda g: _text(g, world_size=-1), "world_size is -1, expected a whole number >= 1"),
+    "record: task a number": (lambda g: _text(g, task=7), "task is 7, expected a non-empty string"),
+    "record: unknown kind": (lambda g: _text(g, kind="best"), "kind 'best' is not one of"),
+    "record: unknown key": (lambda g: _text(g, verified=True), "unknown keys 'verified'"),
+    "record: amp as text": (lambda g: _text(g, amp="no"), "amp is 'no', expected true or false"),
+    "record: negative duration": (lambda g: _text(g, duration_s=-5), "duration_s is -5, expected a finite number"),
+    "record: resume of another shape": (lambda g: _text(g, resume={"count": "1"}), "resume is {'count': '1'}, expected"),
+    "record: deviations not strings": (lambda g: _text(g, deviations=[{"x": 1}]), "deviations is [{'x': 1}], expected a list of strings"),
+    "record: nested 100000 deep": (lambda g: "[" * 100000 + "]" * 100000, "nested too deeply to be a run record"),
     "record: empty file": (lambda g: "", "not valid JSON"),
 }
+
+
+def _a_folder(path):
+    path.mkdir()
+
+
+def _a_fifo(path):
+    os.mkfifo(path)  # reading it would block for ever
+
+
+NOT_FILES = {"record: a folder named results.json": _a_folder, "record: a FIFO named results.json": _a_fifo}
+
+
+@pytest.mark.parametrize("name", NOT_FILES)
+def test_a_results_json_that_is_no_file_is_skipped_and_reported(tmp_path, capsys, name):
+    write_record(tmp_path / "good" / "trial_0", name="good", metrics=GOOD_METRICS)
+    bad = tmp_path / "bad" / "trial_0" / "results.json"
+    bad.parent.mkdir(parents=True)
+    NOT_FILES[name](bad)
+    capsys.readouterr()
+    with tallied(name):
+        assert tool("leaderboard")([str(tmp_path)]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.strip().splitlines() == [f"refused: {bad}: not a regular file, so not a run record"]
+        assert "| good | 40.00 (1) ★ |" in captured.out
+
+
+def test_a_version_1_record_is_read_upgraded(tmp_path):
+    """Records of the first release stay readable: kind from their deviations, nothing pooled with v2."""
+    from benchmark.records import results
+
+    v1 = {k: v for k, v in _good("old").items() if k in results.V1_KEYS}
+    v1.update(schema_version=1, weights={"name": "old", "sha256": None, "source": "old.pth"},
+              deviations=["smoke run: synthetic data and a tiny schedule"])
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(v1))
+    record = results.read_record(path)
+    assert (record["schema_version"], record["kind"], record["protocol_digest"]) == (2, "smoke", None)
+    assert record["weights"] == {"name": "old", "sha256": None, "source": "old.pth", "source_sha256": None, "format": None}
+    assert record["resume"] == results.NOT_RESUMED and record["assumptions"] == []
+    assert json.loads(path.read_text()) == v1  # the file is not touched
 
 
 @pytest.mark.parametrize("name", RECORDS)
@@ -137,7 +196,7 @@ def test_a_broken_record_is_skipped_and_reported(tmp_path, capsys, name):
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"refused: {bad}: "), lines
         assert problem in lines[0]
-        assert "| good | 40.00 (1) |" in captured.out and "## Records refused" in captured.out
+        assert "| good | 40.00 (1) ★ |" in captured.out and "## Records refused" in captured.out
         assert bad.read_bytes() == before
 
 

@@ -158,7 +158,7 @@ def _job(ready, output, *opts, smoke=True):
 
 def _finished_record(job, **over):
     fields = dict(task=job.task, weights=dict(job.weights), config_digest=job.digest, deviations=list(job.deviations),
-                  seed=job.seed, trial=job.trial)
+                  seed=job.seed, trial=job.trial, kind=job.kind, protocol_digest=job.protocol_digest)
     fields.update(over)
     return write_record(job.output_dir, **fields)
 

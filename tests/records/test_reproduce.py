@@ -313,7 +313,7 @@ def test_a_tolerance_given_by_hand_decides_the_verdict(capsys, tmp_path):
     table, out = _ghost_table(tmp_path), tmp_path / "out"
     write_record(out / "runs_smoke" / "ghost" / "voc07" / "trial_0",
                  weights={"name": "ghost", "sha256": None, "source": str(tmp_path / "missing.pth")},
-                 metrics={"bbox": {"AP": 41.0}})
+                 metrics={"bbox": {"AP": 41.0}}, kind="smoke")
     argv = ["--table", str(table), "--trials", "1", "--smoke", "--output", str(out)]
     assert tool("reproduce")(argv) == 1
     rule = 2 * 0.2 * math.sqrt(2) + 0.05
