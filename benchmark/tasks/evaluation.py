@@ -10,17 +10,30 @@ is the entry point the trainer calls, and it asks the task's family.
   where the compiled ops are installed. `coco_eval_backend()` says which one ran (run record).
 - cityscapes: `CityscapesSemSegEvaluator` (cityscapesscripts), also reporting "mIoU":
   cityscapesscripts calls the class-mean IoU "IoU", our tasks name it sem_seg/mIoU.
+- voc and coco also run `DetectionErrorsEvaluator` beside the official one (detectron2's
+  `DatasetEvaluators`): TIDE's error breakdown of the same detections (benchmark.tasks.errors),
+  the run record's metrics group "errors". It never changes the official numbers.
 
 They read the dataset's metadata (VOC: dirname, year, split; COCO: json_file; Cityscapes: gt_dir),
 which registration under our names sets as detectron2 sets it for its builtin names. Nothing here
 changes detectron2's modules: a detectron2 project that imports the suite keeps its own
 evaluators exactly as they were.
 """
+import logging
 import os
+from itertools import chain
 
-from detectron2.evaluation import CityscapesSemSegEvaluator, COCOEvaluator, PascalVOCDetectionEvaluator
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import CityscapesSemSegEvaluator, COCOEvaluator, DatasetEvaluator, DatasetEvaluators, PascalVOCDetectionEvaluator
+from detectron2.evaluation.pascal_voc_evaluation import parse_rec
+from detectron2.structures import BoxMode
+from detectron2.utils import comm
 
 from benchmark.env import has_compiled_ops
+from benchmark.tasks.errors import ERROR_GROUP, ImageDetections, analyse
+
+logger = logging.getLogger(__name__)
 
 COCO_EVAL_BACKENDS = ("pycocotools", "detectron2")
 
@@ -47,14 +60,96 @@ class CityscapesMIoUEvaluator(CityscapesSemSegEvaluator):
         return results
 
 
+def _xywh(boxes_xyxy):
+    b = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+
+
+def detection_ground_truth(dataset_name, voc_difficult=False) -> dict:
+    """{image_id: (boxes XYWH, contiguous classes, ignore flags)} of a registered detection dataset.
+
+    From its dataset dicts: the boxes and class ids the model was trained to predict, in the same
+    frame. Ignore regions: COCO's crowd annotations; with `voc_difficult`, VOC's "difficult"
+    objects, read from the Annotations XML as detectron2's VOC evaluator reads them (its loader
+    keeps them in the dicts, in the XML's order, without the flag).
+    """
+    meta = MetadataCatalog.get(dataset_name)
+    out = {}
+    for d in DatasetCatalog.get(dataset_name):
+        anns = d.get("annotations", [])
+        boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns]
+        ignore = [bool(a.get("iscrowd", 0)) for a in anns]
+        if voc_difficult:
+            xml = os.path.join(meta.dirname, "Annotations", f"{d['image_id']}.xml")
+            objects = parse_rec(xml)
+            if len(objects) != len(anns):
+                raise ValueError(f"{xml}: {len(objects)} objects, but its dataset dict has {len(anns)} annotations")
+            ignore = [i or bool(o["difficult"]) for i, o in zip(ignore, objects)]
+        out[d["image_id"]] = (_xywh(boxes), np.array([a["category_id"] for a in anns], np.int64), np.array(ignore, bool))
+    return out
+
+
+class DetectionErrorsEvaluator(DatasetEvaluator):
+    """TIDE's error breakdown (benchmark.tasks.errors) of one detection dataset's predictions, as
+    {"errors": {"cls", "loc", "both", "dupe", "bkg", "miss", "fp", "fn": dAP}}.
+
+    Every process keeps the detections of its own images; evaluate() gathers them on rank 0
+    (comm.gather, as detectron2's evaluators do; one process is the 1-rank case), which alone
+    computes and returns the group against the dataset's ground truth (detection_ground_truth).
+    """
+
+    def __init__(self, dataset_name, voc_difficult=False):
+        self._dataset_name = dataset_name
+        self._voc_difficult = voc_difficult
+        self.reset()
+
+    def reset(self):
+        self._detections = []
+
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            if "instances" not in out:
+                continue
+            inst = out["instances"].to("cpu")
+            self._detections.append((inp["image_id"], _xywh(inst.pred_boxes.tensor.numpy()),
+                                     inst.scores.numpy().astype(np.float64), inst.pred_classes.numpy()))
+
+    def evaluate(self):
+        gathered = comm.gather(self._detections, dst=0)
+        if not comm.is_main_process():
+            return {}
+        detections = {image_id: rest for image_id, *rest in chain.from_iterable(gathered)}
+        none = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+        images = [ImageDetections(boxes, classes, *detections.get(image_id, none), gt_ignore=ignore)
+                  for image_id, (boxes, classes, ignore) in
+                  detection_ground_truth(self._dataset_name, self._voc_difficult).items()]
+        breakdown = analyse(images)
+        logger.info("TIDE error breakdown of %s (dAP; TIDE's AP50 %s): %s", self._dataset_name,
+                    "undefined" if breakdown.ap is None else f"{breakdown.ap:.2f}",
+                    ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in breakdown.errors.items()))
+        return {ERROR_GROUP: breakdown.metrics()}
+
+
+class WithErrorAnalysis(DatasetEvaluators):
+    """A family's official evaluator (`official`) and TIDE's breakdown of the same detections
+    (`errors`, a DetectionErrorsEvaluator): their results side by side, as DatasetEvaluators gives them."""
+
+    def __init__(self, official, errors):
+        super().__init__([official, errors])
+        self.official, self.errors = official, errors
+
+
 def voc_evaluator(dataset_name, output_dir=None, distributed=True):
-    # It gathers over all ranks itself (comm.gather); one process is the 1-rank case.
-    return PascalVOCDetectionEvaluator(dataset_name)
+    # Both gather over all ranks themselves (comm.gather); one process is the 1-rank case.
+    return WithErrorAnalysis(PascalVOCDetectionEvaluator(dataset_name),
+                             DetectionErrorsEvaluator(dataset_name, voc_difficult=True))
 
 
 def coco_evaluator(dataset_name, output_dir=None, distributed=True):
-    return COCOEvaluator(dataset_name, tasks=("bbox", "segm"), distributed=distributed, output_dir=output_dir,
-                         use_fast_impl=coco_eval_backend() == "detectron2")
+    return WithErrorAnalysis(
+        COCOEvaluator(dataset_name, tasks=("bbox", "segm"), distributed=distributed, output_dir=output_dir,
+                      use_fast_impl=coco_eval_backend() == "detectron2"),
+        DetectionErrorsEvaluator(dataset_name))
 
 
 def cityscapes_evaluator(dataset_name, output_dir=None, distributed=True):

@@ -15,15 +15,31 @@ import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.evaluation import CityscapesSemSegEvaluator, COCOEvaluator, PascalVOCDetectionEvaluator
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, PascalVOCDetectionEvaluator
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances, PolygonMasks
 from PIL import Image
 
 from benchmark.data import register_datasets, write_synthetic
 from benchmark.env import has_compiled_ops
-from benchmark.tasks.evaluation import CityscapesMIoUEvaluator, build_evaluator, coco_eval_backend
+from benchmark.tasks.errors import MAIN_ERRORS
+from benchmark.tasks.evaluation import (
+    CityscapesMIoUEvaluator,
+    DetectionErrorsEvaluator,
+    WithErrorAnalysis,
+    build_evaluator,
+    coco_eval_backend,
+)
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+ERROR_KEYS = MAIN_ERRORS + ("fp", "fn")
+
+
+def assert_errors(res, **nonzero):
+    """The "errors" group (TIDE dAP): every type 0 but those named, which have these values."""
+    want = {k: 0.0 for k in ERROR_KEYS} | nonzero
+    assert set(res["errors"]) == set(want), res["errors"]
+    for k, v in want.items():
+        assert res["errors"][k] == pytest.approx(v, abs=1e-9), (k, res["errors"])
 
 
 def _instances(d, boxes=None, scores=None, masks=True):
@@ -62,8 +78,12 @@ def test_build_evaluator_is_the_familys(root, tmp_path, task, cls):
     test = register_datasets(task, root)
     name = test[list(test)[-1]]
     ev = build_evaluator(task, name, str(tmp_path), distributed=False)
-    assert type(ev) is cls
-    assert isinstance(ev, (PascalVOCDetectionEvaluator, COCOEvaluator, CityscapesSemSegEvaluator))
+    if cls is CityscapesMIoUEvaluator:
+        assert type(ev) is cls
+        return
+    # Detection: the official evaluator, and TIDE's error breakdown beside it (detectron2's DatasetEvaluators).
+    assert type(ev) is WithErrorAnalysis and isinstance(ev, DatasetEvaluators)
+    assert type(ev.official) is cls and type(ev.errors) is DetectionErrorsEvaluator
 
 
 # ----------------------------------------------------------------------------- VOC
@@ -75,6 +95,7 @@ def test_voc_ground_truth_scores_100(root):
     ev = build_evaluator("voc07", name, None, distributed=False)
     res = _evaluate(ev, dicts, [_instances(d, masks=False) for d in dicts])
     assert res["bbox"] == {"AP": pytest.approx(100.0), "AP50": pytest.approx(100.0), "AP75": pytest.approx(100.0)}
+    assert_errors(res)  # nothing lost to any error type
 
 
 def _hand_voc(tmp_path):
@@ -118,6 +139,25 @@ def test_voc_one_wrong_box_lowers_ap_by_the_expected_amount(tmp_path, wrong_scor
     expected = (19 * 100 + 100 * dog_ap) / 20  # mean over the 20 classes, same at every IoU threshold
     for key in ("AP", "AP50", "AP75"):
         assert res["bbox"][key] == pytest.approx(expected, abs=1e-9)
+    # TIDE: the moved box is a background error and its dog is missed. Dog AP on 101 recall points
+    # (recall 3/4 reached): ranked last, precision 1 up to 3/4 (76 points); ranked first, 3/4 there.
+    # Without the background error: 76/101 either way; without the miss (3 dogs): 100 or 3/4.
+    dog, no_bkg, no_miss = {0.5: (7600 / 101, 7600 / 101, 100.0), 1.0: (5700 / 101, 7600 / 101, 75.0)}[wrong_score]
+    assert_errors(res, bkg=(no_bkg - dog) / 20, miss=(no_miss - dog) / 20, fn=(no_miss - dog) / 20,
+                  fp=(7600 / 101 - dog) / 20)
+
+
+def test_voc_difficult_objects_are_ignored_by_the_error_analysis(tmp_path):
+    # As by VOC's own evaluation: a difficult object without a box is not missed.
+    name, (d, empty), dog = _hand_voc(tmp_path)
+    xml = tmp_path / "VOC2007/Annotations/000001.xml"
+    xml.write_text(xml.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1))
+    assert d["annotations"][0]["category_id"] == dog
+    boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]]
+    keep = _instances(d, boxes, [0.9] * len(boxes), masks=False)[1:]  # no box for the difficult dog
+    res = _evaluate(build_evaluator("voc07", name, None, distributed=False), [d, empty], [keep, _instances(empty, masks=False)])
+    assert res["bbox"]["AP50"] == pytest.approx(100.0)
+    assert_errors(res)
 
 
 # ----------------------------------------------------------------------------- COCO
@@ -147,6 +187,7 @@ def test_coco_ground_truth_scores_100(root, tmp_path):
         per_class = {k: v for k, v in res[task].items() if k.startswith("AP-") and not np.isnan(v)}
         assert len(per_class) == len(present) and set(per_class.values()) == {100.0}
     assert (tmp_path / "coco_instances_results.json").is_file()  # output_dir reaches the evaluator
+    assert_errors(res)
 
 
 def _hand_coco(tmp_path):
@@ -181,6 +222,9 @@ def test_coco_one_wrong_box_lowers_bbox_ap_only(tmp_path):
         assert res["bbox"][key] == pytest.approx((dog + 100) / 2)
     for key in ("AP", "AP50", "AP75", "APm"):  # the masks were left right
         assert res["segm"][key] == pytest.approx(100.0)
+    # TIDE (boxes): a background error ranked last costs nothing; the missed dog costs its class
+    # 100 - 6700/101 (2 of 3 found: recall points 0 .. .66), half of that in the mean of 2 classes.
+    assert_errors(res, miss=(100 - 6700 / 101) / 2, fn=(100 - 6700 / 101) / 2)
 
 
 def test_coco_eval_backend_switch(monkeypatch):
