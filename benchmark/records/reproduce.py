@@ -12,6 +12,7 @@ Runs live at OUTPUT/runs/ROW/TASK/trial_k (OUTPUT/runs_smoke/... with --smoke, s
 records never pass for real ones) and are keyed by row name: a second reproduction into the same
 OUTPUT, of this table or another naming the same rows, reuses every finished run.
 """
+import ast
 import csv
 import dataclasses
 import io
@@ -22,7 +23,7 @@ from tabulate import tabulate
 
 from benchmark.fileio import atomic_write
 from benchmark.records import cost, launch, paper, results
-from benchmark.records.leaderboard import Failure, Stat, aggregate, describe_pool_difference, pool_key
+from benchmark.records.leaderboard import ALPHA, Failure, Stat, aggregate, describe_pool_difference, pool_key, welch
 
 # Runs go through the command line, as a module of the installed package (not a file of a checkout):
 # an installed copy (pip install, pip install --target DIR) launches them from any directory.
@@ -334,11 +335,51 @@ def judge(table, stats, tasks, runnable) -> tuple[list, list]:
             checks.append(CheckVerdict(check, values, "not run: task not selected", False, True))
         elif any(v is None for v in values.values()):
             checks.append(CheckVerdict(check, values, "no result", True, False, under.get(check.task, ())))
+        elif two_rows(check):
+            verdict, judged, ok = tested_comparison(check, stats)
+            checks.append(CheckVerdict(check, values, verdict, judged, ok, under.get(check.task, ()) if judged else ()))
         else:
             ok = paper.evaluate_check(check, values)
             checks.append(CheckVerdict(check, values, "holds" if ok else "does not hold", True, ok,
                                        under.get(check.task, ())))
     return cells, checks
+
+
+def two_rows(check):
+    """(a, strict, b) for a check that claims `a > b` / `a >= b` (or the same with < <=) of two rows;
+    None for any other expression (judged on the means)."""
+    node = ast.parse(check.expr, mode="eval").body
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.left, ast.Name)
+            and isinstance(node.comparators[0], ast.Name)):
+        return None
+    a, op, b = node.left.id, node.ops[0], node.comparators[0].id
+    if isinstance(op, (ast.Lt, ast.LtE)):
+        a, b = b, a
+    if not isinstance(op, (ast.Gt, ast.GtE, ast.Lt, ast.LtE)):
+        return None
+    return a, isinstance(op, (ast.Gt, ast.Lt)), b
+
+
+def tested_comparison(check, stats) -> tuple[str, bool, bool]:
+    """(verdict, judged, ok) of a two-row check, tested with Welch's t-test (leaderboard.welch).
+
+    `a > b` holds only when a's mean is the larger and the difference is significant (p < ALPHA);
+    `a >= b` ("b does not beat a") holds unless b's mean is the larger and significantly so. With
+    fewer than 2 trials on either side nothing can be tested: "not enough trials", not judged.
+    """
+    a, strict, b = two_rows(check)
+    sa, sb = (stats.get((n, check.task), {}).get(check.metric) for n in (a, b))
+    if sa.n < 2 or sb.n < 2:
+        return (f"not enough trials ({a}: {sa.n}, {b}: {sb.n}; a significance test needs >= 2 each)", False, True)
+    p = welch(sa, sb)
+    significant = p < ALPHA
+    if strict:
+        ok = sa.mean > sb.mean and significant
+        why = "" if ok else (": the difference is not significant" if sa.mean > sb.mean else ": the mean is lower")
+    else:
+        ok = not (sb.mean > sa.mean and significant)
+        why = "" if ok else f": {b} is significantly higher"
+    return f"{'holds' if ok else 'does not hold'} (Welch p = {p:.3g}){why}", True, ok
 
 
 def passed(cells, checks) -> bool:

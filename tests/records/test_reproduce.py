@@ -77,11 +77,13 @@ def test_bad_tables_are_refused_naming_the_file(tmp_path, body, message):
 
 
 def test_judge_cells_and_checks_by_hand():
+    from scipy import stats as stats_
+
     t3 = paper.load_table("table3")
     s = lambda *v: Stat(tuple(v))  # noqa: E731
     stats = {("exemplar_v1", "voc07"): {"bbox/AP": s(47.0, 47.4)},  # diff -0.0 -> holds
-             ("exemplar_v2", "voc07"): {"bbox/AP": s(46.0, 46.2)},  # diff -2.7 -> differs
-             ("moco_v2_imagenet", "voc07"): {"bbox/AP": s(45.0, 45.5)}}
+             ("exemplar_v2", "voc07"): {"bbox/AP": s(46.0, 46.1, 46.2)},  # diff -2.7 -> differs
+             ("moco_v2_imagenet", "voc07"): {"bbox/AP": s(45.0, 45.1, 45.2)}}
     cells, checks = reproduce.judge(t3, stats, ("voc07",), {"exemplar_v1", "exemplar_v2", "moco_v2_imagenet"})
     by = {(c.row, c.task, c.metric): c for c in cells}
     e1 = by[("exemplar_v1", "voc07", "bbox/AP")]
@@ -91,8 +93,9 @@ def test_judge_cells_and_checks_by_hand():
     assert by[("moco_v2_imagenet", "voc07", "bbox/AP")].verdict == "no reference"
     assert by[("moco_v1", "voc07", "bbox/AP")].verdict == "not run: no weights"
     assert by[("exemplar_v1", "coco", "bbox/AP")].verdict == "not run: task not selected"
+    p = stats_.ttest_ind([46.0, 46.1, 46.2], [45.0, 45.1, 45.2], equal_var=False).pvalue  # 0.000255
     assert [(k.check.expr, k.check.task, k.verdict) for k in checks] == [
-        ("exemplar_v2 > moco_v2_imagenet", "voc07", "holds"),
+        ("exemplar_v2 > moco_v2_imagenet", "voc07", f"holds (Welch p = {p:.3g})"),
         ("exemplar_v2 > moco_v2_imagenet", "coco", "not run: task not selected"),
         ("exemplar_v2 > moco_v2_imagenet", "cityscapes", "not run: task not selected"),
         ("exemplar_v1 > moco_v1", "voc07", "not run: moco_v1 without weights")]
@@ -117,12 +120,13 @@ def test_verdicts_on_an_assumed_protocol_say_so():
     assert by[("moco_v2_imagenet", "voc07", "bbox/AP")].assumptions == ()  # not judged (no reference): no mark
     assert by[("moco_v1", "voc07", "bbox/AP")].assumptions == ()  # not run
     assert [(k.check.task, k.verdict, k.assumptions) for k in checks] == [
-        ("voc07", "holds", ("voc07-schedule",)), ("coco", "no result", ("coco-1x-schedule",)),
+        ("voc07", "not enough trials (exemplar_v2: 1, moco_v2_imagenet: 1; a significance test needs >= 2 each)", ()),
+        ("coco", "no result", ("coco-1x-schedule",)),
         ("cityscapes", "not run: task not selected", ()), ("voc07", "not run: moco_v1 without weights", ())]
     opts = reproduce.Options("table3", tasks=["voc07", "coco"], trials=2)
     md = reproduce.to_markdown(t3, cells, checks, [], [], opts, "counts")
     assert "| +0.00 | 0.54 | holds [assumed protocol: voc07-schedule] |" in md
-    assert "| holds [assumed protocol: voc07-schedule] |" in md.split("## Checks")[1]
+    assert "| not enough trials (exemplar_v2: 1" in md.split("## Checks")[1]
     assumed = md.split("## Assumed protocols")[1].split("##")[0]
     assert "- voc07: voc07-schedule: the VOC07 schedule" in assumed and "- coco: coco-1x-schedule:" in assumed
     assert "cityscapes" not in assumed  # not a selected task
@@ -445,3 +449,33 @@ def test_slurm_launcher_through_submitits_local_executor(tmp_path, capsys):
     assert (record["status"], record["iterations"], record["weights"]["name"]) == ("finished", 4, "synth")
     assert any((out / "slurm").rglob("*_result.pkl"))  # submitit's own bookkeeping
     assert said[-1] == "PASS: 1/1 judged cells hold, 0/0 judged checks hold; 0 cells and 0 checks not judged"
+
+
+CLAIMS = {  # (expr, a's trials, b's trials) -> verdict (Welch's p from scipy in the verdict)
+    "a > b, higher and significant": ("a > b", (41.0, 41.1, 41.2), (40.0, 40.1, 40.2), "holds"),
+    "a > b, higher, not significant": ("a > b", (40.3, 41.1, 40.0), (40.0, 40.6, 40.2), "does not hold"),
+    "a > b, lower": ("a > b", (39.0, 39.1, 39.2), (40.0, 40.1, 40.2), "does not hold"),
+    "b < a, as a > b": ("b < a", (41.0, 41.1, 41.2), (40.0, 40.1, 40.2), "holds"),
+    "a >= b, lower, not significant": ("a >= b", (40.0, 40.6, 40.2), (40.3, 41.1, 40.0), "holds"),
+    "a >= b, significantly lower": ("a >= b", (39.0, 39.1, 39.2), (40.0, 40.1, 40.2), "does not hold"),
+    "a > b, one trial": ("a > b", (45.0,), (40.0, 40.1), "not enough trials"),
+}
+
+
+@pytest.mark.parametrize("case", CLAIMS)
+def test_a_two_row_check_holds_only_when_significant(case, tmp_path):
+    from scipy import stats as stats_
+
+    expr, a, b, verdict = CLAIMS[case]
+    table = tmp_path / "t.yaml"
+    table.write_text("columns: {voc07: [bbox/AP]}\nrows: [{name: a}, {name: b}]\n"
+                     f"checks: [{{task: voc07, metric: bbox/AP, expr: '{expr}'}}]\n")
+    (check,) = reproduce.judge(paper.load_table(str(table)), {("a", "voc07"): {"bbox/AP": Stat(a)},
+                                                             ("b", "voc07"): {"bbox/AP": Stat(b)}},
+                               ("voc07",), {"a", "b"})[1]
+    assert check.verdict.startswith(verdict)
+    if verdict != "not enough trials":
+        p = stats_.ttest_ind(a, b, equal_var=False).pvalue
+        assert f"(Welch p = {p:.3g})" in check.verdict and check.judged and check.ok == (verdict == "holds")
+    else:
+        assert not check.judged and check.ok
