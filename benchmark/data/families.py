@@ -1,4 +1,4 @@
-"""Dataset families: one object per family (VOC, COCO, Cityscapes) that knows all about it.
+"""Dataset families: one object per family (VOC, COCO, Cityscapes, ImageNet) that knows all about it.
 
 A `DatasetFamily` says which protocol dataset names the family places under a data root and where
 (`datasets`, `tops`), and how to register one with detectron2, validate a root, write synthetic
@@ -27,7 +27,7 @@ from benchmark import CONFIG_DIR
 
 REGISTERED_PREFIX = "benchmark"
 # Layout keys that are paths relative to the data root (the others: VOC's split and year).
-PATH_KEYS = ("dirname", "image_root", "json_file", "image_dir", "gt_dir")
+PATH_KEYS = ("dirname", "image_root", "json_file", "image_dir", "gt_dir", "classes_dir")
 
 
 def resolve(ref: str):
@@ -155,11 +155,29 @@ CITYSCAPES = DatasetFamily(
     evaluate_with="benchmark.tasks.evaluation:cityscapes_evaluator",
 )
 
-FAMILIES = MappingProxyType({f.name: f for f in (VOC, COCO, CITYSCAPES)})
+IMAGENET = DatasetFamily(
+    name="imagenet",
+    # The common ImageFolder layout: one folder per class (its WordNet id) in each split. Class
+    # indices are the sorted class folders of the training split (`classes_dir`), val included.
+    datasets=_frozen({
+        "imagenet_train": {"image_dir": "imagenet/train", "classes_dir": "imagenet/train"},
+        "imagenet_val": {"image_dir": "imagenet/val", "classes_dir": "imagenet/train"},
+    }),
+    tops=("imagenet",),
+    smoke_image_size=(48, 48),  # the smoke overlay crops 32 px out of these
+    smoke_overlay="imagenet_linear.yaml",
+    evaluator_type="classification",
+    register_with="benchmark.data.register:register_imagefolder",
+    validate_with="benchmark.data.validate:check_imagefolder",
+    synthesize_with="benchmark.data.synthetic:write_imagenet",
+    evaluate_with="benchmark.tasks.classification:classification_evaluator",
+)
+
+FAMILIES = MappingProxyType({f.name: f for f in (VOC, COCO, CITYSCAPES, IMAGENET)})
 
 
 def get_family(name) -> DatasetFamily:
-    """The family called `name` ("voc", "coco", "cityscapes"); a DatasetFamily is returned as it is."""
+    """The family called `name` ("voc", "coco", "cityscapes", "imagenet"); a DatasetFamily is returned as it is."""
     if isinstance(name, DatasetFamily):
         return name
     try:

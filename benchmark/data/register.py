@@ -35,6 +35,20 @@ def register_cityscapes_sem_seg(registered, *, image_dir, gt_dir):
                                         **_get_builtin_metadata("cityscapes"))
 
 
+def register_imagefolder(registered, *, image_dir, classes_dir):
+    """An ImageFolder split as dataset dicts {"file_name", "label", "image_id"}, labels indexing the
+    sorted class folders of `classes_dir` (the training split), as torchvision's ImageFolder does."""
+    from benchmark.data.validate import imagefolder_classes, imagefolder_files
+
+    def load(image_dir=image_dir, classes_dir=classes_dir):
+        index = {c: i for i, c in enumerate(imagefolder_classes(classes_dir))}
+        return [{"file_name": path, "label": index[cls], "image_id": k}
+                for k, (path, cls) in enumerate(imagefolder_files(image_dir))]
+
+    DatasetCatalog.register(registered, load)
+    MetadataCatalog.get(registered).set(image_dir=image_dir, classes_dir=classes_dir)
+
+
 def register_dataset(name, data_root, family=None) -> str:
     """Register protocol dataset `name` under `data_root`; return its registered name.
 

@@ -54,7 +54,7 @@ COCO_CATEGORY_IDS = (3, 1, 18, 44)  # car, person, dog, bottle: their real COCO 
 CITYSCAPES_STUFF = ("sky", "building", "vegetation", "sidewalk", "road")
 CITYSCAPES_THINGS = ("car", "person", "traffic sign", "bicycle")
 
-_SEED_CODE = {"voc": 1, "coco": 2, "cityscapes": 3}
+_SEED_CODE = {"voc": 1, "coco": 2, "cityscapes": 3, "imagenet": 4}
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -367,6 +367,39 @@ def write_cityscapes(out, p):
                 img_dir / f"{stem}_leftImg8bit.png")
 
 
+# ----------------------------------------------------------------------------- ImageNet (ImageFolder)
+
+IMAGENET_MAX_CLASSES = 4
+
+
+def imagenet_classes(num_test):
+    """The synthetic class folders (WordNet-id-like names): min(4, num_test) of them, so that every
+    class has a validation image. Class i is a texture around colour i of the VOC palette: the
+    classes differ by colour, which a linear layer on any reasonable features separates."""
+    return [f"n{90000000 + i:08d}" for i in range(min(IMAGENET_MAX_CLASSES, num_test))]
+
+
+def write_imagenet(out, p):
+    """imagenet/{train,val}/<wnid>/*.png: num_train / num_test images in all, dealt round the classes.
+    PNG (lossless) so that the colours are exact; ImageFolder takes any of its image extensions."""
+    h, w = p["image_size"]
+    classes = imagenet_classes(p["num_test"])
+    drawn = []
+    for split_code, (split, n) in enumerate((("train", p["num_train"]), ("val", p["num_test"]))):
+        for c in classes:
+            (out / "imagenet" / split / c).mkdir(parents=True)
+        for i in range(n):
+            k = i % len(classes)
+            path = out / "imagenet" / split / classes[k] / f"{classes[k]}_{i:05d}.png"
+            if p.get("sanity") and split == "val":  # the learning check's val split: the training images again
+                shutil.copyfile(drawn[i], path)
+                continue
+            rng = _rng(p["seed"], "imagenet", split_code, i)
+            colour = np.asarray(_COLOURS[k % len(_COLOURS)], np.float32) * rng.uniform(0.8, 1.0)
+            Image.fromarray(np.clip(_texture(rng, h, w, colour), 0, 255).astype(np.uint8)).save(path)
+            drawn.append(path)
+
+
 # ----------------------------------------------------------------------------- safe writing
 
 _OWN_MARK = ".synthetic"  # inside each top folder we wrote: tells it apart from a real dataset
@@ -383,12 +416,13 @@ def _locked(path):
 
 
 def write_synthetic(data_format, root, *, num_train=8, num_test=4, image_size=None, seed=0, sanity=False) -> Path:
-    """Write a synthetic `data_format` dataset ("voc", "coco", "cityscapes") under `root`; return `root`.
+    """Write a synthetic `data_format` dataset ("voc", "coco", "cityscapes", "imagenet") under `root`; return `root`.
 
     The trees are those of the real datasets (see datasets.md), so `register_datasets(task, root)`
     resolves the protocol dataset names to them. `num_train` images go to each training split
     (VOC2007 and VOC2012 trainval, COCO train2017, Cityscapes train), `num_test` to the test split
-    (VOC2007 test, COCO val2017, Cityscapes val); images are `image_size` = (height, width),
+    (VOC2007 test, COCO val2017, Cityscapes val; ImageNet: train and val in all, dealt round its
+    min(4, num_test) classes); images are `image_size` = (height, width),
     by default the family's smoke image size (128x160; Cityscapes 128x256). `sanity`: the data of
     a learning check (module docstring): large objects, and the test split a copy of the training
     split (so `num_test` must equal `num_train`).

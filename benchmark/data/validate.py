@@ -364,3 +364,72 @@ def validate_layout(task, data_root):
     family = get_family(task.data_format)
     for name in task_datasets(task):
         family.validate(name, data_root)
+
+
+# ----------------------------------------------------------------------------- ImageFolder (imagenet)
+
+# What torchvision's ImageFolder takes as an image (torchvision.datasets.folder.IMG_EXTENSIONS),
+# compared case-insensitively as it does: ImageNet's files end in .JPEG.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Images are checked by this many threads at once: the check is two small reads per file, so on a
+# network filesystem it waits on latency; 1.33M ImageNet files take minutes in one thread.
+CHECK_THREADS = 16
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def imagefolder_classes(folder) -> list:
+    """The class folders of an ImageFolder split, sorted (their index is the label), as torchvision's."""
+    with os.scandir(folder) as it:
+        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+
+
+def imagefolder_files(folder) -> list:
+    """[(path, class folder name)] of every image of the split, sorted by class then file name."""
+    out = []
+    for cls in imagefolder_classes(folder):
+        with os.scandir(os.path.join(folder, cls)) as it:
+            names = sorted(e.name for e in it if _is_image(e.name) and e.is_file())
+        out += [(os.path.join(folder, cls, n), cls) for n in names]
+    return out
+
+
+def _few(names, n=3) -> str:
+    names = sorted(names)
+    return ", ".join(names[:n]) + (f", ... ({len(names) - n} more)" if len(names) > n else "")
+
+
+def check_imagefolder(name, *, image_dir, classes_dir):
+    """An ImageFolder split: class folders there, each holding images, the same classes as the
+    training split (`classes_dir`), and every image complete (see `_check_image_complete`)."""
+    folder = Path(image_dir)
+    _need_dir(name, folder)
+    classes = imagefolder_classes(folder)
+    if not classes:
+        loose = sum(1 for e in os.scandir(folder) if e.is_file() and _is_image(e.name))
+        if loose:
+            _fail(name, f"no class folders (<wnid>/) but {loose} images directly in", folder.as_posix() +
+                  "; move each image into the folder of its class (datasets.md: ImageNet val, valprep.sh)")
+        _fail(name, "no class folders (<wnid>/*.JPEG) in", folder)
+    if Path(classes_dir) != folder:
+        expected = set(imagefolder_classes(classes_dir)) if Path(classes_dir).is_dir() else set()
+        missing, extra = expected - set(classes), set(classes) - expected
+        if missing or extra:
+            parts = ([f"{len(missing)} classes of the training split missing ({_few(missing)})"] if missing else []) + \
+                    ([f"{len(extra)} classes not in the training split ({_few(extra)})"] if extra else [])
+            _fail(name, f"class folders differ from {classes_dir}'s: {'; '.join(parts)}, in", folder)
+    files = []
+    for cls in classes:
+        with os.scandir(folder / cls) as it:
+            images = sorted(e.name for e in it if _is_image(e.name) and e.is_file())
+        if not images:
+            _fail(name, f"class folder {cls} without images ({', '.join(IMAGE_EXTENSIONS)}):", folder / cls)
+        files += [folder / cls / n for n in images]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(CHECK_THREADS) as pool:
+        for start in range(0, len(files), 4096):  # in chunks: the first bad file (in order) ends the check soon
+            for _ in pool.map(lambda p: _check_image_complete(name, p), files[start:start + 4096]):
+                pass

@@ -243,15 +243,19 @@ def _run_one(job: Job) -> dict:
         def resume():
             return log.resume_summary() if log is not None else None
 
+        trainer_class = _trainer_class(cfg)
         try:
-            if job.eval_only:
+            if job.eval_only and hasattr(trainer_class, "evaluate_only"):  # its own checkpoint format
+                metrics, iterations = trainer_class.evaluate_only(cfg, job.resume)
+                metrics = _metrics_of(metrics)
+            elif job.eval_only:
                 model = Trainer.build_model(cfg)
                 extra = SafeCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
                                                                                resume=job.resume)
                 iterations = int(extra.get("iteration", -1)) + 1
                 metrics = _metrics_of(Trainer.test(cfg, model))
             else:
-                trainer = Trainer(cfg)
+                trainer = trainer_class(cfg)
                 trainer.resume_or_load(resume=job.resume)
                 if trainer.start_iter > 0 and rank == 0:
                     dropped = trial_folder.drop_metrics_after(job.output_dir / "metrics.json", trainer.start_iter - 1)
@@ -283,6 +287,13 @@ def _run_one(job: Job) -> dict:
             path = _write(job, "finished", None, metrics, iterations, total(), resume())
             logger.info("run record: %s", path)
         return metrics
+
+
+def _trainer_class(cfg):
+    """The trainer of a config: the linear readoff's (benchmark.engine.linear) or the fine-tuning Trainer."""
+    from benchmark.engine.linear import LinearTrainer, is_linear
+
+    return LinearTrainer if is_linear(cfg) else Trainer
 
 
 def _quietly(write, *args):

@@ -56,6 +56,11 @@ CHECKS = {
         chance="Cityscapes mIoU is the mean IoU over the 9 classes present (5 regions, 4 objects in each image); "
                "a constant or shuffled prediction scores IoU <= the largest class's share (~35%) on one class, "
                "0 on the others"),
+    "imagenet": SanityCheck(
+        family="imagenet", overlay="imagenet_linear.yaml", metric="cls/top1", threshold=75.0, num_images=8,
+        image_size=(48, 48),
+        chance="4 classes of 2 images each, told apart by colour: chance top-1 is 25% (a constant prediction too); "
+               "75% needs 6 of the 8 right, which guessing reaches with probability 0.4% (binomial, p = 1/4)"),
 }
 
 

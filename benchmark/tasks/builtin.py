@@ -62,3 +62,15 @@ register_task(Task(
             "stem (assumed: the paper used mmsegmentation, Good_transfer#1)"),
     description="DeepLabV3 R50 OS16, Cityscapes fine train -> val, 90k iterations",
 ))
+register_task(Task(
+    name="imagenet_linear",
+    config="imagenet_linear.yaml",
+    train=("imagenet_train",),
+    test=("imagenet_val",),
+    data_format="imagenet",
+    primary_metric="cls/top1",
+    metrics=("cls/top1", "cls/top5"),
+    source=("MoCo main_lincls.py (frozen backbone in eval mode, linear layer on pooled res5; assumed: Zhao et al. "
+            "publish no readoff recipe)"),
+    description="linear readoff: frozen ResNet-50, pooled res5 -> linear, ImageNet train -> val, 100 epochs",
+))

@@ -25,6 +25,7 @@ from detectron2.projects.deeplab import add_deeplab_config
 
 from benchmark.tasks import (
     Task,
+    classification,  # noqa: F401  (registers the linear readoff's meta-architecture)
     get_task,
     modeling,  # noqa: F401  (registers the model pieces our configs name)
 )
@@ -64,6 +65,16 @@ def add_benchmark_config(cfg: CfgNode) -> CfgNode:
     # Periodic checkpoints (model_NNNNNNN.pth) kept on disk; older ones are deleted as new ones
     # are written (0: keep all, detectron2's behaviour). model_final.pth is always kept.
     cfg.BENCHMARK.CHECKPOINTS_TO_KEEP = 1
+    # The linear readoff (imagenet_linear, benchmark.engine.linear): a schedule counted in epochs,
+    # as MoCo's main_lincls.py counts it, and its input sizes (the detection ones are per side).
+    cfg.BENCHMARK.LINEAR = CfgNode()
+    cfg.BENCHMARK.LINEAR.NUM_CLASSES = 1000  # outputs of the one linear layer (ImageNet-1k)
+    cfg.BENCHMARK.LINEAR.EPOCHS = 100  # passes over the training images
+    cfg.BENCHMARK.LINEAR.LR_STEPS = (60, 80)  # epochs at whose start the LR is multiplied by SOLVER.GAMMA
+    cfg.BENCHMARK.LINEAR.TRAIN_CROP = 224  # RandomResizedCrop output side
+    cfg.BENCHMARK.LINEAR.TEST_RESIZE = 256  # shorter side before the centre crop at test
+    cfg.BENCHMARK.LINEAR.TEST_CROP = 224  # CenterCrop side at test
+    cfg.BENCHMARK.LINEAR.INIT_STD = 0.01  # std of the normal init of the linear weights (bias 0)
     return cfg
 
 

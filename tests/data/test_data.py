@@ -72,16 +72,19 @@ def test_every_task_names_a_family_that_places_its_datasets(task):
 
 
 def test_family_table():
-    assert list(FAMILIES) == ["voc", "coco", "cityscapes"]
-    voc, coco, cityscapes = FAMILIES.values()
+    assert list(FAMILIES) == ["voc", "coco", "cityscapes", "imagenet"]
+    voc, coco, cityscapes, imagenet = FAMILIES.values()
     assert voc.paths("voc_2012_trainval", "/data") == {"dirname": "/data/VOC2012", "split": "trainval", "year": 2012}
     assert coco.paths("coco_2017_val", "/data") == {"image_root": "/data/coco/val2017",
                                                     "json_file": "/data/coco/annotations/instances_val2017.json"}
     assert cityscapes.paths("cityscapes_fine_sem_seg_train", "/data") == {
         "image_dir": "/data/cityscapes/leftImg8bit/train", "gt_dir": "/data/cityscapes/gtFine/train"}
-    assert [f.smoke_overlay for f in FAMILIES.values()] == ["detection.yaml", "detection.yaml", "cityscapes.yaml"]
-    assert [f.smoke_image_size for f in FAMILIES.values()] == [(128, 160), (128, 160), (128, 256)]
-    assert [f.evaluator_type for f in FAMILIES.values()] == ["pascal_voc", "coco", "cityscapes_sem_seg"]
+    assert imagenet.paths("imagenet_val", "/data") == {"image_dir": "/data/imagenet/val",
+                                                      "classes_dir": "/data/imagenet/train"}
+    assert [f.smoke_overlay for f in FAMILIES.values()] == ["detection.yaml", "detection.yaml", "cityscapes.yaml",
+                                                           "imagenet_linear.yaml"]
+    assert [f.smoke_image_size for f in FAMILIES.values()] == [(128, 160), (128, 160), (128, 256), (48, 48)]
+    assert [f.evaluator_type for f in FAMILIES.values()] == ["pascal_voc", "coco", "cityscapes_sem_seg", "classification"]
     assert get_family(coco) is coco
 
 

@@ -24,7 +24,7 @@ def _resolves(kind, name) -> bool:
 def test_the_protocol_configs_are_the_task_configs_and_their_bases():
     names = [p.name for p in PROTOCOL_CONFIGS]
     assert names == ["Base-DeepLabV3-OS16.yaml", "Base-RCNN-C4-Transfer.yaml", "cityscapes.yaml", "coco.yaml",
-                     "coco_2x.yaml", "voc07.yaml", "voc0712.yaml"]
+                     "coco_2x.yaml", "imagenet_linear.yaml", "voc07.yaml", "voc0712.yaml"]
     assert {t.config for t in list_tasks()} <= set(names)
 
 
@@ -85,8 +85,8 @@ def test_no_config_or_task_cites_a_file_moco_never_published():
 
 @pytest.mark.parametrize("name", [t.name for t in list_tasks()])
 def test_the_files_a_task_source_names_are_listed(name):
-    listed = {key.rsplit("/", 1)[-1] for key in SOURCES["files"]}
-    named = re.findall(r"[\w.-]+\.yaml", get_task(name).source)
+    listed = {key.partition(":")[2].rsplit("/", 1)[-1] for key in SOURCES["files"]}
+    named = re.findall(r"[\w.-]+\.(?:yaml|py)\b", get_task(name).source)  # configs, or a script (main_lincls.py)
     assert named and set(named) <= listed, (name, named)
 
 

@@ -5,11 +5,11 @@ from benchmark import CONFIG_DIR
 from benchmark.tasks import Task, UnknownTaskError, get_task, list_tasks, register_task
 
 
-def test_five_tasks_registered():
-    assert [t.name for t in list_tasks()] == ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"]
+def test_six_tasks_registered():
+    assert [t.name for t in list_tasks()] == ["cityscapes", "coco", "coco_2x", "imagenet_linear", "voc07", "voc0712"]
 
 
-@pytest.mark.parametrize("name", ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"])
+@pytest.mark.parametrize("name", ["cityscapes", "coco", "coco_2x", "imagenet_linear", "voc07", "voc0712"])
 def test_a_task_has_its_config_in_the_package_and_its_primary_metric_first(name):
     task = get_task(name)
     assert task.primary_metric == task.metrics[0]
@@ -25,7 +25,7 @@ def test_pattern():
 def test_unknown_task_lists_known_ones():
     with pytest.raises(UnknownTaskError) as exc:
         get_task("voc2007")
-    assert str(exc.value) == "unknown task 'voc2007'; known tasks: cityscapes, coco, coco_2x, voc07, voc0712"
+    assert str(exc.value) == "unknown task 'voc2007'; known tasks: cityscapes, coco, coco_2x, imagenet_linear, voc07, voc0712"
 
 
 def test_duplicate_registration_is_an_error():
