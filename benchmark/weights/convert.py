@@ -13,7 +13,7 @@ and never leaves a partial output.
 
 The output is detectron2's own pickle (DESIGN.md, "Converted weights"):
     {"model": {name: np.ndarray}, "__author__": format, "matching_heuristics": True,
-     "__provenance__": {"input", "sha256", "format", "converter", "depth", "width", "input_settings"}}
+     "__provenance__": {"input", "sha256", "format", "entry", "converter", "depth", "width", "input_settings"}}
 where input_settings are the config keys a model fine-tuned from it needs: the format's input
 settings (RGB, mean/std, stride) and the architecture (MODEL.RESNETS.DEPTH, widths).
 
@@ -39,10 +39,9 @@ from benchmark.weights.formats import (
     TORCHVISION_WIDTH,
     architecture_settings,
     convert_state_dict,
-    detect_format,
     dropped_keys,
     expected_shapes,
-    extract_state_dict,
+    locate,
     settings_for,
     validate,
 )
@@ -68,12 +67,14 @@ class ConversionResult:
     provenance: dict
     casts: dict = dataclasses.field(default_factory=dict)  # {source dtype: tensors cast to float32}
     sha256: str | None = None  # of the written file's bytes
+    note: str | None = None  # what the format says about the entry taken (formats.Located.note)
 
     def summary(self) -> str:
         dropped = ", ".join(f"{len(keys)} {kind}" for kind, keys in self.dropped.items()) or "none"
         width = "" if self.width == TORCHVISION_WIDTH else f" (width {self.width})"
         casts = cast_summary(self.casts)
-        return (f"format:  {self.format}\ndepth:   ResNet-{self.depth}{width}\ntensors: {self.tensors} written\n"
+        note = f" ({self.note})" if self.note else ""
+        return (f"format:  {self.format}{note}\ndepth:   ResNet-{self.depth}{width}\ntensors: {self.tensors} written\n"
                 + (f"dtype:   {casts}\n" if casts else "") + f"dropped: {dropped}\noutput:  {self.output}")
 
 
@@ -147,11 +148,10 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
     """Load `local`, convert and validate it, write `output`: the chain's steps after fetching."""
     checkpoint = load_checkpoint(local.path)
     try:
-        sd = extract_state_dict(checkpoint)
+        # the zoo knows which released file it is where the keys cannot tell (Exemplar, Barlow Twins, ...)
+        located = locate(checkpoint, fmt, hint=spec.format_hint)
+        sd, fmt = located.state_dict, located.format
         check_keys(sd)
-        fmt = detect_format(sd) if fmt == "auto" else fmt
-        if fmt == "torchvision" and spec.format_hint:
-            fmt = spec.format_hint  # same renaming; the zoo knows which released file it is
         sd, casts = as_float32(sd, SOURCES[fmt].rename)
         converted = convert_state_dict(sd, fmt)
         depth, width = validate(converted)
@@ -162,6 +162,7 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
         "input": spec.label,
         "sha256": local.sha256,
         "format": fmt,
+        "entry": located.entry,  # where in the file the weights were ('teacher', 'state_dict', '' = top level)
         "converter": __version__,
         "depth": depth,
         "width": width,
@@ -175,7 +176,7 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
     except OSError as e:  # a full disk, a read-only or missing folder: atomic_write left nothing behind
         raise ConversionError(output, f"cannot write the converted weights ({e.strerror or e}); nothing was written") from None
     return ConversionResult(output, fmt, depth, width, len(converted), dropped_keys(sd, fmt), provenance, casts,
-                            writer.digest.hexdigest())
+                            writer.digest.hexdigest(), located.note)
 
 
 class _HashingWriter:

@@ -2,7 +2,7 @@
 restricted unpickler. Neither ever runs code from the file; each failure is one ConversionError
 naming the file.
 
-RULE: a file is unpickled only by torch's weights-only unpickler or by `_RestrictedUnpickler`,
+RULE: a file is unpickled only by torch's weights-only unpickler (plus `SAFE_CHECKPOINT_GLOBALS`) or by `_RestrictedUnpickler`,
 whose allow-list (numpy arrays, dtypes, OrderedDict, bytes) is the whole attack surface. A
 checkpoint that is a plain pickle of numpy arrays (protocol 2, as older tools wrote) is read by
 the latter and is not called hostile; only a pickle that names something else is refused as
@@ -12,6 +12,7 @@ code, naming the global it would have called.
 what the engine's checkpointer (benchmark/engine/checkpointer.py) reads MODEL.WEIGHTS with,
 instead of detectron2's plain `pickle.load`.
 """
+import argparse
 import hashlib
 import io
 import pickle
@@ -25,6 +26,11 @@ import torch
 from benchmark.weights.errors import ConversionError, listing
 
 _BLOCKED_GLOBAL = re.compile(r"GLOBAL (\S+)")
+# Plain data classes that public training scripts put beside the weights, which torch's weights-only
+# unpickler may rebuild: argparse.Namespace only sets attributes (DINO's and timm's checkpoints save
+# their `args`; facebookresearch/dino:main_dino.py, timm/utils/checkpoint_saver.py). Allowed per call
+# (a context manager), never added to torch's global allow-list.
+SAFE_CHECKPOINT_GLOBALS = (argparse.Namespace,)
 
 
 def require_file(path) -> Path:
@@ -50,13 +56,8 @@ def load_checkpoint(path) -> dict:
             # torch warns (two lines on stderr) about pickle protocols of non-torch pickles before
             # refusing them; the ConversionError below is the one line the user needs.
             warnings.simplefilter("ignore", UserWarning)
-            try:
-                # mmap: tensors stay in the page cache instead of being copied into memory
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as e:
-                if "mmap" not in str(e):
-                    raise
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+            with torch.serialization.safe_globals(list(SAFE_CHECKPOINT_GLOBALS)):
+                checkpoint = _torch_load(path)
     except pickle.UnpicklingError as e:
         # Not a torch.save file torch's weights-only unpickler accepts: a plain pickle, maybe of
         # numpy arrays only (harmless), maybe not. The restricted unpickler decides which.
@@ -75,6 +76,16 @@ def load_checkpoint(path) -> dict:
     if not isinstance(checkpoint, dict):
         raise ConversionError(path, f"not a checkpoint: top level is a {type(checkpoint).__name__}, not a dict")
     return checkpoint
+
+
+def _torch_load(path):
+    try:
+        # mmap: tensors stay in the page cache instead of being copied into memory
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
 
 
 # The only globals a converted file needs: numpy's array reconstruction (numpy 1 and 2 module

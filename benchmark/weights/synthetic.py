@@ -7,6 +7,14 @@ those of torchvision's bottleneck ResNet (its names, shapes and order; tests/wei
 checks them against torchvision's own model), at any base `width`: 64 is torchvision's
 ResNet-50/101/152, 8 a tiny backbone that keeps tests and smoke runs fast.
 
+`REPLICAS` are the public self-supervised checkpoints (MoCo v3, SwAV, DINO, Barlow Twins, VICReg,
+BYOL, SimCLR v1/v2, PyContrast, DenseCL, solo-learn, VISSL, timm) rebuilt with these random
+weights and every other entry the real file carries (momentum encoders, heads, optimizer, args,
+queues, ...), each as its source project writes it (benchmark/weights/formats.py cites the file).
+The ResNet a converter must extract is always `torchvision_weights(seed, depth, width)`; the other
+networks of the file (students, momentum encoders, EMA copies) are perturbed copies of it, so that
+taking the wrong one shows.
+
     python -m benchmark.weights.synthetic OUT.pth --layout moco --seed 0 [--depth 50] [--width 64]
 """
 import argparse
@@ -97,8 +105,8 @@ def _moco_state_dict(tv, gen, prefix, mlp, width):
 
 def synthetic_checkpoint(layout="moco", seed=0, depth=50, width=TORCHVISION_WIDTH) -> dict:
     """The object `make_synthetic_checkpoint` saves: a container around a state dict."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    if layout not in LAYOUTS and layout not in REPLICAS:
+        raise ValueError(f"unknown layout {layout!r}; known: {', '.join((*LAYOUTS, *REPLICAS))}")
     if depth not in BLOCKS:
         raise ValueError(f"unsupported depth {depth}; supported: {', '.join(map(str, BLOCKS))}")
     if width < 1:
@@ -106,6 +114,8 @@ def synthetic_checkpoint(layout="moco", seed=0, depth=50, width=TORCHVISION_WIDT
     tv = _torchvision_weights(seed, depth, width)
     features = tv["fc.weight"].shape[1]
     gen = torch.Generator().manual_seed(seed + 1)
+    if layout in REPLICAS:
+        return REPLICAS[layout](tv, gen, features, width)
     # what MoCo's main_moco.py saves besides the weights (optimizer state kept small)
     meta = {"epoch": 200, "arch": f"resnet{depth}",
             "optimizer": {"state": {}, "param_groups": [{"lr": 0.03, "momentum": 0.9, "params": [0]}]}}
@@ -133,6 +143,177 @@ def synthetic_checkpoint(layout="moco", seed=0, depth=50, width=TORCHVISION_WIDT
     return {f"model.{k}": v for k, v in tv.items()}
 
 
+# --------------------------------------------------------------------------- the public layouts (REPLICAS)
+
+def _backbone(tv, prefix="", fc=False, tracked=True):
+    """The ResNet's tensors under `prefix`: without fc (the projects that replace it by Identity)
+    unless `fc`, without num_batches_tracked where the writer drops them."""
+    return {f"{prefix}{k}": v for k, v in tv.items()
+            if (fc or not k.startswith("fc.")) and (tracked or not k.endswith("num_batches_tracked"))}
+
+
+def _decoy(sd, gen):
+    """Another network of the file (student, momentum encoder, EMA): close to `sd`, never equal."""
+    return {k: v + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone()
+            for k, v in sd.items()}
+
+
+def _bn1d(gen, n, prefix, affine=True):
+    d = {f"{prefix}.weight": torch.randn(n, generator=gen), f"{prefix}.bias": torch.randn(n, generator=gen)} if affine else {}
+    d.update({f"{prefix}.running_mean": torch.randn(n, generator=gen), f"{prefix}.running_var": torch.rand(n, generator=gen) + 0.5,
+              f"{prefix}.num_batches_tracked": torch.tensor(1000)})
+    return d
+
+
+def _weight(gen, out_f, in_f, prefix, bias=False):
+    d = {f"{prefix}.weight": torch.randn(out_f, in_f, generator=gen)}
+    if bias:
+        d[f"{prefix}.bias"] = torch.randn(out_f, generator=gen)
+    return d
+
+
+def _mlp2(gen, in_f, hidden, out_f, prefix, bias=True, last_bn=False):
+    """Linear, BatchNorm1d, ReLU, Linear (+ BatchNorm1d without affine): MoCo v3's, SwAV's, BYOL's heads."""
+    d = {**_weight(gen, hidden, in_f, f"{prefix}.0", bias), **_bn1d(gen, hidden, f"{prefix}.1"),
+         **_weight(gen, out_f, hidden, f"{prefix}.3", bias)}
+    return {**d, **_bn1d(gen, out_f, f"{prefix}.4", affine=False)} if last_bn else d
+
+
+_OPTIMIZER = {"state": {}, "param_groups": [{"lr": 0.3, "momentum": 0.9, "weight_decay": 1e-6, "params": [0, 1]}]}
+_SCALER = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000, "_growth_tracker": 0}
+
+
+def _mocov3(tv, gen, features, width):  # facebookresearch/moco-v3: main_moco.py, moco/builder.py
+    mlp, dim = 4096 * width // 64, 256 * width // 64
+    sd = {}
+    for encoder, weights in (("base_encoder", tv), ("momentum_encoder", _decoy(tv, gen))):
+        sd.update(_backbone(weights, f"module.{encoder}."))
+        sd.update(_mlp2(gen, features, mlp, dim, f"module.{encoder}.fc", bias=False, last_bn=True))
+    sd.update(_mlp2(gen, dim, mlp, dim, "module.predictor", bias=False, last_bn=True))
+    return {"epoch": 1000, "arch": "resnet50", "state_dict": sd, "optimizer": _OPTIMIZER, "scaler": _SCALER}
+
+
+def _swav(tv, gen, features, width):  # facebookresearch/swav: the released file is the raw (DDP) state dict
+    hidden, out, prototypes = 2048 * width // 64, 128 * width // 64, 3000 * width // 64
+    sd = _backbone(tv, "module.")
+    sd.update(_mlp2(gen, features, hidden, out, "module.projection_head"))
+    sd.update(_weight(gen, prototypes, out, "module.prototypes"))
+    return sd
+
+
+def _dino_network(weights, gen, features, width):  # utils.MultiCropWrapper(backbone, DINOHead) under DDP
+    hidden, bottleneck, out = 2048 * width // 64, 256 * width // 64, 60000 * width // 640
+    sd = _backbone(weights, "module.backbone.")
+    sd.update({**_weight(gen, hidden, features, "module.head.mlp.0", True), **_weight(gen, hidden, hidden, "module.head.mlp.2", True),
+               **_weight(gen, bottleneck, hidden, "module.head.mlp.4", True),
+               "module.head.last_layer.weight_g": torch.ones(out, 1),
+               "module.head.last_layer.weight_v": torch.randn(out, bottleneck, generator=gen)})
+    return sd
+
+
+def _dino(tv, gen, features, width):  # facebookresearch/dino: main_dino.py save_dict
+    out = 60000 * width // 640
+    return {"student": _dino_network(_decoy(tv, gen), gen, features, width), "teacher": _dino_network(tv, gen, features, width),
+            "optimizer": _OPTIMIZER, "epoch": 800,
+            "args": argparse.Namespace(arch="resnet50", out_dim=out, optimizer="sgd", lr=0.03, epochs=800, use_fp16=False),
+            "dino_loss": {"center": torch.randn(1, out, generator=gen)}}
+
+
+def _simclr_v2_name(key):  # SimCLRv2-Pytorch's resnet.py names for a torchvision key (formats.py reads them back)
+    if key == "conv1.weight":
+        return "net.0.0.weight"
+    if key.startswith("bn1."):
+        return "net.0.1.0." + key[4:]
+    if key.startswith("fc."):
+        return key
+    stage, block, rest = key[len("layer"):].split(".", 2)
+    layer, param = rest.rsplit(".", 1)
+    inner = {"conv1": "net.0", "bn1": "net.1.0", "conv2": "net.2", "bn2": "net.3.0", "conv3": "net.4", "bn3": "net.5.0",
+             "downsample.0": "projection.shortcut", "downsample.1": "projection.bn.0"}[layer]
+    return f"net.{stage}.blocks.{block}.{inner}.{param}"
+
+
+def _simclr_v2(tv, gen, features, width):  # Separius/SimCLRv2-Pytorch: convert.py saves {'resnet', 'head'}
+    head = {}
+    for i, out_f in enumerate((features, features, 128 * width // 64)):
+        head.update(_weight(gen, out_f, features, f"layers.{3 * i}"))
+        head.update(_bn1d(gen, out_f, f"layers.{3 * i + 1}"))
+    return {"resnet": {_simclr_v2_name(k): v for k, v in tv.items()}, "head": head}
+
+
+def _pycontrast(tv, gen, features, width):  # HobbitLong/PyContrast: ContrastTrainer.save
+    feat = 128 * width // 64
+
+    def model(weights, prefix):
+        return {**_backbone(weights, f"{prefix}encoder."), **_weight(gen, features, features, f"{prefix}head.0", True),
+                **_weight(gen, feat, features, f"{prefix}head.2", True)}
+
+    return {"model": model(tv, "module."), "contrast": {"params": torch.tensor([16384.0, 0.2, -1.0, -1.0, 0.5]),
+                                                        "memory": torch.randn(16384 * width // 64, feat, generator=gen)},
+            "optimizer": _OPTIMIZER, "epoch": 800, "model_ema": model(_decoy(tv, gen), "")}
+
+
+def _densecl_train(tv, gen, features, width):  # WXinlong/DenseCL (OpenSelfSup/mmcv): epoch_200.pth
+    hidden, out, queue = 2048 * width // 64, 128 * width // 64, 65536 * width // 640
+    sd = _backbone(tv, "backbone.")
+    sd.update(_backbone(tv, "encoder_q.0."))  # the same module, registered twice (self.backbone = encoder_q[0])
+    sd.update(_backbone(_decoy(tv, gen), "encoder_k.0."))
+    for enc in ("encoder_q", "encoder_k"):
+        for mlp in ("mlp", "mlp2"):
+            sd.update({**_weight(gen, hidden, features, f"{enc}.1.{mlp}.0", True), **_weight(gen, out, hidden, f"{enc}.1.{mlp}.2", True)})
+    sd.update({"queue": torch.randn(out, queue, generator=gen), "queue_ptr": torch.zeros(1, dtype=torch.long),
+               "queue2": torch.randn(out, queue, generator=gen), "queue2_ptr": torch.zeros(1, dtype=torch.long)})
+    meta = {"epoch": 200, "iter": 500400, "mmcv_version": "1.0.3", "time": "Wed Feb  3 00:00:00 2021",
+            "config": "model = dict(type='DenseCL', pretrained=None)"}
+    return {"meta": meta, "state_dict": sd, "optimizer": _OPTIMIZER}
+
+
+def _solo_learn(tv, gen, features, width):  # vturrisi/solo-learn: a PyTorch Lightning checkpoint of BYOL
+    hidden, out = 4096 * width // 64, 256 * width // 64
+    sd = {**_backbone(tv, "backbone."), **_backbone(_decoy(tv, gen), "momentum_backbone.")}
+    for head in ("projector", "momentum_projector"):
+        sd.update(_mlp2(gen, features, hidden, out, head))
+    sd.update(_mlp2(gen, out, hidden, out, "predictor"))
+    sd.update(_weight(gen, NUM_CLASSES, features, "classifier", True))
+    return {"epoch": 399, "global_step": 500400, "pytorch-lightning_version": "1.6.5", "state_dict": sd, "loops": {},
+            "callbacks": {}, "optimizer_states": [_OPTIMIZER], "lr_schedulers": [{"last_epoch": 399}],
+            "hyper_parameters": {"method": "byol", "backbone": {"name": "resnet50"}, "max_epochs": 400}}
+
+
+def _vissl(tv, gen, features, width):  # facebookresearch/vissl: a classy checkpoint (SwAV head)
+    heads = {**_weight(gen, features, features, "0.projection_head.0", True), **_weight(gen, 3000 * width // 64, features, "0.prototypes0")}
+    classy = {"train": True, "base_model": {"model": {"trunk": _backbone(tv, "_feature_blocks."), "heads": heads}, "meta": {}},
+              "meters": {}, "optimizer": _OPTIMIZER, "phase_idx": 799, "train_phase_idx": 799, "num_updates": 500400,
+              "losses": [], "hooks": {}, "loss": {}, "train_dataset_iterator": None}
+    return {"phase_idx": 799, "iteration": 500400, "loss": {}, "iteration_num": 500400, "train_phase_idx": 799,
+            "classy_state_dict": classy}
+
+
+def _timm(tv, gen, features, width):  # huggingface/pytorch-image-models: CheckpointSaver._save
+    return {"epoch": 299, "arch": "resnet50", "state_dict": dict(tv), "optimizer": _OPTIMIZER, "version": 2,
+            "args": argparse.Namespace(model="resnet50", lr=0.5, epochs=300, model_ema=True), "amp_scaler": _SCALER,
+            "state_dict_ema": _decoy(tv, gen), "metric": 80.4}
+
+
+REPLICAS = {
+    "mocov3": _mocov3,
+    "swav": _swav,
+    "dino": _dino,
+    "dino_backbone": lambda tv, gen, features, width: _backbone(tv),  # hubconf: fc = Identity
+    "barlowtwins": lambda tv, gen, features, width: _backbone(tv),  # model.module.backbone.state_dict()
+    "vicreg": lambda tv, gen, features, width: _backbone(tv),  # its resnet.py has no fc
+    "byol": lambda tv, gen, features, width: _backbone(tv, fc=True, tracked=False),  # byol-convert drops 'tracked'
+    "simclr_v1": lambda tv, gen, features, width: {"state_dict": dict(tv)},  # simclr-converter: resnet_wider + fc
+    "simclr_v2": _simclr_v2,
+    "pycontrast": _pycontrast,
+    "densecl": lambda tv, gen, features, width: {"state_dict": _backbone(tv), "author": "DenseCL"},  # extract_backbone_weights.py
+    "densecl_train": _densecl_train,
+    "solo_learn": _solo_learn,
+    "vissl": _vissl,
+    "timm": _timm,
+}
+
+
 def torchvision_weights(seed=0, depth=50, width=TORCHVISION_WIDTH) -> dict:
     """The torchvision-named source weights behind every layout of a given seed, depth and width."""
     return dict(_torchvision_weights(seed, depth, width))
@@ -149,7 +330,7 @@ def make_synthetic_checkpoint(path, layout="moco", seed=0, depth=50, width=TORCH
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Write a synthetic (random, seeded) ResNet checkpoint in a given layout.")
     parser.add_argument("output", help="file to write, e.g. moco.pth")
-    parser.add_argument("--layout", default="moco", choices=LAYOUTS)
+    parser.add_argument("--layout", default="moco", choices=(*LAYOUTS, *REPLICAS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--depth", type=int, default=50, choices=tuple(BLOCKS))
     parser.add_argument("--width", type=int, default=TORCHVISION_WIDTH,

@@ -173,6 +173,8 @@ def test_the_zoo_says_which_format_a_torchvision_keyed_file_is(text, hint):
 EXPECTED_FORMAT = {"moco": "moco", "moco_v1": "moco", "encoder_q": "moco", "torchvision": "torchvision",
                    "dataparallel": "torchvision", "exemplar": "torchvision", "backbone": "backbone",
                    "encoder": "encoder", "model": "model"}
+EXPECTED_ENTRY = {"moco": "state_dict", "moco_v1": "state_dict", "encoder_q": "state_dict", "dataparallel": "model",
+                  "exemplar": "state_dict", "backbone": "state_dict"}  # where the weights are: '' = the top level
 EXPECTED_DROPPED = {  # kind -> count, for ResNet-50 (53 BN layers, fc = weight + bias)
     "moco": {"head": 4, "momentum_encoder": 322, "num_batches_tracked": 53, "queue": 2},
     "moco_v1": {"head": 2, "momentum_encoder": 320, "num_batches_tracked": 53, "queue": 2},
@@ -207,7 +209,8 @@ def test_every_layout_converts_to_the_exact_source_arrays(layout, tmp_path):
     assert data["__author__"] == EXPECTED_FORMAT[layout] and data["matching_heuristics"] is True
     assert data["__provenance__"] == {
         "input": str(src.resolve()), "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
-        "format": EXPECTED_FORMAT[layout], "converter": benchmark.__version__, "depth": 50, "width": 64,
+        "format": EXPECTED_FORMAT[layout], "entry": EXPECTED_ENTRY.get(layout, ""), "converter": benchmark.__version__,
+        "depth": 50, "width": 64,
         "input_settings": {**RGB_INPUT, **arch(50, 64)}}
 
 
