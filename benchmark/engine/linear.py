@@ -188,6 +188,8 @@ class LinearTrainer(TrainerBase):
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
+        if comm.is_main_process():
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)  # metrics.json and the checkpoints go there
         self.classifier = self.build_model(cfg)
         self.load_backbone(cfg, self.classifier)
         fc = self.classifier.fc

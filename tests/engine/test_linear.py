@@ -1,0 +1,221 @@
+"""The linear readoff (imagenet_linear, benchmark.engine.linear) on CPU: the backbone stays bit-identical,
+a linear layer learns colour-separable classes, smoke runs through the CLI on 1 and 2 (gloo) processes
+write one record, and a run killed after an epoch resumes to the uninterrupted run's weights."""
+import functools
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+import torch
+
+from benchmark.engine import runner
+from benchmark.records import results
+from tests.helpers import tool
+
+
+def _cli(*args):
+    return tool("run_transfer")([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def work(module_tmp, synthetic_checkpoint):
+    """A MoCo-layout width-8 ResNet-50 initialised as torchvision's ResNet.__init__ does, and a cache.
+
+    The suite's synthetic checkpoints hold std-1 random convolutions: through 50 frozen layers their
+    features reach ~1e34 and any linear layer on them overflows at the protocol's LR 30. A backbone
+    initialised like a real network (He-normal convolutions, BN at identity) gives features of order 1,
+    as a pretrained one does.
+    """
+    ckpt = torch.load(synthetic_checkpoint("moco", width=8), map_location="cpu", weights_only=True)
+    sd = ckpt.get("state_dict", ckpt)
+    gen = torch.Generator().manual_seed(0)
+    for key, value in sd.items():
+        if value.dim() == 4:  # kaiming_normal_(mode="fan_out", nonlinearity="relu")
+            fan_out = value.shape[0] * value.shape[2] * value.shape[3]
+            sd[key] = torch.randn(value.shape, generator=gen) * math.sqrt(2.0 / fan_out)
+        elif key.endswith(("running_mean", "bn1.bias", "bn2.bias", "bn3.bias", "downsample.1.bias")):
+            sd[key] = torch.zeros_like(value)
+        elif key.endswith(("running_var", "bn1.weight", "bn2.weight", "bn3.weight", "downsample.1.weight")):
+            sd[key] = torch.ones_like(value)
+    root = module_tmp / "linear"
+    root.mkdir()
+    path = root / "moco_w8_init.pth"
+    torch.save(ckpt, path)
+    return SimpleNamespace(root=root, ckpt=path, cache=root / "cache")
+
+
+def _trainer(work, data_root, *opts):
+    """A LinearTrainer of the smoke config in this process (world size 1), on `data_root`."""
+    from benchmark.data import register_datasets
+    from benchmark.engine.linear import LinearTrainer
+    from benchmark.engine.runner import _with_registered_datasets
+    from benchmark.tasks.config import build_config
+    from benchmark.weights.convert import prepare_weights
+
+    weights = prepare_weights(work.ckpt, cache_dir=work.cache)
+    cfg, _ = build_config("imagenet_linear", weights.input_settings, list(opts), smoke=True)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, cfg.SEED = str(weights.path), str(work.root / "direct"), 0
+    cfg = _with_registered_datasets(cfg, register_datasets("imagenet_linear", data_root))
+    return LinearTrainer(cfg)
+
+
+@pytest.mark.slow
+def test_the_backbone_and_its_bn_statistics_are_bit_identical_after_training(work, tmp_path):
+    from benchmark.data import write_synthetic
+
+    data = write_synthetic("imagenet", tmp_path / "data", num_train=16, num_test=4)
+    trainer = _trainer(work, data)
+    backbone = trainer.classifier.backbone
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert len(stats) == 2 * 53  # every norm of the ResNet-50 (stem + 16 blocks x 3 + 4 shortcuts) has its statistics
+    fc_before = trainer.classifier.fc.weight.detach().clone()
+    trainer.train()
+    assert trainer.iter == trainer.max_iter == 2 * 4  # 2 epochs of 16 images at batch 4
+    after = backbone.state_dict()
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert torch.equal(after[key], value), key  # bit for bit, BN statistics included
+    assert not backbone.training and all(not p.requires_grad for p in backbone.parameters())
+    assert not torch.equal(trainer.classifier.fc.weight, fc_before)  # ... while the linear layer learned
+
+
+@pytest.mark.slow
+def test_a_linear_layer_learns_colour_separable_classes_far_above_chance(work, tmp_path):
+    """4 classes (one colour each), 64 training and 32 validation images: chance top-1 is 25%.
+
+    The threshold, 75% (24 of 32), is reached by guessing with probability < 1e-8 (binomial, p = 1/4),
+    and by a constant prediction never (it scores 25%); the frozen features carry the colour (the
+    network's first layers average it), so a trained linear layer must pass it.
+    """
+    from benchmark.data import write_synthetic
+
+    data = write_synthetic("imagenet", tmp_path / "data", num_train=64, num_test=32)
+    trainer = _trainer(work, data, "BENCHMARK.LINEAR.EPOCHS", 10, "BENCHMARK.LINEAR.LR_STEPS", "(8,)",
+                       "SOLVER.IMS_PER_BATCH", 16)
+    metrics = trainer.train()
+    top1 = metrics["cls"]["top1"]
+    print(f"linear readoff on 4 colour classes: top-1 {top1:.1f}% (chance 25%, threshold 75%)")
+    assert top1 >= 75.0 and metrics["cls"]["top5"] == 100.0  # 4 classes: top-5 holds every class
+
+
+def _smoke(work, out, *extra):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENCHMARK_CACHE", str(work.cache))
+        return _cli("--task", "imagenet_linear", "--weights", work.ckpt, "--smoke", "--output", out, *extra)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(work):
+    out = work.root / "smoke"
+    return _smoke(work, out), out / "trial_0"
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_a_record_with_finite_top1_and_top5(smoke_run, work):
+    rc, trial = smoke_run
+    assert rc == 0
+    record = results.read_record(trial / "results.json")
+    assert (record["task"], record["status"], record["kind"], record["iterations"]) == ("imagenet_linear", "finished",
+                                                                                       "smoke", 4)
+    for name in ("top1", "top5"):
+        value = record["metrics"]["cls"][name]
+        assert value is not None and math.isfinite(value) and 0.0 <= value <= 100.0
+    assert record["metrics"]["cls"]["top5"] == 100.0  # 4 synthetic classes
+    assert record["weights"]["format"] and len(record["weights"]["sha256"]) == 64
+    assert [a.split(":")[0] for a in record["assumptions"]] == ["linear-readoff-recipe"]
+    rows = [json.loads(line) for line in (trial / "metrics.json").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if "total_loss" in r] == [0, 1, 2, 3]  # LOG_PERIOD 1 (loss_cls alone)
+    assert [r["lr"] for r in rows if "lr" in r] == pytest.approx([30.0, 30.0, 3.0, 3.0])  # x0.1 at epoch 1 (smoke)
+    assert any("cls/top1" in r for r in rows)
+    log = (trial / "log.txt").read_text()
+    assert "eta:" in log and "epoch 2/2 done" in log
+    state = torch.load(trial / "linear_checkpoint.pth", weights_only=True)
+    assert (state["epoch"], state["iteration"], set(state["fc"])) == (2, 3, {"weight", "bias"})
+    assert (trial / "last_checkpoint").read_text() == "linear_checkpoint.pth"
+
+
+@pytest.mark.slow
+def test_a_finished_smoke_trial_is_skipped(smoke_run, work, capsys):
+    rc, trial = smoke_run
+    before = (trial / "results.json").read_bytes()
+    assert _smoke(work, trial.parent) == 0
+    assert "finished earlier, skipped" in capsys.readouterr().out
+    assert (trial / "results.json").read_bytes() == before
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_weights(smoke_run, work):
+    from benchmark.engine.linear import EpochCheckpoint
+
+    _, uninterrupted = smoke_run
+    out = work.root / "killed"
+    after_step = EpochCheckpoint.after_step
+
+    def stop_after_first_epoch(self):
+        after_step(self)
+        if self._owner.iter + 1 == self._owner.iters_per_epoch:
+            raise _Killed("stopped after epoch 1")
+
+    with mock.patch.object(EpochCheckpoint, "after_step", stop_after_first_epoch):
+        assert _smoke(work, out) == 1  # a failed record, its checkpoint of epoch 1 kept
+    assert torch.load(out / "trial_0" / "linear_checkpoint.pth", weights_only=True)["epoch"] == 1
+    assert _smoke(work, out) == 0  # the same command again resumes
+    record = results.read_record(out / "trial_0" / "results.json")
+    assert record["status"] == "finished" and record["resume"]["count"] == 1
+    assert record["resume"]["from_iterations"] == [2] and record["resume"]["exact"] is True
+    resumed = torch.load(out / "trial_0" / "linear_checkpoint.pth", weights_only=True)["fc"]
+    straight = torch.load(uninterrupted / "linear_checkpoint.pth", weights_only=True)["fc"]
+    for key in straight:
+        assert torch.equal(resumed[key], straight[key]), key
+    first = results.read_record(uninterrupted / "results.json")
+    assert record["metrics"] == first["metrics"]
+
+
+def run_one_saving_fc(job, dump_dir):
+    """runner.run_one, plus each rank's linear layer after training (runs in the spawned processes)."""
+    from detectron2.utils import comm
+
+    from benchmark.engine.linear import LinearTrainer
+
+    train = LinearTrainer.train
+
+    def train_and_dump(self):
+        out = train(self)
+        torch.save({k: v.detach().clone() for k, v in self.classifier.fc.state_dict().items()},
+                   Path(dump_dir) / f"fc_rank{comm.get_rank()}.pt")
+        return out
+
+    with mock.patch.object(LinearTrainer, "train", train_and_dump):
+        return runner.run_one(job)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_write_one_record_with_identical_linear_weights(work, tmp_path, monkeypatch):
+    dump = tmp_path / "fc"
+    dump.mkdir()
+    # launch() pickles the worker function by reference: the spawned processes import this module.
+    monkeypatch.setattr(runner, "run_one", functools.partial(run_one_saving_fc, dump_dir=str(dump)))
+    out = tmp_path / "out"
+    assert _smoke(work, out, "--num-gpus", 2) == 0
+    rank0, rank1 = (torch.load(dump / f"fc_rank{r}.pt") for r in (0, 1))
+    assert rank0.keys() == rank1.keys() == {"weight", "bias"}
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    trial = out / "trial_0"
+    assert sorted(p.name for p in trial.glob("*.json")) == ["attempts.json", "metrics.json", "results.json"]
+    record = results.read_record(trial / "results.json")
+    assert (record["status"], record["world_size"], record["ims_per_batch"]) == ("finished", 2, 4)
+    assert record["iterations"] == 4  # 8 images, 2 per process per step: 2 iterations per epoch
+    saved = torch.load(trial / "linear_checkpoint.pth", weights_only=True)["fc"]
+    assert torch.equal(saved["weight"], rank0["weight"])
+    assert all(math.isfinite(record["metrics"]["cls"][k]) for k in ("top1", "top5"))
