@@ -1,10 +1,14 @@
 """Convert a pretrained checkpoint into detectron2 weights (a validated .pkl).
 
 INPUT is a file, an http(s) URL (downloaded into the cache, see $BENCHMARK_CACHE) or zoo:NAME.
-The format (MoCo v1/v2, Exemplar, supervised/torchvision, plain or DataParallel, encoder_q./
-backbone./encoder./model. prefixes) is detected unless --format names it (Exemplar and supervised
-files have torchvision's keys and are detected as torchvision: same conversion; pass --format
-exemplar or supervised to record them as such). Bottleneck ResNet-50/101/152 of any width
+The format (MoCo v1/v2/v3, SwAV, DINO, Barlow Twins, VICReg, BYOL, SimCLR v1/v2, PyContrast,
+DenseCL/mmselfsup, solo-learn, VISSL, timm, Exemplar, torchvision; --list-formats prints them with
+their sources) is detected unless --format names it. Layouts with torchvision's very keys (Exemplar,
+supervised, Barlow Twins, VICReg, DINO's backbone-only file, BYOL, SimCLR v1) are detected as
+torchvision and the summary says so: pass --format NAME to record which it is (zoo:NAME knows).
+A file holding two networks (DINO's teacher and student, PyContrast's online and EMA encoders,
+timm's state_dict and state_dict_ema) gives the first, and the summary says which; the other has a
+format of its own (dino_student, pycontrast_ema, timm_ema). Bottleneck ResNet-50/101/152 of any width
 (64: torchvision's; 128: SimCLR's ResNet-50 x2) are read. The output holds only the ResNet
 backbone (heads, MoCo's key encoder and queue dropped) and records its provenance and the
 config keys a model fine-tuned from it needs: the input settings (RGB, torchvision mean/std,
@@ -25,16 +29,22 @@ import argparse
 import sys
 
 from benchmark.weights.convert import ConversionError, convert_file
-from benchmark.weights.formats import SOURCES
+from benchmark.weights.formats import SOURCES, format_table
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="checkpoint path, http(s) URL, or zoo:NAME")
+    parser.add_argument("input", nargs="?", help="checkpoint path, http(s) URL, or zoo:NAME")
+    parser.add_argument("--list-formats", action="store_true", help="print the checkpoint formats and their sources, and exit")
     parser.add_argument("-o", "--output", help="output .pkl (default: INPUT with .pkl beside it; in the cache for URLs)")
     parser.add_argument("--format", default="auto", choices=["auto", *SOURCES], help="source format (default: detect)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
     args = parser.parse_args(argv)
+    if args.list_formats:
+        print(format_table(), end="")
+        return 0
+    if args.input is None:
+        parser.error("INPUT is required (or --list-formats)")
     try:
         result = convert_file(args.input, args.output, fmt=args.format, force=args.force)
     except ConversionError as e:

@@ -1,16 +1,20 @@
-"""The model zoo: the released checkpoints of Zhao et al. (ICLR 2021) by short name, and their cache.
+"""The model zoo: released ResNet-50 checkpoints by short name, and their cache.
 
-`configs/zoo.yaml` lists each checkpoint (file, method, pretraining data, augmentations, the paper
-table and row it belongs to). `fetch(name)` downloads one into `$BENCHMARK_CACHE/zoo/` with a
-progress bar and returns its path (`fetch_file`: with its sha256); `zoo:NAME` wherever weights
-are accepted goes through it (benchmark.weights.spec).
+`configs/zoo.yaml` lists the released checkpoints of Zhao et al. (ICLR 2021) (file, method,
+pretraining data, augmentations, the paper table and row it belongs to) and, under `public`, the
+field's public ResNet-50s (MoCo v1/v2/v3, SwAV, DINO, Barlow Twins, VICReg, DenseCL, torchvision),
+each with its URL as the project's README publishes it, the converter's format for the file and
+the README cited. `fetch(name)` downloads one into `$BENCHMARK_CACHE/zoo/` with a progress bar and
+returns its path (`fetch_file`: with its sha256); `zoo:NAME` wherever weights are accepted goes
+through it (benchmark.weights.spec).
 
 No checksums are published, so trust is on first use: the sha256 of the first complete download
 is recorded in `$BENCHMARK_CACHE/zoo/sha256.json` (written atomically) and every later use of
 the cached file, and every re-download, must match it. A mismatch (a corrupted or replaced file)
 or a download cut short is refused with one line naming the file; it is never handed on.
 
-`$BENCHMARK_ZOO_MIRROR`, when set, replaces the base URL (a local mirror; the tests' server).
+`$BENCHMARK_ZOO_MIRROR`, when set, replaces every URL by MIRROR/FILE, FILE being the entry's cache
+name (a local mirror; the tests' server).
 """
 import contextlib
 import dataclasses
@@ -48,20 +52,30 @@ class ZooEntry:
     supervision: str
     data: str
     augmentations: str | None  # Table 1's letters (f, fr, frc, frcg, frcgb); None where not listed
-    paper: tuple  # ((table, row), ...)
+    paper: tuple  # ((table, row), ...); () for the public checkpoints beyond the paper
     note: str | None = None
+    format: str | None = None  # the converter's format for the file, where zoo.yaml names it (public entries)
+    source: str | None = None  # where the URL is published (repo:README.md)
 
     @property
     def source_format(self) -> str | None:
-        """The converter's format name for this file where its keys cannot tell (None: detect).
+        """The converter's format name for this file, as a hint (None: detect).
 
         Exemplar and supervised files carry plain torchvision keys, so detection reports them as
-        "torchvision"; the zoo knows better and says so in the converted file's provenance.
+        "torchvision"; the zoo knows better and says so in the converted file's provenance. The
+        public entries name their format (Barlow Twins and VICReg files are torchvision-keyed too).
         """
+        if self.format:
+            return self.format
         method = self.method.lower()
         if method.startswith("exemplar"):
             return "exemplar"
         return "supervised" if method == "supervised" else None
+
+    @property
+    def shown_format(self) -> str:
+        """The format --list-zoo shows: the hint, else what detection finds in these files (MoCo's)."""
+        return self.source_format or "moco"
 
 
 def _check_name(name: str, what: str) -> str:
@@ -89,6 +103,28 @@ def _load(path: str) -> dict:
                 paper=tuple((p["table"], p["row"]) for p in spec["paper"]), note=spec.get("note"))
         except (KeyError, TypeError) as e:
             raise ZooError(f"{path}: checkpoint {name!r} lacks {e}") from None
+    default_source = data.get("source")
+    entries = {name: dataclasses.replace(e, source=default_source) for name, e in entries.items()}
+    for name, spec in (data.get("public") or {}).items():
+        _check_name(name, "name")
+        if name in entries:
+            raise ZooError(f"{path}: checkpoint {name!r} is listed twice")
+        try:
+            url, method = str(spec["url"]), str(spec["method"])
+            if not url.startswith(("https://", "http://")):
+                raise ZooError(f"{path}: checkpoint {name!r}: url must be http(s), got {url!r}")
+            file = _check_name(spec.get("file") or name + (".pth.tar" if url.endswith(".pth.tar") else ".pth"), "file")
+            entries[name] = ZooEntry(
+                name=name, file=file, url=url, method=method,
+                supervision=spec.get("supervision") or ("supervised" if method.lower().startswith("supervised") else "unsupervised"),
+                data=spec["data"], augmentations=None, paper=(), note=spec.get("note"), format=str(spec["format"]),
+                source=str(spec["source"]))
+        except (KeyError, TypeError) as e:
+            raise ZooError(f"{path}: checkpoint {name!r} lacks {e}") from None
+    files = [e.file for e in entries.values()]
+    if len(set(files)) != len(files):
+        twice = sorted({f for f in files if files.count(f) > 1})
+        raise ZooError(f"{path}: cache file names must be unique; listed twice: {', '.join(twice)}")
     return entries
 
 
@@ -116,20 +152,26 @@ def url_of(entry: ZooEntry) -> str:
 
 
 def format_zoo_table() -> str:
-    """The zoo as an aligned text table (for --list-zoo): base URL above, notes below."""
-    head = ("name", "method", "data", "augmentations", "paper", "file")
+    """The zoo as an aligned text table (for --list-zoo): every entry with its format and source,
+    then where the files are downloaded from, then the notes."""
+    head = ("name", "method", "format", "data", "paper", "source")
     rows, notes = [], []
     for e in list_zoo():
-        paper = "; ".join(f"{t} {r}" for t, r in e.paper)
+        paper = "; ".join(f"{t} {r}" for t, r in e.paper) or "-"
         mark = f" [{len(notes) + 1}]" if e.note else ""
         if e.note:
             notes.append(f"[{len(notes) + 1}] {e.name}: {e.note}")
-        rows.append((e.name + mark, e.method.split(" (")[0], e.data.split(" (")[0], e.augmentations or "-", paper, e.file))
+        rows.append((e.name + mark, e.method.split(" (")[0] if e.paper else e.method, e.shown_format, e.data.split(" (")[0],
+                     paper, e.source or "-"))
     from tabulate import tabulate
 
     table = tabulate(rows, headers=head, tablefmt="plain", disable_numparse=True)
-    base = url_of(list_zoo()[0])[: -len(list_zoo()[0].file)]
-    return "\n".join([f"{len(rows)} checkpoints (ResNet-50), URL = {base}FILE", "", table, ""] + notes) + "\n"
+    paper_entries = [e for e in list_zoo() if e.paper]
+    base = url_of(paper_entries[0])[: -len(paper_entries[0].file)]
+    urls = [f"  {e.name}: {url_of(e)}" for e in list_zoo() if not e.paper]
+    lines = [f"{len(rows)} checkpoints (ResNet-50); zoo:NAME downloads it once and pins its sha256", "", table, "",
+             f"URLs: the paper's ({len(paper_entries)}): {base}FILE; the others:", *urls]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 # --------------------------------------------------------------------------- the cache

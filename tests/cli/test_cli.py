@@ -34,19 +34,37 @@ def test_list_tasks_prints_the_registry_as_a_table():
     assert [ln.split()[0] for ln in lines[1:]] == ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"]
 
 
-def test_list_zoo_names_every_released_checkpoint_with_its_note():
+def test_list_zoo_names_every_checkpoint_with_its_format_source_and_note():
     out = run_tool("run_transfer", "--list-zoo")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("24 checkpoints (ResNet-50), URL = https://") and lines[1] == ""
-    assert _columns(lines[2]) == ["name", "method", "data", "augmentations", "paper", "file"]
-    rows = [_columns(ln) for ln in lines[3:27]]
+    n = len(zoo.list_zoo())
+    assert lines[0] == f"{n} checkpoints (ResNet-50); zoo:NAME downloads it once and pins its sha256" and lines[1] == ""
+    assert _columns(lines[2]) == ["name", "method", "format", "data", "paper", "source"]
+    rows = [_columns(ln) for ln in lines[3:3 + n]]
     assert [r[0].split(" [")[0] for r in rows] == [e.name for e in zoo.list_zoo()]
-    assert [r[-1] for r in rows] == [e.file for e in zoo.list_zoo()]
-    assert lines[27] == ""
-    assert lines[28].startswith("[1] supervised_imagenet: ") and "supervised_synthia.pth" in lines[28]  # Table 2's link
-    assert lines[29].startswith("[2] moco_v2_places: ") and "moco_v2_palces.pth" in lines[29]
+    assert [r[2] for r in rows] == [e.shown_format for e in zoo.list_zoo()]
+    assert [r[-1] for r in rows] == [e.source for e in zoo.list_zoo()]
+    assert rows[[e.name for e in zoo.list_zoo()].index("mocov3_1000ep")][1:3] == ["MoCo v3, 1000 epochs", "mocov3"]
+    urls = lines[3 + n:]
+    assert urls[0] == "" and urls[1].startswith("URLs: the paper's (24): https://frontiers.blob.core.windows.net/")
+    assert "  swav_800ep: https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar" in urls
+    notes = [ln for ln in lines if ln.startswith("[")]
+    assert notes[0].startswith("[1] supervised_imagenet: ") and "supervised_synthia.pth" in notes[0]  # Table 2's link
+    assert notes[1].startswith("[2] moco_v2_places: ") and "moco_v2_palces.pth" in notes[1]
     assert out.stdout == run_tool("reproduce", "--list-zoo").stdout  # one table, two tools
+
+
+def test_list_formats_names_every_format_with_its_source():
+    from benchmark.weights.formats import SOURCES
+
+    out = run_tool("convert", "--list-formats")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"{len(SOURCES)} checkpoint formats (bottleneck ResNet-50/101/152 of any width)"
+    assert _columns(lines[2]) == ["name", "detected", "description", "source"]
+    rows = [_columns(ln) for ln in lines[3:3 + len(SOURCES)]]
+    assert [(r[0], r[-1]) for r in rows] == [(name, s.source) for name, s in SOURCES.items()]
 
 
 def test_task_and_weights_are_required():

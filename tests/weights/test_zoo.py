@@ -1,4 +1,5 @@
-"""The model zoo: the 24 released checkpoints, safe names, and the checksum-on-first-use cache."""
+"""The model zoo: the 24 released checkpoints of the paper, the public ones beyond it, safe names, and
+the checksum-on-first-use cache."""
 import hashlib
 import json
 import pickle
@@ -14,7 +15,7 @@ BASE = "https://frontiers.blob.core.windows.net/pretraining/checkpoints/pil_pret
 
 
 def test_the_24_released_checkpoints():
-    entries = zoo.list_zoo()
+    entries = [e for e in zoo.list_zoo() if e.paper]
     assert len(entries) == 24 and len({e.name for e in entries}) == 24
     assert all(e.url == BASE + e.file for e in entries)
     by_table = {}
@@ -32,14 +33,61 @@ def test_the_24_released_checkpoints():
     assert zoo.get("moco_v2_imagenet").paper == (("table1", "frcgb (MoCo v2)"), ("table2", "ImageNet (MoCo v2)"))
 
 
+# The public ResNet-50s beyond the paper: (name, format, URL exactly as the project's README publishes it)
+PUBLIC = [
+    ("moco_v1_200ep", "moco", "https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v1_200ep/moco_v1_200ep_pretrain.pth.tar"),
+    ("moco_v2_200ep", "moco", "https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v2_200ep/moco_v2_200ep_pretrain.pth.tar"),
+    ("moco_v2_800ep", "moco", "https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar"),
+    ("mocov3_100ep", "mocov3", "https://dl.fbaipublicfiles.com/moco-v3/r-50-100ep/r-50-100ep.pth.tar"),
+    ("mocov3_300ep", "mocov3", "https://dl.fbaipublicfiles.com/moco-v3/r-50-300ep/r-50-300ep.pth.tar"),
+    ("mocov3_1000ep", "mocov3", "https://dl.fbaipublicfiles.com/moco-v3/r-50-1000ep/r-50-1000ep.pth.tar"),
+    ("swav_800ep", "swav", "https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar"),
+    ("swav_400ep", "swav", "https://dl.fbaipublicfiles.com/deepcluster/swav_400ep_pretrain.pth.tar"),
+    ("swav_200ep", "swav", "https://dl.fbaipublicfiles.com/deepcluster/swav_200ep_pretrain.pth.tar"),
+    ("swav_100ep", "swav", "https://dl.fbaipublicfiles.com/deepcluster/swav_100ep_pretrain.pth.tar"),
+    ("dino_resnet50", "dino_backbone", "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth"),
+    ("dino_resnet50_full", "dino",
+     "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/dino_resnet50_pretrain_full_checkpoint.pth"),
+    ("barlowtwins_1000ep", "barlowtwins", "https://dl.fbaipublicfiles.com/barlowtwins/"
+     "epochs1000_bs2048_lr0.2_lambd0.0051_proj_8192_8192_8192_scale0.024/resnet50.pth"),
+    ("vicreg_resnet50", "vicreg", "https://dl.fbaipublicfiles.com/vicreg/resnet50.pth"),
+    ("densecl_imagenet_200ep", "densecl", "https://cloudstor.aarnet.edu.au/plus/s/hdAg5RYm8NNM2QP/download"),
+    ("densecl_coco_800ep", "densecl", "https://cloudstor.aarnet.edu.au/plus/s/W5oDyYB218xz625/download"),
+    ("torchvision_resnet50", "torchvision", "https://download.pytorch.org/models/resnet50-0676ba61.pth"),
+]
+
+
+def test_the_public_checkpoints_beyond_the_paper():
+    public = [e for e in zoo.list_zoo() if not e.paper]
+    assert [(e.name, e.format, e.url) for e in public] == PUBLIC
+    assert all(e.source.split(":")[1].startswith(("README.md", "CONFIG.md", "torchvision/")) for e in public)
+    assert len({e.file for e in zoo.list_zoo()}) == len(zoo.list_zoo())  # barlowtwins and vicreg: both resnet50.pth
+    assert {e.supervision for e in public} == {"unsupervised", "supervised"}
+    assert zoo.get("torchvision_resnet50").supervision == "supervised"
+
+
+def test_every_zoo_format_is_a_converter_format():
+    from benchmark.weights.formats import SOURCES
+
+    assert {e.shown_format for e in zoo.list_zoo()} <= set(SOURCES)
+
+
 def test_format_zoo_table_lists_every_checkpoint_and_the_notes():
     text = zoo.format_zoo_table()
     lines = text.splitlines()
-    assert lines[0] == f"24 checkpoints (ResNet-50), URL = {BASE}FILE"
-    assert sum(1 for ln in lines if ln.split(" ")[0] in {e.name for e in zoo.list_zoo()}) == 24
+    n = len(zoo.list_zoo())
+    assert lines[0] == f"{n} checkpoints (ResNet-50); zoo:NAME downloads it once and pins its sha256"
+    assert lines[2].split() == ["name", "method", "format", "data", "paper", "source"]
+    rows = lines[3:3 + n]
+    assert [r.split(" ")[0] for r in rows] == [e.name for e in zoo.list_zoo()]
+    assert lines[3 + n] == "" and lines[4 + n] == f"URLs: the paper's (24): {BASE}FILE; the others:"
+    assert lines[5 + n:5 + n + len(PUBLIC)] == [f"  {name}: {url}" for name, _, url in PUBLIC]
+    swav = next(r for r in rows if r.startswith("swav_800ep "))
+    assert "  swav  " in swav and swav.rstrip().endswith("facebookresearch/swav:README.md (Model Zoo)")
     assert any(ln.startswith("supervised_imagenet [1]") for ln in lines)
-    assert lines[-2].startswith("[1] supervised_imagenet: Table 2's published link for this row is supervised_synthia.pth")
-    assert lines[-1] == "[2] moco_v2_places: The released file name is spelled moco_v2_palces.pth (sic) in the listing."
+    assert any(ln.startswith("[1] supervised_imagenet: Table 2's published link for this row is supervised_synthia.pth")
+               for ln in lines)
+    assert "[2] moco_v2_places: The released file name is spelled moco_v2_palces.pth (sic) in the listing." in lines
 
 
 def test_an_unknown_name_is_refused_with_the_known_ones():
@@ -141,3 +189,30 @@ def test_zoo_exemplar_and_supervised_files_are_recorded_as_such(name, layout, re
     (folder / zoo.get(name).file).write_bytes(synthetic_checkpoint(layout, width=8).read_bytes())
     monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", base)
     assert load_converted(prepare_weights(f"zoo:{name}").path)["__author__"] == recorded
+
+
+@pytest.mark.parametrize("name, layout, fmt", [("swav_800ep", "swav", "swav"), ("barlowtwins_1000ep", "barlowtwins", "barlowtwins"),
+                                              ("dino_resnet50_full", "dino", "dino")])
+def test_a_public_zoo_checkpoint_downloads_and_converts(name, layout, fmt, http_server, monkeypatch, synthetic_checkpoint,
+                                                        isolated_cache, capsys):
+    """`--weights zoo:NAME` for a checkpoint beyond the paper: served by a local mirror under its zoo
+    file name, downloaded once, its sha256 pinned, converted with the zoo's format."""
+    from benchmark.weights.synthetic import torchvision_weights
+    from tests.helpers import tool
+
+    base, folder = http_server
+    raw = synthetic_checkpoint(layout, seed=2, width=8)
+    entry = zoo.get(name)
+    (folder / entry.file).write_bytes(raw.read_bytes())
+    monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", base)
+    out = isolated_cache.parent / f"{name}.pkl"
+    assert tool("convert")([f"zoo:{name}", "-o", str(out)]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith(f"format:  {fmt}")
+    data = load_converted(out)
+    assert data["__provenance__"]["format"] == fmt and data["__provenance__"]["input"] == f"zoo:{name}"
+    assert data["__provenance__"]["sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
+    assert json.loads((isolated_cache / "zoo" / "sha256.json").read_text()) == {entry.file: data["__provenance__"]["sha256"]}
+    tv = torchvision_weights(2, 50, 8)
+    assert (data["model"]["res4.5.conv3.weight"] == tv["layer3.5.conv3.weight"].numpy()).all()
+    prepared = prepare_weights(f"zoo:{name}")  # what --weights does: the pinned copy, not a second download
+    assert (prepared.name, prepared.format, prepared.source_sha256) == (name, fmt, data["__provenance__"]["sha256"])
