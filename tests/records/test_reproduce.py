@@ -24,7 +24,11 @@ def test_every_table_loads_with_only_referenced_numbers():
     t3 = paper.load_table("table3")
     values = {(r.name, t, m): (c.value, c.secondary) for r in t3.rows for (t, m), c in r.cells.items()}
     assert values == {("supervised_baseline", "voc07", "bbox/AP"): (42.4, False), ("moco_v1", "voc07", "bbox/AP"): (46.6, False),
-                      ("exemplar_v1", "voc07", "bbox/AP"): (47.2, True), ("exemplar_v2", "voc07", "bbox/AP"): (48.8, True)}
+                      ("exemplar_v1", "voc07", "bbox/AP"): (47.2, True), ("exemplar_v2", "voc07", "bbox/AP"): (48.8, True),
+                      # the ImageNet linear readoff: 68.9 vs 77.3 (paper), 64.6 (secondary summary)
+                      ("supervised_baseline", "imagenet_linear", "cls/top1"): (77.3, False),
+                      ("exemplar_v1", "imagenet_linear", "cls/top1"): (64.6, True),
+                      ("exemplar_v2", "imagenet_linear", "cls/top1"): (68.9, False)}
     assert [r.name for r in t3.rows if not r.runnable] == ["supervised_baseline", "moco_v1"]
     moco = paper.load_table("moco_voc0712")
     assert {r.name: tuple(r.cells[("voc0712", m)].value for m in ("bbox/AP50", "bbox/AP", "bbox/AP75")) for r in moco.rows} == {
@@ -98,6 +102,7 @@ def test_judge_cells_and_checks_by_hand():
         ("exemplar_v2 > moco_v2_imagenet", "voc07", f"holds (Welch p = {p:.3g})"),
         ("exemplar_v2 > moco_v2_imagenet", "coco", "not run: task not selected"),
         ("exemplar_v2 > moco_v2_imagenet", "cityscapes", "not run: task not selected"),
+        ("exemplar_v2 > moco_v2_imagenet", "imagenet_linear", "not run: task not selected"),
         ("exemplar_v1 > moco_v1", "voc07", "not run: moco_v1 without weights")]
     assert not reproduce.passed(cells, checks)  # exemplar_v2 differs
     del stats[("exemplar_v2", "voc07")]  # its runs failed: judged, no result
@@ -122,7 +127,8 @@ def test_verdicts_on_an_assumed_protocol_say_so():
     assert [(k.check.task, k.verdict, k.assumptions) for k in checks] == [
         ("voc07", "not enough trials (exemplar_v2: 1, moco_v2_imagenet: 1; a significance test needs >= 2 each)", ()),
         ("coco", "no result", ("coco-1x-schedule",)),
-        ("cityscapes", "not run: task not selected", ()), ("voc07", "not run: moco_v1 without weights", ())]
+        ("cityscapes", "not run: task not selected", ()), ("imagenet_linear", "not run: task not selected", ()),
+        ("voc07", "not run: moco_v1 without weights", ())]
     opts = reproduce.Options("table3", tasks=["voc07", "coco"], trials=2)
     md = reproduce.to_markdown(t3, cells, checks, [], [], opts, "counts")
     assert "| +0.00 | 0.54 | holds [assumed protocol: voc07-schedule] |" in md
@@ -142,17 +148,23 @@ def test_verdicts_on_an_assumed_protocol_say_so():
 def test_dry_run_of_table3_marks_what_depends_on_an_assumption(capsys, tmp_path):
     assert tool("reproduce")(["--table", "table3", "--dry-run", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out.split("\nassumed protocols")[1].splitlines()
-    assert [ln.split(":")[0] for ln in out[1:4]] == ["  voc07", "  coco", "  cityscapes"]
+    assert [ln.split(":")[0] for ln in out[1:5]] == ["  voc07", "  coco", "  cityscapes", "  imagenet_linear"]
     assert "VISSL" in out[1] and "MoCo published the 2x config only" in out[2] and "mmsegmentation" in out[3]
-    assert out[4] == "cells and checks judged under an assumed protocol:"
-    assert out[5:] == [
+    assert "main_lincls.py" in out[4] and "publish no recipe" in out[4]
+    assert out[5] == "cells and checks judged under an assumed protocol:"
+    linear = "[assumed protocol: linear-readoff-recipe]"
+    assert out[6:] == [
         "  cell supervised_baseline voc07 bbox/AP = 42.4 (published, reported only: no weights) [assumed protocol: voc07-schedule]",
+        f"  cell supervised_baseline imagenet_linear cls/top1 = 77.3 (published, reported only: no weights) {linear}",
         "  cell moco_v1 voc07 bbox/AP = 46.6 (published, reported only: no weights) [assumed protocol: voc07-schedule]",
         "  cell exemplar_v1 voc07 bbox/AP = 47.2 (published, secondary) [assumed protocol: voc07-schedule]",
+        f"  cell exemplar_v1 imagenet_linear cls/top1 = 64.6 (published, secondary) {linear}",
         "  cell exemplar_v2 voc07 bbox/AP = 48.8 (published, secondary) [assumed protocol: voc07-schedule]",
+        f"  cell exemplar_v2 imagenet_linear cls/top1 = 68.9 (published) {linear}",
         "  check voc07 bbox/AP: exemplar_v2 > moco_v2_imagenet [assumed protocol: voc07-schedule]",
         "  check coco bbox/AP: exemplar_v2 > moco_v2_imagenet [assumed protocol: coco-1x-schedule]",
         "  check cityscapes sem_seg/mIoU: exemplar_v2 > moco_v2_imagenet [assumed protocol: cityscapes-codebase]",
+        f"  check imagenet_linear cls/top1: exemplar_v2 > moco_v2_imagenet {linear}",
         "  check voc07 bbox/AP: exemplar_v1 > moco_v1 [assumed protocol: voc07-schedule]"]
 
 
@@ -174,16 +186,21 @@ def test_check_expressions():
 def test_dry_run_of_table3_lists_runs_with_zoo_urls_and_gpu_hours(capsys, tmp_path):
     assert tool("reproduce")(["--table", "table3", "--dry-run", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1] == f"3 rows x 3 tasks (voc07, coco, cityscapes) x 5 trials = 45 runs; records under {tmp_path}/runs"
+    assert out[1] == (f"3 rows x 4 tasks (voc07, coco, cityscapes, imagenet_linear) x 5 trials = 60 runs; records "
+                      f"under {tmp_path}/runs")
     runs = [ln for ln in out if ln.startswith(("exemplar_v", "moco_v2_imagenet"))]
-    assert len(runs) == 45
+    assert len(runs) == 60
     assert runs[0].split() == ["exemplar_v1", "voc07", "0", "0", "to", "run", "14.9*", ZOO_BASE + "exemplar_v1.pth"]
-    assert runs[-1].split() == ["exemplar_v2", "cityscapes", "4", "4", "to", "run", "?", ZOO_BASE + "exemplar_v2.pth"]
-    voc, coco = cost.run_gpu_hours("voc07"), cost.run_gpu_hours("coco")
+    assert runs[-1].split() == ["exemplar_v2", "imagenet_linear", "4", "4", "to", "run", "111.2*",
+                                ZOO_BASE + "exemplar_v2.pth"]
+    voc, coco, linear = (cost.run_gpu_hours(t) for t in ("voc07", "coco", "imagenet_linear"))
     assert voc == pytest.approx(0.537 * 12500 * 8 / 3600) and coco == pytest.approx(0.584 * 90000 * 8 / 3600)
+    assert linear == pytest.approx(0.1 * 500500 * 8 / 3600)  # 100 epochs of 5005 iterations, an estimate
     total = next(ln for ln in out if ln.startswith("to run: "))
-    assert total == "to run: 45 of 45 runs; estimated 1975.7 GPU-hours + 15 runs of unknown cost (estimate, see *)"
-    assert 15 * (voc + coco) == pytest.approx(1975.75)
+    assert total == "to run: 60 of 60 runs; estimated 3644.1 GPU-hours + 15 runs of unknown cost (estimate, see *)"
+    assert 15 * (voc + coco + linear) == pytest.approx(3644.08, abs=0.01)
+    assert any(ln.startswith("  imagenet_linear: * estimate: 0.1 s/iter x 500500 iterations x 8 GPUs = 111.2 GPU-h per "
+                             "run; basis: no published figure") for ln in out)
     assert "not run: moco_v1: no weights: reported only (give --weights moco_v1=SPEC to run it)" in out
     assert any(ln.startswith("  voc07: * estimate: 0.537 s/iter x 12500 iterations x 8 GPUs = 14.9 GPU-h per run; basis: detectron2")
                for ln in out)
@@ -202,7 +219,8 @@ def test_plan_options(tmp_path):
 
 
 BAD_PLAN_OPTIONS = {
-    "unknown task": (["--tasks", "voc0712"], "error: table table3 has no task voc0712; its tasks: voc07, coco, cityscapes"),
+    "unknown task": (["--tasks", "voc0712"], "error: table table3 has no task voc0712; its tasks: voc07, coco, cityscapes, "
+                                              "imagenet_linear"),
     "weights of no row": (["--weights", "nobody=/x.pth"], "error: --weights names no row of table3: nobody"),
     "weights not ROW=SPEC": (["--weights", "nobody"], "error: --weights nobody: not of the form ROW=SPEC"),
     "no trial": (["--trials", "0"], "error: --trials must be >= 1, got 0"),
