@@ -375,3 +375,44 @@ def test_cityscapes_miou_of_a_known_confusion(root):
     ious = [0.0 if c == car else n_road / (n_road + n_car) if c == road else 1.0 for c in present]
     res = _cityscapes_eval(name, dicts, preds)
     assert res["mIoU"] == pytest.approx(100 * np.mean(ious), abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- error analysis across processes
+
+def _imperfect(d):
+    """Ground truth of `d` with its first box shifted by 40% of its width and its last object missed."""
+    boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]]
+    x0, y0, x1, y1 = boxes[0]
+    boxes[0] = [x0 + 0.4 * (x1 - x0), y0, x1 + 0.4 * (x1 - x0), y1]
+    inst = _instances(d, boxes, torch.linspace(0.9, 0.5, len(boxes)), masks=False)
+    return inst[: len(boxes) - 1]
+
+
+def _errors_on_ranks(root, out):
+    """One rank of a 2-process (gloo) evaluation: each rank processes every other image."""
+    from detectron2.utils import comm
+
+    name = register_datasets("voc07", root)["voc_2007_test"]
+    dicts = DatasetCatalog.get(name)
+    ev = DetectionErrorsEvaluator(name, voc_difficult=True)
+    ev.reset()
+    for d in dicts[comm.get_rank()::2]:
+        ev.process([d], [{"instances": _imperfect(d)}])
+    res = ev.evaluate()
+    if comm.is_main_process():
+        Path(out).write_text(json.dumps(res))
+    else:
+        assert res == {}
+
+
+@pytest.mark.slow  # two fresh processes importing torch and detectron2
+def test_error_analysis_gathers_every_rank_on_rank_0(root, tmp_path):
+    from detectron2.engine import launch
+
+    out = tmp_path / "errors.json"
+    launch(_errors_on_ranks, 2, dist_url="auto", args=(str(root), str(out)))
+    name = register_datasets("voc07", root)["voc_2007_test"]
+    dicts = DatasetCatalog.get(name)
+    one = _evaluate(DetectionErrorsEvaluator(name, voc_difficult=True), dicts, [_imperfect(d) for d in dicts])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(one))
+    assert one["errors"]["loc"] > 0 and one["errors"]["miss"] > 0  # the shifted and the missed boxes
