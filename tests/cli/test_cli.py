@@ -27,11 +27,12 @@ def test_list_tasks_prints_the_registry_as_a_table():
     # each task's assumptions follow the table (benchmark/configs/sources.yaml)
     assert [ln.split(":")[:2] for ln in assumptions.splitlines()[1:]] == [
         ["  cityscapes", " cityscapes-codebase"], ["  coco", " coco-1x-schedule"], ["  coco_2x", " none (every value published)"],
-        ["  voc07", " voc07-schedule"], ["  voc0712", " none (every value published)"]]
+        ["  imagenet_linear", " linear-readoff-recipe"], ["  voc07", " voc07-schedule"],
+        ["  voc0712", " none (every value published)"]]
     assert _columns(lines[0]) == ["task", "data", "primary metric", "config", "description"]
     assert [_columns(ln) for ln in lines[1:]] == [[t.name, t.data_format, t.primary_metric, t.config, t.description]
                                                   for t in list_tasks()]
-    assert [ln.split()[0] for ln in lines[1:]] == ["cityscapes", "coco", "coco_2x", "voc07", "voc0712"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["cityscapes", "coco", "coco_2x", "imagenet_linear", "voc07", "voc0712"]
 
 
 def test_list_zoo_names_every_checkpoint_with_its_format_source_and_note():
