@@ -50,5 +50,5 @@ setup(
         "pyyaml",
         "scipy",  # Welch's t-test between leaderboard rows (records.leaderboard)
     ],
-    extras_require={"test": ["pytest", "pytest-randomly", "ruff"]},
+    extras_require={"test": ["pytest", "pytest-randomly", "ruff", "selenium"]},  # selenium drives Debian's chromium (tests/records/test_page.py)
 )

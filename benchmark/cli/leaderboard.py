@@ -2,10 +2,17 @@
 
   python tools/leaderboard.py output/                       # Markdown on the terminal
   python tools/leaderboard.py output/ --out board/ --format md,csv,html --sort-by voc07
+  python tools/leaderboard.py output/ --published moco_voc0712     # only MoCo's published rows
+  python tools/leaderboard.py output/ --published none             # measured rows only
 
-Cells are mean ± sample std (ddof=1) (n) over finished trials; failed runs and refused records
-(other schema versions, torn files) are listed apart. Exit status: 0 a leaderboard was made;
-1 no usable record, a missing folder or a bad option (one line `error: ...`).
+Cells are mean ± sample std (ddof=1) (n) over finished trials. Runs that measure different things
+(smoke, sanity, eval-only, AMP, another world size or protocol) are separate rows, never averaged
+together; published baselines from the paper tables are rows marked [published: TABLE]. Per column,
+the best row and those not significantly different from it (Welch's t-test) are marked. Failed
+runs and refused records (other schema versions, torn or mistyped files) are listed apart.
+The HTML page is one self-contained file (sortable, charts, links to each run's record and config).
+Exit status: 0 a leaderboard was made; 1 no usable record, a missing folder or a bad option
+(one line `error: ...`).
 """
 import argparse
 import sys
@@ -18,8 +25,12 @@ def main(argv=None):
     p.add_argument("--format", default="md,csv,html", help="comma-separated: md, csv, html (html adds a PNG chart)")
     p.add_argument("--sort-by", help="task whose primary metric orders the rows (default: the first task)")
     p.add_argument("--name", default="leaderboard", help="file stem of the written files")
+    p.add_argument("--published", default="all", metavar="TABLES",
+                   help="published baselines to show: all (every paper table, the default), none, or "
+                        "comma-separated names of benchmark/configs/paper/NAME.yaml tables or paths of .yaml tables")
     args = p.parse_args(argv)
-    from benchmark.records import leaderboard, results
+    from benchmark.records import leaderboard, paper, results
+    from benchmark.records.published import published_rows
 
     try:
         records, problems = results.gather(args.folders)
@@ -27,12 +38,14 @@ def main(argv=None):
             print(f"refused: {problem}", file=sys.stderr)
         if not records:
             raise ValueError(f"no usable run record under {', '.join(args.folders)}")
-        board = leaderboard.build(records, problems, sort_by=args.sort_by)
+        tables = {"all": None, "none": []}.get(args.published, [t for t in args.published.split(",") if t])
+        published = published_rows(tables) if tables != [] else []
+        board = leaderboard.build(records, problems, sort_by=args.sort_by, published=published)
         print(leaderboard.to_markdown(board), end="")
         if args.out:
             for path in leaderboard.write(board, args.out, [f for f in args.format.split(",") if f], args.name):
                 print(f"wrote {path}", file=sys.stderr)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, paper.TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -25,7 +25,6 @@ Output depends on the records only (sorted, no timestamps): the same records giv
 Markdown and CSV.
 """
 import dataclasses
-import html
 import io
 import math
 from pathlib import Path
@@ -80,7 +79,9 @@ class Row:
     tags: tuple
     cells: dict  # {(task, metric): Stat}
     deviations: dict = dataclasses.field(default_factory=dict)  # {task: [str]}
-    records: dict = dataclasses.field(default_factory=dict)  # {task: [record path]}
+    records: dict = dataclasses.field(default_factory=dict)  # {task: [record path of each finished trial]}
+    published: bool = False  # a published baseline (records.published): never pooled, tested or marked
+    note: str | None = None
 
 
 @dataclasses.dataclass
@@ -223,7 +224,8 @@ def _mark(rows, columns):
     marks, p_best = {}, {}
     groups = {}
     for row in rows:
-        groups.setdefault(row.tags, []).append(row)
+        if not row.published:
+            groups.setdefault(row.tags, []).append(row)
     for group in groups.values():
         for col in columns:
             have = [r for r in group if col in r.cells]
@@ -246,7 +248,7 @@ def pairs(board: Board) -> list:
     """[(task, metric, label a, label b, p)] for every pair of comparable rows with >= 2 trials each."""
     out = []
     for col in board.columns + board.errors:
-        have = [r for r in board.rows if col in r.cells and r.cells[col].n >= 2]
+        have = [r for r in board.rows if not r.published and col in r.cells and r.cells[col].n >= 2]
         for i, a in enumerate(have):
             for b in have[i + 1:]:
                 if a.tags == b.tags:
@@ -256,8 +258,9 @@ def pairs(board: Board) -> list:
 
 # ----------------------------------------------------------------------- building
 
-def build(records, problems=(), sort_by=None) -> Board:
-    """The leaderboard of `records` (results.gather's first value; `problems` its second).
+def build(records, problems=(), sort_by=None, published=()) -> Board:
+    """The leaderboard of `records` (results.gather's first value; `problems` its second) and of
+    the `published` baselines (records.published.published_rows()), which add their tasks' columns.
 
     `sort_by`: a task name (sorted by its primary metric, best first) or None (the first task).
     Rows are grouped by their tags (untagged first), each group best first; rows without a value
@@ -280,9 +283,19 @@ def build(records, problems=(), sort_by=None) -> Board:
         row = rows.setdefault(label[id(r)], Row(label[id(r)], r["weights"]["name"], tags[id(r)], {}))
         row.deviations.setdefault(r["task"], [])
         row.deviations[r["task"]] += [d for d in r["deviations"] if d not in row.deviations[r["task"]]]
-        row.records.setdefault(r["task"], []).append(r.get("_path", ""))
+        if r["status"] == "finished":
+            row.records.setdefault(r["task"], []).append(r.get("_path", ""))
     for (lab, task), ms in stats.items():
         rows[lab].cells.update({(task, m): s for m, s in ms.items()})
+    for pub in published:
+        tag = f"published: {', '.join(pub.tables)}"
+        rows[label_of(pub.name, (tag,))] = Row(label_of(pub.name, (tag,)), pub.name, (tag,), dict(pub.cells),
+                                               published=True, note=pub.note)
+        for task, metric in pub.cells:
+            if task not in tasks:
+                tasks.append(task)
+    shown = {c for row in rows.values() if row.published for c in row.cells}
+    columns += [(t, m) for t in tasks if t not in {c[0] for c in columns} for m in task_metrics(t) if (t, m) in shown]
     rows = sorted(rows.values(), key=lambda row: row.label)
     key = None
     if sort_task:
@@ -291,11 +304,15 @@ def build(records, problems=(), sort_by=None) -> Board:
         except UnknownTaskError:
             primary = columns[0][1]
         key = (sort_task, primary)
-        # comparable rows together (untagged first), each group best first
-        rows.sort(key=lambda row: (row.tags, key not in row.cells, -row.cells[key].mean if key in row.cells else 0.0,
-                                   row.label))
+        # comparable rows together (measured untagged first, then the published, then the rest), each group best first
+        rows.sort(key=lambda row: (_group_order(row), row.tags, key not in row.cells,
+                                   -row.cells[key].mean if key in row.cells else 0.0, row.label))
     marks, p_best = _mark(rows, columns)
     return Board(columns, rows, failures, list(problems), key, marks, p_best, errors)
+
+
+def _group_order(row) -> int:
+    return 0 if not row.tags else 1 if row.published else 2
 
 
 # --------------------------------------------------------------------------- writers
@@ -310,7 +327,10 @@ def _legend(board) -> str:
             f"one trial shows no std. Rows {order}. {BEST} best mean in its column among comparable rows "
             f"(equal tags); {TIED} not significantly different from it (Welch's t-test, p >= {ALPHA}, "
             f"both with >= 2 trials); rows with one trial are not tested. Runs that measure different "
-            f"things (tags in brackets: smoke, sanity, eval-only, AMP, world size, protocol) are never averaged together.")
+            f"things (tags in brackets: smoke, sanity, eval-only, AMP, world size, protocol) are never averaged together."
+            + (" Rows [published: TABLE] are published values (the paper tables, from docs/REFERENCES.md with their "
+               "sources): n and ± std only where the publication gives them, secondary values marked; never averaged "
+               "with, tested against or marked among measured rows." if any(r.published for r in board.rows) else ""))
 
 
 def _cell(board, row, col) -> str:
@@ -378,7 +398,7 @@ def to_csv(board: Board) -> str:
     cols = board.columns + board.errors
     w.writerow(["checkpoint", "name", "tags"]
                + [f"{_header(c)} {part}" for c in cols for part in ("mean", "std", "n", "p vs best", "mark")]
-               + ["failed runs"])
+               + ["failed runs", "published sources"])
     failed = {}
     for f in board.failures:
         failed[f.name] = failed.get(f.name, 0) + 1
@@ -388,8 +408,10 @@ def to_csv(board: Board) -> str:
             s = row.cells.get(c)
             key = (row.label,) + c
             mark = {BEST: "best", TIED: "tied"}.get(board.marks.get(key), "")
-            out += ["", "", 0, "", ""] if s is None else [_num(s.mean), _num(s.std), s.n, _num(board.p_vs_best.get(key)), mark]
-        w.writerow(out + [failed.get(row.label, 0)])
+            out += ["", "", 0, "", ""] if s is None else [_num(s.mean), _num(s.std), "" if s.n is None else s.n,
+                                                          _num(board.p_vs_best.get(key)), mark]
+        sources = "; ".join(f"{_header(c)}: {row.cells[c].source}" for c in cols if row.published and c in row.cells)
+        w.writerow(out + [failed.get(row.label, 0), _csv_text(sources)])
     return buf.getvalue()
 
 
@@ -474,47 +496,17 @@ def plot_errors(board: Board, path) -> Path:
     return Path(path)
 
 
-def to_html(board: Board, chart: str | None = None, title="Leaderboard", errors_chart: str | None = None) -> str:
-    e = html.escape
-    out = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{e(title)}</title>",
-           "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-           "td.n{text-align:right}</style></head><body>", f"<h1>{e(title)}</h1>", f"<p>{e(_legend(board))}</p>"]
-    if chart:
-        out.append(f"<p><img src=\"{e(chart)}\" alt=\"primary metrics with error bars\"></p>")
-    out.append("<table><tr><th>checkpoint</th>" + "".join(f"<th>{e(_header(c))}</th>" for c in board.columns) + "</tr>")
-    for row in board.rows:
-        out.append(f"<tr><td>{e(row.label)}</td>" + "".join(
-            f"<td class=\"n\">{e(_cell(board, row, c))}</td>" for c in board.columns) + "</tr>")
-    out.append("</table>")
-    if board.errors:
-        out.append("<h2>Detection error analysis (dAP per error type, lower is better)</h2>")
-        if errors_chart:
-            out.append(f"<p><img src=\"{e(errors_chart)}\" alt=\"AP lost per error type\"></p>")
-        out.append("<table><tr><th>checkpoint</th>" + "".join(f"<th>{e(_header(c))}</th>" for c in board.errors) + "</tr>")
-        for row in board.rows:
-            if any(c in row.cells for c in board.errors):
-                out.append(f"<tr><td>{e(row.label)}</td>" + "".join(
-                    f"<td class=\"n\">{e(row.cells[c].format()) if c in row.cells else '-'}</td>" for c in board.errors)
-                    + "</tr>")
-        out.append("</table>")
-    deviating = [(row, task, devs) for row in board.rows for task, devs in sorted(row.deviations.items()) if devs]
-    if deviating:
-        out.append("<h2>Deviations from the published protocol</h2><ul>")
-        out += [f"<li>{e(row.label)}, {e(task)}: {e('; '.join(devs))}</li>" for row, task, devs in deviating]
-        out.append("</ul>")
-    if board.failures:
-        out.append("<h2>Failed runs (not counted)</h2><ul>")
-        out += [f"<li>{e(f.name)} {e(f.task)} trial {f.trial}: {e(f.reason)} ({e(f.path)})</li>" for f in board.failures]
-        out.append("</ul>")
-    if board.problems:
-        out.append("<h2>Records refused</h2><ul>" + "".join(f"<li>{e(p)}</li>" for p in board.problems) + "</ul>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+def to_html(board: Board, title="Leaderboard", base=None, errors_png: bytes | None = None) -> str:
+    """The self-contained HTML page (records.page)."""
+    from benchmark.records import page
+
+    return page.render(board, title=title, base=base, errors_png=errors_png)
 
 
 def write(board: Board, out_dir, formats=FORMATS, stem="leaderboard") -> list[Path]:
     """Write `stem`.md/.csv/.html into `out_dir`, each atomically; csv adds `stem`_pairs.csv (every
-    Welch test), html adds `stem`.png (and `stem`_errors.png with an error analysis)."""
+    Welch test), html adds `stem`.png (and `stem`_errors.png with an error analysis), which the
+    self-contained page does not need."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
@@ -529,13 +521,13 @@ def write(board: Board, out_dir, formats=FORMATS, stem="leaderboard") -> list[Pa
             with atomic_write(out_dir / f"{stem}_pairs.csv", "w") as f:
                 f.write(pairs_csv(board))
             written.append(out_dir / f"{stem}_pairs.csv")
-        else:
+        else:  # the page embeds its charts; the PNGs are for the Markdown's readers
             written.append(plot(board, out_dir / f"{stem}.png"))
-            errors_chart = None
+            errors_png = None
             if board.errors:
                 written.append(plot_errors(board, out_dir / f"{stem}_errors.png"))
-                errors_chart = f"{stem}_errors.png"
-            text = to_html(board, chart=f"{stem}.png", errors_chart=errors_chart)
+                errors_png = (out_dir / f"{stem}_errors.png").read_bytes()
+            text = to_html(board, base=out_dir, errors_png=errors_png)
         with atomic_write(path, "w") as f:
             f.write(text)
         written.append(path)

@@ -5,6 +5,8 @@ or a synthetic checkpoint, or nothing: reported only), cells {task: {metric: {va
 secondary}}} holding published numbers (absent = null: shown, never judged), and `checks`:
 direction-only claims written as an expression over row names, evaluated on our means of one
 task metric, e.g. "moco_v2_imagenet - moco_v2_imagenet_aug_f > supervised_imagenet - supervised_imagenet_aug_f".
+`spread_published: true` says the table's std and published_trials are the publication's own
+figures for its values (not borrowed or assumed), so the leaderboard may show them beside the values.
 
 Tolerance rule (a cell holds when |ours - published| <= tolerance):
     tolerance = 2 * std * sqrt(1/n + 1/n_pub) + 0.05
@@ -81,6 +83,7 @@ class PaperTable:
     tolerance: dict  # {(task, metric): float}, overrides
     published_trials: int
     check_source: str = ""
+    spread_published: bool = False  # std and published_trials are the publication's own for these values
 
     @property
     def tasks(self) -> tuple:
@@ -131,7 +134,7 @@ def _metric_pairs(where, mapping, what):
 # A misspelt key (`zo:`, `tolerence:`) would otherwise be ignored silently: a row that is not run,
 # a tolerance that does not apply, and verdicts that look fine.
 _TABLE_KEYS = ("title", "source", "columns", "std", "std_source", "published_trials", "rows", "checks",
-               "check_source", "tolerance")
+               "check_source", "tolerance", "spread_published")
 _ROW_KEYS = ("name", "zoo", "weights", "synthetic", "note", "cells", "other")
 
 
@@ -196,7 +199,8 @@ def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
     checks = [_parse_check(where, c, [r.name for r in rows], columns) for c in data.get("checks") or []]
     table = PaperTable(path.stem, path, str(data.get("title", path.stem)), str(data.get("source", "")), tuple(columns),
                        tuple(rows), tuple(checks), std, str(data.get("std_source", "")), tolerance,
-                       int(data.get("published_trials", 1)), str(data.get("check_source", "")))
+                       int(data.get("published_trials", 1)), str(data.get("check_source", "")),
+                       data.get("spread_published") is True)
     for row in rows:
         for (task, metric) in row.cells:
             if table.tolerance_for(task, metric, 1)[0] is None:
