@@ -193,7 +193,11 @@ def analyse(images, pos_thresh=POS_THRESHOLD, bg_thresh=BACKGROUND_THRESHOLD, ma
                     if not used[i] and crowd[i, r] > pos_thresh and ign_cls[r] == classes[i]:
                         used[i] = None
         gt_used = np.array([g["used"] for g in gts], bool)[None, :]
-        noncls_iou, used_cls_iou = iou * ~same, iou * same * gt_used
+        if gts:  # each detection's best IoU: same class, other class, same class matched, any
+            noncls_iou = iou * ~same
+            best = [cls_iou.max(1), noncls_iou.max(1), (cls_iou * gt_used).max(1), iou.max(1)]
+            cls_arg, noncls_arg = cls_iou.argmax(1).tolist(), noncls_iou.argmax(1).tolist()
+            cls_max, noncls_max, used_max, any_max = (b.tolist() for b in best)
         for i in range(len(order)):
             c, s = int(classes[i]), float(scores[i])
             if used[i] is not None:
@@ -203,13 +207,13 @@ def analyse(images, pos_thresh=POS_THRESHOLD, bg_thresh=BACKGROUND_THRESHOLD, ma
             err = _Error("", ids[i], None if used[i] is None else (c, (s, False)), det=(c, s))
             if not gts:
                 err.kind = "bkg"
-            elif bg_thresh <= cls_iou[i].max() <= pos_thresh:
-                err.kind, err.target = "loc", gts[int(np.argmax(cls_iou[i]))]
-            elif noncls_iou[i].max() >= pos_thresh:
-                err.kind, err.target = "cls", gts[int(np.argmax(noncls_iou[i]))]
-            elif used_cls_iou[i].max() >= pos_thresh:
+            elif bg_thresh <= cls_max[i] <= pos_thresh:
+                err.kind, err.target = "loc", gts[cls_arg[i]]
+            elif noncls_max[i] >= pos_thresh:
+                err.kind, err.target = "cls", gts[noncls_arg[i]]
+            elif used_max[i] >= pos_thresh:
                 err.kind = "dupe"
-            elif iou[i].max() <= bg_thresh:
+            elif any_max[i] <= bg_thresh:
                 err.kind = "bkg"
             else:
                 err.kind = "both"
