@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 from detectron2.data import DatasetCatalog
-from detectron2.engine import HookBase, SimpleTrainer, TrainerBase, create_ddp_model, hooks
+from detectron2.engine import AMPTrainer, HookBase, SimpleTrainer, TrainerBase, create_ddp_model, hooks
 from detectron2.evaluation import inference_on_dataset
 from detectron2.modeling import build_model
 from detectron2.utils import comm
@@ -208,7 +208,8 @@ class LinearTrainer(TrainerBase):
         self.start_iter, self.max_iter = 0, self.epochs * self.iters_per_epoch
         steps = [int(e) * self.iters_per_epoch for e in cfg.BENCHMARK.LINEAR.LR_STEPS]
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=steps, gamma=cfg.SOLVER.GAMMA)
-        self.step_trainer = SimpleTrainer(self.model, self.train_loader, self.optimizer)
+        step = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer  # --amp: the frozen forward in float16 too
+        self.step_trainer = step(self.model, self.train_loader, self.optimizer)
         self.eval_results = None
         self.RESUME_EXACT, self.RESUME_NOTE = True, None
         logger.info("linear readoff: %d training images, %d epochs of %d iterations (%d per process per step), "
