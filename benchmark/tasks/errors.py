@@ -37,8 +37,10 @@ The rules (tidecv quantify.py TIDEExample / TIDERun._eval_image, errors/main_err
 - Special errors (TIDE's "FalsePos"/"FalseNeg", not clipped): fp = AP with every false positive
   scored 0 and every true positive 1, minus AP; fn = AP with every unmatched ground truth
   removed from the count, minus AP.
-A value that TIDE's AP leaves undefined (no class with ground truth or detections left) is None.
+A value that TIDE's AP leaves undefined (no class with ground truth or detections left) is None
+(NaN in the evaluator's results, null in the run record).
 """
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,8 +153,9 @@ class Breakdown:
     counts: dict = field(default_factory=dict)
 
     def metrics(self) -> dict:
-        """The run record's "errors" group: {type: dAP}."""
-        return dict(self.errors)
+        """The run record's "errors" group: {type: dAP}, NaN where undefined (as evaluators say it;
+        the record keeps NaN as null)."""
+        return {k: math.nan if v is None else v for k, v in self.errors.items()}
 
 
 def analyse(images, pos_thresh=POS_THRESHOLD, bg_thresh=BACKGROUND_THRESHOLD, max_dets=MAX_DETS) -> Breakdown:

@@ -5,6 +5,8 @@ One image per case, boxes [x, y, w, h]; the expected numbers are worked out by h
 - one true positive of two ground truths: precision 1 up to recall 0.5, 51 of the 101 points: 5100/101;
 - a false positive ranked above the only true positive: precision 1/2 everywhere: 50.
 """
+import math
+
 import numpy as np
 import pytest
 
@@ -100,6 +102,11 @@ def test_undefined_values_are_none():
     # No detections at all: AP 0; fixing the misses leaves no class to average (None), nothing else to fix.
     r = breakdown([(0, A)], [])
     assert r.ap == 0.0 and r.errors == errors(miss=None, fn=None)
+    # As evaluators say "undefined": NaN, which the run record keeps as null.
+    from benchmark.records.results import clean_metrics
+
+    assert {k for k, v in r.metrics().items() if math.isnan(v)} == {"miss", "fn"}
+    assert clean_metrics({"errors": r.metrics()})["errors"] == errors(miss=None, fn=None)
 
 
 def test_several_images_pool_into_one_curve():

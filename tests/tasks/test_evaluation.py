@@ -147,6 +147,16 @@ def test_voc_one_wrong_box_lowers_ap_by_the_expected_amount(tmp_path, wrong_scor
                   fp=(7600 / 101 - dog) / 20)
 
 
+def test_voc_nothing_detected_leaves_the_miss_dap_undefined(root):
+    # A model that detects nothing (a tiny smoke run may): TIDE's AP is 0, and with every object
+    # missed and fixed away no class is left to average: NaN, which the run record keeps as null.
+    name = register_datasets("voc07", root)["voc_2007_test"]
+    dicts = DatasetCatalog.get(name)
+    res = _evaluate(build_evaluator("voc07", name, None, distributed=False), dicts, [_instances(d, masks=False)[:0] for d in dicts])
+    assert {k for k, v in res["errors"].items() if np.isnan(v)} == {"miss", "fn"}
+    assert all(res["errors"][k] == 0.0 for k in ("cls", "loc", "both", "dupe", "bkg", "fp"))
+
+
 def test_voc_difficult_objects_are_ignored_by_the_error_analysis(tmp_path):
     # As by VOC's own evaluation: a difficult object without a box is not missed.
     name, (d, empty), dog = _hand_voc(tmp_path)
