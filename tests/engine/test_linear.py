@@ -64,6 +64,79 @@ def _trainer(work, data_root, *opts):
     return LinearTrainer(cfg)
 
 
+# ----------------------------------------------------------------------------- units (fast)
+
+def test_the_protocol_is_main_lincls():
+    from benchmark.tasks import get_task
+    from benchmark.tasks.config import protocol_config
+
+    cfg = protocol_config(get_task("imagenet_linear"))
+    lin = cfg.BENCHMARK.LINEAR
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MOMENTUM, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.IMS_PER_BATCH) == (30.0, 0.9, 0.0, 256)
+    assert (lin.EPOCHS, tuple(lin.LR_STEPS), cfg.SOLVER.GAMMA) == (100, (60, 80), 0.1)
+    assert (lin.TRAIN_CROP, lin.TEST_RESIZE, lin.TEST_CROP, lin.INIT_STD, lin.NUM_CLASSES) == (224, 256, 224, 0.01, 1000)
+    assert (cfg.MODEL.BACKBONE.FREEZE_AT, list(cfg.MODEL.RESNETS.OUT_FEATURES), cfg.MODEL.RESNETS.DEPTH) == (5, ["res5"], 50)
+    assert cfg.SOLVER.MAX_ITER == 100 * math.ceil(1281167 / 256)  # the cost estimate's iterations
+
+
+def test_the_model_normalizes_as_torchvision_and_trains_only_the_linear_layer():
+    import torchvision.transforms.functional as TF
+    from detectron2.modeling import build_model
+
+    from benchmark.tasks.config import build_config
+
+    settings = {"INPUT.FORMAT": "RGB", "MODEL.PIXEL_MEAN": [123.675, 116.28, 103.53],
+                "MODEL.PIXEL_STD": [58.395, 57.12, 57.375], "MODEL.RESNETS.STRIDE_IN_1X1": False}
+    cfg, _ = build_config("imagenet_linear", settings)
+    model = build_model(cfg)
+    image = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    ours = (image.float() - model.pixel_mean) / model.pixel_std
+    theirs = TF.normalize(image.float() / 255, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    assert torch.allclose(ours, theirs, atol=1e-5)  # MoCo's ToTensor + Normalize
+    model.train()
+    assert model.training and not model.backbone.training  # eval mode whatever train() says
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    assert model.fc.in_features == 2048 and model.fc.out_features == 1000 and not model.fc.bias.any()
+    assert model.fc.weight.std().item() == pytest.approx(0.01, rel=0.05)
+
+
+def test_the_evaluator_counts_top1_and_top5():
+    from benchmark.tasks.classification import ClassificationEvaluator
+
+    logits = torch.tensor([[9.0, 1, 2, 3, 4, 5, 6], [0.0, 9, 8, 7, 6, 5, 4], [0.0, 1, 2, 3, 4, 5, 6]])
+    labels = torch.tensor([0, 5, 0])  # right; 5th highest: in the top 5 only; lowest: in neither
+    ev = ClassificationEvaluator()
+    ev.process({"label": labels[:2]}, logits[:2])
+    ev.process({"label": labels[2:]}, logits[2:])
+    assert ev.evaluate() == {"cls": {"top1": pytest.approx(100 / 3), "top5": pytest.approx(200 / 3)}}
+
+
+def test_each_epochs_order_and_crops_are_a_function_of_seed_and_epoch(tmp_path):
+    from detectron2.config import CfgNode
+
+    from benchmark.data import write_synthetic
+    from benchmark.data.validate import imagefolder_files
+    from benchmark.engine.linear import EpochLoader, ImageSplit, train_transform
+
+    root = write_synthetic("imagenet", tmp_path, num_train=12, num_test=4)
+    dicts = [{"file_name": p, "label": i % 4} for i, (p, _) in enumerate(imagefolder_files(root / "imagenet/train"))]
+    cfg = CfgNode({"SEED": 3, "SOLVER": {"IMS_PER_BATCH": 4}, "DATALOADER": {"NUM_WORKERS": 0},
+                   "MODEL": {"DEVICE": "cpu"}, "BENCHMARK": {"LINEAR": {"TRAIN_CROP": 16}}})
+
+    def batches(start_epoch=0):
+        loader = EpochLoader(ImageSplit(dicts, train_transform(cfg)), cfg, epochs=2)
+        loader.start_epoch = start_epoch
+        return [(b["image"], b["label"]) for b in loader]
+
+    a, b = batches(), batches()
+    assert len(a) == 6 and all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b))
+    assert not torch.equal(a[0][0], a[3][0])  # epoch 1 is another order and other crops
+    resumed = batches(start_epoch=1)  # what a run resumed at epoch 1 sees
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(resumed, a[3:]))
+
+
+# ----------------------------------------------------------------------------- training (slow)
+
 @pytest.mark.slow
 def test_the_backbone_and_its_bn_statistics_are_bit_identical_after_training(work, tmp_path):
     from benchmark.data import write_synthetic
