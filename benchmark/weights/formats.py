@@ -40,7 +40,8 @@ TORCHVISION_INPUT = {
     "MODEL.RESNETS.STRIDE_IN_1X1": False,
 }
 # SimCLR's TensorFlow ResNets see RGB in [0, 1] without mean/std ("the original model do not have
-# normalization", tonylins/simclr-converter:eval.py): detectron2's (x - 0) / 255. Stride in the 3x3.
+# normalization", tonylins/simclr-converter:eval.py; ToTensor() only, Separius/SimCLRv2-Pytorch:verify.py):
+# detectron2's (x - 0) / 255. Stride in the 3x3 (their bottlenecks stride the 3x3 conv).
 SIMCLR_INPUT = {
     "INPUT.FORMAT": "RGB",
     "MODEL.PIXEL_MEAN": [0.0, 0.0, 0.0],

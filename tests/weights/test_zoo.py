@@ -3,6 +3,7 @@ the checksum-on-first-use cache."""
 import hashlib
 import json
 import pickle
+import re
 
 import pytest
 
@@ -216,3 +217,25 @@ def test_a_public_zoo_checkpoint_downloads_and_converts(name, layout, fmt, http_
     assert (data["model"]["res4.5.conv3.weight"] == tv["layer3.5.conv3.weight"].numpy()).all()
     prepared = prepare_weights(f"zoo:{name}")  # what --weights does: the pinned copy, not a second download
     assert (prepared.name, prepared.format, prepared.source_sha256) == (name, fmt, data["__provenance__"]["sha256"])
+
+
+@pytest.mark.parametrize("public, problem", [
+    ({"x": {"url": "ftp://h/x.pth", "format": "moco", "method": "m", "data": "d", "source": "s"}}, "url must be http(s)"),
+    ({"x": {"url": "https://h/x.pth", "method": "m", "data": "d", "source": "s"}}, "checkpoint 'x' lacks 'format'"),
+    ({"exemplar_v1": {"url": "https://h/x.pth", "format": "moco", "method": "m", "data": "d", "source": "s"}},
+     "checkpoint 'exemplar_v1' is listed twice"),
+    ({"x": {"url": "https://h/x.pth", "file": "exemplar_v1.pth", "format": "moco", "method": "m", "data": "d", "source": "s"}},
+     "cache file names must be unique; listed twice: exemplar_v1.pth"),
+    ({"x": {"url": "https://h/x.pth", "file": "../x.pth", "format": "moco", "method": "m", "data": "d", "source": "s"}},
+     "unsafe zoo file '../x.pth'"),
+])
+def test_a_bad_public_zoo_entry_is_one_line(public, problem, tmp_path):
+    import yaml
+
+    data = yaml.safe_load(zoo.ZOO_FILE.read_text())
+    data["public"] = public
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(zoo.ZooError, match=re.escape(problem)) as info:
+        zoo._load(str(path))
+    assert "\n" not in str(info.value)
