@@ -8,9 +8,9 @@ clipped at 0 (tidecv TIDERun.fix_main_errors); all in AP points (0-100), boxes o
 
 Why not the `tidecv` package itself: it installs and gives these numbers on numpy 2.3 / Python
 3.11 (checked in a scratch venv), but every one of its modules imports cv2 (opencv-python, ~290 MB
-installed) and its plotting imports pandas and seaborn; those are not in the suite's environment
-and do not fit what a lent GPU machine can be sent. So the definitions are implemented here on
-numpy alone; tests/tasks/test_errors.py checks them on constructed cases and against tidecv
+installed) and its plotting imports pandas and seaborn; none is in the suite's environment, and a
+lent GPU machine (no network) would have to be sent them. So the definitions are implemented here
+on numpy alone; tests/tasks/test_errors.py checks them on constructed cases and against tidecv
 wherever tidecv is importable.
 
 The rules (tidecv quantify.py TIDEExample / TIDERun._eval_image, errors/main_errors.py):
