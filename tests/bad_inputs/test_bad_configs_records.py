@@ -218,3 +218,36 @@ def test_hostile_names_are_escaped_in_html(tmp_path):
         html = (tmp_path / "board" / "leaderboard.html").read_text()
         assert html.count("<script>") == 1 and "<script>alert" not in html  # only the page's own sorting script
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# name: (overrides of the second record of name "moco", its row's label, the first record's). The first
+# release averaged a smoke AP 99 with a real AP 40 into 69.5 +- 41.7; unlike runs are separate rows.
+UNLIKE_RUNS = {
+    "board: a smoke and a real record of one name": (dict(kind="smoke"), "moco [smoke]"),
+    "board: an eval-only and a fine-tuned record": (dict(kind="eval-only"), "moco [eval-only]"),
+    "board: a sanity and a real record": (dict(kind="sanity"), "moco [sanity]"),
+    "board: an AMP and an FP32 record": (dict(amp=True), "moco [AMP]"),
+    "board: another world size": (dict(world_size=2), "moco [world size 2]", "moco [world size 1]"),
+    "board: another protocol (schedule, options)": (dict(protocol_digest="9" * 64), "moco [protocol 99999999]",
+                                                    "moco [protocol 11111111]"),
+}
+
+
+@pytest.mark.parametrize("name", UNLIKE_RUNS)
+def test_unlike_runs_are_never_pooled_on_the_board(tmp_path, capsys, name):
+    over, label, first = (UNLIKE_RUNS[name] + ("moco",))[:3]
+    base = dict(name="moco", protocol_digest="1" * 64, world_size=1)
+    write_record(tmp_path / "runs" / "real", metrics={"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 42.0}}, **base)
+    write_record(tmp_path / "runs" / "other", trial=1, metrics={"bbox": {"AP": 99.0, "AP50": 99.0, "AP75": 99.0}},
+                 **{**base, **over})
+    before = sorted((p, p.read_bytes()) for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    capsys.readouterr()
+    with tallied(name):
+        assert tool("leaderboard")([str(tmp_path / "runs"), "--published", "none"]) == 0
+        out = capsys.readouterr().out
+        rows = [line for line in out.splitlines() if line.startswith("| moco")]
+        assert len(rows) == 2, rows
+        assert any(r.startswith(f"| {first} | 40.00 (1) ") for r in rows) and any(r.startswith(f"| {label} | 99.00 (1) ")
+                                                                             for r in rows), rows
+        assert "69.50" not in out
+        assert sorted((p, p.read_bytes()) for p in (tmp_path / "runs").rglob("*") if p.is_file()) == before
