@@ -292,3 +292,20 @@ def test_two_gloo_processes_write_one_record_with_identical_linear_weights(work,
     saved = torch.load(trial / "linear_checkpoint.pth", weights_only=True)["fc"]
     assert torch.equal(saved["weight"], rank0["weight"])
     assert all(math.isfinite(record["metrics"]["cls"][k]) for k in ("top1", "top5"))
+
+
+@pytest.mark.slow
+def test_the_learning_check_passes(work, tmp_path, capsys):
+    """--sanity: 8 synthetic images of 4 colour classes, trained and evaluated on (benchmark.engine.sanity)."""
+    from benchmark.engine import sanity
+
+    check = sanity.check_for("imagenet_linear")
+    out = tmp_path / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENCHMARK_CACHE", str(work.cache))
+        rc = _cli("--task", "imagenet_linear", "--weights", work.ckpt, "--sanity", "--output", out)
+    record = results.read_record(out / "trial_0" / "results.json")
+    score, passed = sanity.score_of(record, "imagenet_linear")
+    print(f"imagenet_linear sanity: {check.metric} = {score} (threshold {check.threshold}; {check.chance})")
+    assert rc == 0 and passed and record["kind"] == "sanity" and record["iterations"] == 30
+    assert "PASS" in capsys.readouterr().out
