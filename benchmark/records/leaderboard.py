@@ -7,7 +7,7 @@ deviation (ddof=1, the spread one would expect between reruns; none for n = 1).
 What is pooled (the rule this module enforces): a cell averages only records that measure the
 same thing, i.e. that agree on `pool_key` -- kind (full, smoke, sanity, eval-only), AMP, world
 size and protocol digest. Records that differ in any of these are separate rows, whose label
-names the difference: `moco [smoke]`, `moco [AMP]`, `moco [world size 2]` (when the board holds
+names the difference: `moco [smoke]`, `moco [AMP]`, `moco [world size 2]` (when one task has
 runs of several world sizes), `moco [protocol 1a2b3c4d]` (the first hex digits of the protocol
 digest, when one task has runs of several protocols of one kind). The deviations of a row's runs
 are listed under the table. Failed runs are listed apart with their reasons and never enter a
@@ -137,9 +137,9 @@ def describe_pool_difference(a: tuple, b: tuple) -> str:
 
 def row_tags(records) -> dict:
     """{id(record): tags} naming how each record's pool differs from the board's usual one."""
-    world_sizes = {int(r["world_size"]) for r in records}
-    protocols = {}
+    world_sizes, protocols = {}, {}
     for r in records:
+        world_sizes.setdefault((r["task"],) + pool_key(r)[:2], set()).add(int(r["world_size"]))
         protocols.setdefault((r["task"],) + pool_key(r)[:3], set()).add(r.get("protocol_digest"))
     tags = {}
     for r in records:
@@ -149,7 +149,7 @@ def row_tags(records) -> dict:
             t.append(kind)
         if amp:
             t.append("AMP")
-        if len(world_sizes) > 1:
+        if len(world_sizes[(r["task"], kind, amp)]) > 1:
             t.append(f"world size {world_size}")
         if len(protocols[(r["task"], kind, amp, world_size)]) > 1:
             t.append(f"protocol {digest[:8]}" if digest else "protocol unrecorded (schema 1)")

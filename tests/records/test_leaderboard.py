@@ -153,11 +153,14 @@ def test_records_that_measure_other_things_are_other_rows(tmp_path, over, label)
     assert all(s.n == 1 for r in board.rows for s in r.cells.values())
 
 
-def test_world_sizes_are_named_only_when_the_board_has_several(tmp_path):
+def test_world_sizes_are_named_only_when_a_task_has_several(tmp_path):
     same = _board(tmp_path / "a", _ap(40.0, name="a", world_size=8), _ap(41.0, name="a", world_size=8, trial=1))
     assert [r.label for r in same.rows] == ["a"] and same.stat("a", "voc07", "bbox/AP").n == 2
     mixed = _board(tmp_path / "b", _ap(40.0, name="a", world_size=8), _ap(41.0, name="a", world_size=2, trial=1))
     assert sorted(r.label for r in mixed.rows) == ["a [world size 2]", "a [world size 8]"]
+    other_task = _board(tmp_path / "c", _ap(40.0, name="a", world_size=8),
+                        dict(name="a", task="cityscapes", world_size=4, metrics={"sem_seg": {"mIoU": 70.0}}))
+    assert [r.label for r in other_task.rows] == ["a"]  # one world size per task: nothing to tell apart
 
 
 def test_welch_p_values_and_best_and_tied_marks_against_scipy(tmp_path):
