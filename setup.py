@@ -50,5 +50,6 @@ setup(
         "pyyaml",
         "scipy",  # Welch's t-test between leaderboard rows (records.leaderboard)
     ],
-    extras_require={"test": ["pytest", "pytest-randomly", "ruff", "selenium"]},  # selenium drives Debian's chromium (tests/records/test_page.py)
+    # selenium drives Debian's chromium in tests/records/test_page.py
+    extras_require={"test": ["pytest", "pytest-randomly", "ruff", "selenium"]},
 )
