@@ -216,7 +216,7 @@ def test_names_from_records_are_escaped_in_every_format(tmp_path, what):
     assert (tmp_path / "out" / "leaderboard.png").read_bytes()[:4] == b"\x89PNG" and written
 
 
-def test_error_analysis_table_and_chart(tmp_path):
+def test_error_analysis_table_and_chart(tmp_path, capsys):
     def errors(loc, cls, trial, name):
         return dict(name=name, trial=trial, metrics={"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 41.0},
                                                      "errors": {"cls": cls, "loc": loc, "miss": 1.0}})
@@ -231,6 +231,10 @@ def test_error_analysis_table_and_chart(tmp_path):
     written = leaderboard.write(board, tmp_path / "out", ["html"])
     assert (tmp_path / "out" / "leaderboard_errors.png") in written
     assert 'src="data:image/png;base64,' in (tmp_path / "out" / "leaderboard.html").read_text()  # embedded
+    # the same through tools/leaderboard.py: printed, and the chart written
+    assert tool("leaderboard")([str(tmp_path / "runs"), "--out", str(tmp_path / "cli"), "--published", "none"]) == 0
+    assert "## Detection error analysis" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "leaderboard_errors.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_reproduction_pools_one_kind_and_one_protocol_per_cell(tmp_path):
