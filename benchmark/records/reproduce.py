@@ -300,7 +300,8 @@ def marked(verdict: str, assumptions) -> str:
 def judge(table, stats, tasks, runnable) -> tuple[list, list]:
     """Verdicts of every cell and check. `stats`: {(row, task): {metric: Stat}} (aggregate's),
     `tasks`: the tasks run, `runnable`: rows that had weights. A published value whose runs all
-    failed is judged and does not hold; cells without a published value are shown, not judged. A
+    failed is judged and does not hold; cells without a published value, and secondary values
+    (docs/REFERENCES.md: shown, never judged pass/fail), are shown with their difference, not judged. A
     judged verdict on a task whose protocol rests on an assumption carries its IDs (`assumptions`)."""
     under = {t: _ids(a) for t, a in assumed(table.tasks).items()}
     cells = []
@@ -317,11 +318,15 @@ def judge(table, stats, tasks, runnable) -> tuple[list, list]:
             elif ref is None:
                 verdict, judged = "no reference", False
             elif stat is None:
-                verdict, judged = "no result", True
+                verdict, judged = ("no result (secondary value: not judged)", False) if ref.secondary else ("no result", True)
             else:
                 diff = stat.mean - ref.value
                 tol, basis = table.tolerance_for(task, metric, stat.n)
-                verdict, judged = ("holds" if abs(diff) <= tol else "differs"), True
+                if ref.secondary:  # docs/REFERENCES.md: shown, marked secondary, never judged pass/fail
+                    verdict = ("within" if abs(diff) <= tol else "outside") + " tolerance (secondary value: not judged)"
+                    judged = False
+                else:
+                    verdict, judged = ("holds" if abs(diff) <= tol else "differs"), True
             cells.append(CellVerdict(row.name, task, metric, stat, ref, diff, tol, basis, verdict, judged,
                                      verdict in ("holds",) or not judged, under.get(task, ()) if judged else ()))
     checks = []
