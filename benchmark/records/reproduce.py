@@ -241,9 +241,8 @@ def format_assumed(table, tasks) -> list:
     lines.append("cells and checks judged under an assumed protocol:")
     for row in table.rows:
         for (task, metric), ref in row.cells.items():
-            if task in under:
-                what = ("published, secondary" if ref.secondary else "published") + (
-                    "" if row.runnable else ", reported only: no weights")
+            if task in under and not ref.secondary:  # a secondary value is never judged
+                what = "published" + ("" if row.runnable else ", reported only: no weights")
                 lines.append(f"  cell {row.name} {task} {metric} = {ref.value:g} ({what}) "
                              f"[assumed protocol: {', '.join(_ids(under[task]))}]")
     for check in table.checks:
