@@ -75,7 +75,8 @@ def test_concurrent_writers_and_readers_lose_nothing(tmp_path, faults):
     assert len(records) == WRITERS * RECORDS + 1  # every record, plus the shared one
     board = leaderboard.build(records)
     # the shared record repeats one writer's trial: the leaderboard counts each trial once
-    assert {name: board.stat(name, "voc07", "bbox/AP").n for name, _ in board.rows} == {f"writer{w}": RECORDS for w in range(WRITERS)}
+    assert {row.label: row.cells[("voc07", "bbox/AP")].n for row in board.rows} == {
+        f"writer{w}": RECORDS for w in range(WRITERS)}
     assert not list(root.rglob("*.tmp"))
     assert reads > 1 and cli_runs >= 1, (reads, cli_runs)
     faults.survive(f"{WRITERS} concurrent writers + gather/leaderboard readers on one root")
