@@ -37,7 +37,8 @@ know, and one whose field has the wrong type, rather than guess at its meaning: 
 foreign file must not put a number on a board. Version 1 records (no kind, protocol_digest,
 assumptions, resume; weights without source_sha256/format) are upgraded in memory: kind "smoke"
 when a deviation says it was a smoke run, else "full"; protocol_digest None, so the board pools
-them with no version 2 record.
+them with no version 2 record. The last version 1 writer already stored some of the version 2
+fields; those are kept (and checked like any other).
 """
 import datetime
 import json
@@ -112,8 +113,12 @@ def upgrade(record: dict) -> dict:
     record = dict(record)
     deviations = record.get("deviations")
     smoke = isinstance(deviations, list) and any(str(d).startswith("smoke run") for d in deviations)
-    record.update(schema_version=SCHEMA_VERSION, kind="smoke" if smoke else "full", protocol_digest=None,
-                  assumptions=[], resume=dict(NOT_RESUMED))
+    # the release before version 2 already wrote some of these into version 1 records: kept
+    record.setdefault("kind", "smoke" if smoke else "full")
+    record.setdefault("protocol_digest", None)
+    record.setdefault("assumptions", [])
+    record.setdefault("resume", dict(NOT_RESUMED))
+    record["schema_version"] = SCHEMA_VERSION
     if isinstance(record.get("weights"), dict):
         record["weights"] = {"source_sha256": None, "format": None, **record["weights"]}
     return record
@@ -129,11 +134,10 @@ def validate(record: dict, where: str = "record") -> dict:
             f"{where}: schema_version {version!r} is not understood by this suite "
             f"(it reads versions {', '.join(map(str, READABLE_VERSIONS))}); re-run or convert the record"
         )
-    known = V1_KEYS if version == 1 else REQUIRED
-    missing = [k for k in known if k not in record]
+    missing = [k for k in (V1_KEYS if version == 1 else REQUIRED) if k not in record]
     if missing:
         raise RecordError(f"{where}: missing keys {', '.join(missing)}")
-    unknown = sorted(k for k in record if k not in known)
+    unknown = sorted(k for k in record if k not in REQUIRED)
     if unknown:
         raise RecordError(f"{where}: unknown keys {', '.join(map(repr, unknown))} (schema version {version})")
     if version == 1:

@@ -178,6 +178,15 @@ def test_a_version_1_record_is_read_upgraded(tmp_path):
     assert record["weights"] == {"name": "old", "sha256": None, "source": "old.pth", "source_sha256": None, "format": None}
     assert record["resume"] == results.NOT_RESUMED and record["assumptions"] == []
     assert json.loads(path.read_text()) == v1  # the file is not touched
+    # the last version 1 writer already stored kind, protocol_digest, assumptions, resume: kept
+    late = {**v1, "kind": "full", "protocol_digest": "7" * 64, "assumptions": ["voc07-schedule: x"],
+            "resume": {"count": 1, "from_iterations": [10], "exact": True, "note": None}}
+    path.write_text(json.dumps(late))
+    record = results.read_record(path)
+    assert (record["kind"], record["protocol_digest"], record["resume"]["count"]) == ("full", "7" * 64, 1)
+    path.write_text(json.dumps({**late, "kind": "best"}))
+    with pytest.raises(results.RecordError, match="kind 'best' is not one of"):
+        results.read_record(path)
 
 
 @pytest.mark.parametrize("name", RECORDS)
