@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -138,9 +139,25 @@ def _no_model_dump(record: logging.LogRecord) -> bool:
     return not (isinstance(record.msg, str) and record.msg.startswith("Model:\n"))
 
 
+def console_follows_stdout() -> None:
+    """Point the console handlers of detectron2's and our loggers at the current sys.stdout.
+
+    detectron2's setup_logger is cached per process and binds its handler to the sys.stdout of its
+    first call. Where the suite is imported and run several times in one process (a notebook, a
+    test harness that swaps sys.stdout per test), that stream may since have been replaced and
+    closed, and every later message would end as a "--- Logging error ---" on stderr.
+    """
+    for name in ("detectron2", "benchmark"):
+        for handler in logging.getLogger(name).handlers:
+            # only a console handler whose stream is closed: one a user pointed elsewhere stays so
+            if type(handler) is logging.StreamHandler and getattr(handler.stream, "closed", False):
+                handler.stream = sys.stdout  # not setStream: it would first flush the closed stream
+
+
 @contextlib.contextmanager
 def _run_logging(output_dir: Path, rank: int):
     """detectron2's console logging once per process; a log file per run (rank 0: log.txt)."""
+    console_follows_stdout()
     for handler in setup_logger(distributed_rank=rank, name="detectron2").handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             if _no_model_dump not in handler.filters:
@@ -351,6 +368,7 @@ def _trials(opts) -> list:
 
 def prepare(opts):
     """Check every input and build the per-trial jobs, before any compute; raise RunError."""
+    console_follows_stdout()  # config building logs (detectron2's auto-scaling message)
     from benchmark.data import DatasetLayoutError, validate_layout
     from benchmark.weights.convert import ConversionError, prepare_weights
     from benchmark.weights.download import DownloadError, redact_url

@@ -327,3 +327,29 @@ def test_eval_only_evaluates_the_weights(work, voc_data, tmp_path):
     assert record["deviations"][-1] == "evaluation only: no fine-tuning in this run" and record["kind"] == "eval-only"
     assert not (tmp_path / "o" / "trial_0" / "attempts.json").exists()  # no fine-tuning attempt
     assert_finite_metrics(record, ["bbox/AP", "bbox/AP50", "bbox/AP75"])
+
+
+def test_a_console_handler_on_a_closed_stream_is_pointed_at_the_current_stdout(capsys):
+    """In one process run several times (a notebook, this test suite), detectron2's cached console
+    handler may hold a sys.stdout since closed: the next run's log lines must not end as
+    '--- Logging error ---' on stderr (a CI failure in random test order)."""
+    import io
+    import logging
+
+    from benchmark.engine.runner import console_follows_stdout
+
+    stale, other = io.StringIO(), io.StringIO()
+    handlers = [logging.StreamHandler(stale), logging.StreamHandler(other)]
+    lg = logging.getLogger("detectron2")
+    for h in handlers:
+        lg.addHandler(h)
+    try:
+        stale.close()
+        console_follows_stdout()
+        logging.getLogger("detectron2.engine.defaults").warning("auto-scaling the config")
+        captured = capsys.readouterr()
+        assert "Logging error" not in captured.err and "auto-scaling the config" in captured.out
+        assert handlers[1].stream is other and "auto-scaling the config" in other.getvalue()  # an open one stays
+    finally:
+        for h in handlers:
+            lg.removeHandler(h)
