@@ -29,7 +29,7 @@ def module_tmp(tmp_path_factory, request):
 
 @pytest.fixture(scope="session")
 def synthetic_checkpoint(tmp_path_factory):
-    """`synthetic_checkpoint(layout, seed=0, depth=50, width=64) -> Path`, written once per session.
+    """`synthetic_checkpoint(layout, seed=0, depth=50, width=64, init="random") -> Path`, written once per session.
 
     width 64 is torchvision's ResNet (~100-250 MB a file); width 8 a tiny backbone (~1-5 MB) for
     tests that need a valid checkpoint but not a full-size one. Treat the returned files as
@@ -40,8 +40,9 @@ def synthetic_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
 
     @functools.lru_cache(maxsize=None)
-    def make(layout="moco", seed=0, depth=50, width=64):
-        return make_synthetic_checkpoint(root / f"{layout}_s{seed}_r{depth}_w{width}.pth", layout, seed, depth, width)
+    def make(layout="moco", seed=0, depth=50, width=64, init="random"):
+        return make_synthetic_checkpoint(root / f"{layout}_s{seed}_r{depth}_w{width}_{init}.pth", layout, seed, depth,
+                                         width, init)
 
     return make
 

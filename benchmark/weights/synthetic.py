@@ -15,10 +15,18 @@ The ResNet a converter must extract is always `torchvision_weights(seed, depth, 
 networks of the file (students, momentum encoders, EMA copies) are perturbed copies of it, so that
 taking the wrong one shows.
 
-    python -m benchmark.weights.synthetic OUT.pth --layout moco --seed 0 [--depth 50] [--width 64]
+`init`: "random" (the default) draws every tensor from N(0, 1), which is what converter tests
+want and what fine-tuning survives (its BN is trained). A frozen backbone does not: through 50
+such layers the features reach ~1e34 and a linear readoff on them overflows. "torchvision" draws
+the convolutions as torchvision's ResNet.__init__ does (He-normal, fan_out) and sets BN to
+identity (weight 1, bias 0, running mean 0, variance 1), giving features of order 1 as a
+pretrained network does: use it for `imagenet_linear` and for learning checks.
+
+    python -m benchmark.weights.synthetic OUT.pth --layout moco --seed 0 [--depth 50] [--width 64] [--init torchvision]
 """
 import argparse
 import functools
+import math
 from pathlib import Path
 
 import torch
@@ -27,6 +35,7 @@ from benchmark.fileio import atomic_write
 from benchmark.weights.formats import BLOCKS, TORCHVISION_WIDTH
 
 LAYOUTS = ("moco", "moco_v1", "torchvision", "dataparallel", "exemplar", "encoder_q", "backbone", "encoder", "model")
+INITS = ("random", "torchvision")
 MOCO_DIM, MOCO_QUEUE = 128, 65536  # MoCo's defaults (feature dim, queue length)
 NUM_CLASSES = 1000  # torchvision's ImageNet classifier (fc), dropped by the converter
 
@@ -57,9 +66,15 @@ def torchvision_shapes(depth=50, width=TORCHVISION_WIDTH) -> dict:
     return shapes
 
 
+_BN_AT_ZERO = ("running_mean", "bn1.bias", "bn2.bias", "bn3.bias", "downsample.1.bias")
+_BN_AT_ONE = ("running_var", "bn1.weight", "bn2.weight", "bn3.weight", "downsample.1.weight")
+
+
 @functools.lru_cache(maxsize=4)
-def _torchvision_weights(seed, depth, width):
-    """A torchvision ResNet state dict (fc included) filled with seeded random values."""
+def _torchvision_weights(seed, depth, width, init="random"):
+    """A torchvision ResNet state dict (fc included) filled with seeded random values (see `init` above)."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; known: {', '.join(INITS)}")
     gen = torch.Generator().manual_seed(seed)
     weights = {}
     for name, shape in torchvision_shapes(depth, width).items():
@@ -69,6 +84,16 @@ def _torchvision_weights(seed, depth, width):
             weights[name] = torch.rand(shape, generator=gen) + 0.5
         else:
             weights[name] = torch.randn(shape, generator=gen)
+    if init == "torchvision":
+        he = torch.Generator().manual_seed(seed)  # its own stream: the other tensors stay those of "random"
+        for name, value in weights.items():
+            if value.dim() == 4:  # nn.init.kaiming_normal_(mode="fan_out", nonlinearity="relu")
+                fan_out = value.shape[0] * value.shape[2] * value.shape[3]
+                weights[name] = torch.randn(value.shape, generator=he) * math.sqrt(2.0 / fan_out)
+            elif name.endswith(_BN_AT_ZERO):
+                weights[name] = torch.zeros_like(value)
+            elif name.endswith(_BN_AT_ONE):
+                weights[name] = torch.ones_like(value)
     return weights
 
 
@@ -103,7 +128,7 @@ def _moco_state_dict(tv, gen, prefix, mlp, width):
     return sd
 
 
-def synthetic_checkpoint(layout="moco", seed=0, depth=50, width=TORCHVISION_WIDTH) -> dict:
+def synthetic_checkpoint(layout="moco", seed=0, depth=50, width=TORCHVISION_WIDTH, init="random") -> dict:
     """The object `make_synthetic_checkpoint` saves: a container around a state dict."""
     if layout not in LAYOUTS and layout not in REPLICAS:
         raise ValueError(f"unknown layout {layout!r}; known: {', '.join((*LAYOUTS, *REPLICAS))}")
@@ -111,7 +136,7 @@ def synthetic_checkpoint(layout="moco", seed=0, depth=50, width=TORCHVISION_WIDT
         raise ValueError(f"unsupported depth {depth}; supported: {', '.join(map(str, BLOCKS))}")
     if width < 1:
         raise ValueError(f"width must be a positive number of channels, got {width}")
-    tv = _torchvision_weights(seed, depth, width)
+    tv = _torchvision_weights(seed, depth, width, init)
     features = tv["fc.weight"].shape[1]
     gen = torch.Generator().manual_seed(seed + 1)
     if layout in REPLICAS:
@@ -314,14 +339,14 @@ REPLICAS = {
 }
 
 
-def torchvision_weights(seed=0, depth=50, width=TORCHVISION_WIDTH) -> dict:
-    """The torchvision-named source weights behind every layout of a given seed, depth and width."""
-    return dict(_torchvision_weights(seed, depth, width))
+def torchvision_weights(seed=0, depth=50, width=TORCHVISION_WIDTH, init="random") -> dict:
+    """The torchvision-named source weights behind every layout of a given seed, depth, width and init."""
+    return dict(_torchvision_weights(seed, depth, width, init))
 
 
-def make_synthetic_checkpoint(path, layout="moco", seed=0, depth=50, width=TORCHVISION_WIDTH) -> Path:
+def make_synthetic_checkpoint(path, layout="moco", seed=0, depth=50, width=TORCHVISION_WIDTH, init="random") -> Path:
     """Save a synthetic ResNet checkpoint in `layout` to `path` (atomically) and return the path."""
-    obj = synthetic_checkpoint(layout, seed, depth, width)
+    obj = synthetic_checkpoint(layout, seed, depth, width, init)
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
     return Path(path)
@@ -335,12 +360,17 @@ def main(argv=None):
     parser.add_argument("--depth", type=int, default=50, choices=tuple(BLOCKS))
     parser.add_argument("--width", type=int, default=TORCHVISION_WIDTH,
                         help="stem channels (default 64: torchvision's ResNet; 8: a tiny backbone for tests)")
+    parser.add_argument("--init", default="random", choices=INITS,
+                        help="random: every tensor N(0, 1) (default); torchvision: He-normal convolutions and BN at "
+                             "identity, features of order 1 (needed by imagenet_linear, whose backbone is frozen)")
     args = parser.parse_args(argv)
     if args.width < 1:
         parser.error(f"--width must be >= 1, got {args.width}")
-    path = make_synthetic_checkpoint(args.output, args.layout, args.seed, args.depth, args.width)
+    path = make_synthetic_checkpoint(args.output, args.layout, args.seed, args.depth, args.width, args.init)
     width = "" if args.width == TORCHVISION_WIDTH else f" width {args.width}"
-    print(f"wrote {path} ({args.layout}, ResNet-{args.depth}{width}, seed {args.seed}, {path.stat().st_size / 2**20:.1f} MiB)")
+    init = "" if args.init == "random" else f", {args.init} init"
+    print(f"wrote {path} ({args.layout}, ResNet-{args.depth}{width}, seed {args.seed}{init}, "
+          f"{path.stat().st_size / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":

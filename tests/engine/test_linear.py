@@ -24,27 +24,15 @@ def _cli(*args):
 def work(module_tmp, synthetic_checkpoint):
     """A MoCo-layout width-8 ResNet-50 initialised as torchvision's ResNet.__init__ does, and a cache.
 
-    The suite's synthetic checkpoints hold std-1 random convolutions: through 50 frozen layers their
+    The default synthetic checkpoints hold std-1 random convolutions: through 50 frozen layers their
     features reach ~1e34 and any linear layer on them overflows at the protocol's LR 30. A backbone
     initialised like a real network (He-normal convolutions, BN at identity) gives features of order 1,
     as a pretrained one does.
     """
-    ckpt = torch.load(synthetic_checkpoint("moco", width=8), map_location="cpu", weights_only=True)
-    sd = ckpt.get("state_dict", ckpt)
-    gen = torch.Generator().manual_seed(0)
-    for key, value in sd.items():
-        if value.dim() == 4:  # kaiming_normal_(mode="fan_out", nonlinearity="relu")
-            fan_out = value.shape[0] * value.shape[2] * value.shape[3]
-            sd[key] = torch.randn(value.shape, generator=gen) * math.sqrt(2.0 / fan_out)
-        elif key.endswith(("running_mean", "bn1.bias", "bn2.bias", "bn3.bias", "downsample.1.bias")):
-            sd[key] = torch.zeros_like(value)
-        elif key.endswith(("running_var", "bn1.weight", "bn2.weight", "bn3.weight", "downsample.1.weight")):
-            sd[key] = torch.ones_like(value)
     root = module_tmp / "linear"
     root.mkdir()
-    path = root / "moco_w8_init.pth"
-    torch.save(ckpt, path)
-    return SimpleNamespace(root=root, ckpt=path, cache=root / "cache")
+    return SimpleNamespace(root=root, ckpt=synthetic_checkpoint("moco", width=8, init="torchvision"),
+                           cache=root / "cache")
 
 
 def _trainer(work, data_root, *opts):

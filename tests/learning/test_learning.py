@@ -14,13 +14,11 @@ evaluator reads the test split's correct files (the same images).
 Why the thresholds cannot be passed by chance: see SanityCheck.chance of each family
 (benchmark.engine.sanity.CHECKS); the injected-bug runs below show how far a wrong label falls.
 """
-import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from benchmark.engine import sanity
@@ -29,22 +27,9 @@ from tests.helpers import tool
 
 
 @pytest.fixture(scope="module")
-def initialised_r50(module_tmp, synthetic_checkpoint):
+def initialised_r50(synthetic_checkpoint):
     """A torchvision-layout ResNet-50 of width 8, initialised as torchvision's ResNet.__init__ does."""
-    ckpt = torch.load(synthetic_checkpoint("torchvision", width=8), map_location="cpu", weights_only=True)
-    sd = ckpt.get("state_dict", ckpt)
-    gen = torch.Generator().manual_seed(0)
-    for key, value in sd.items():
-        if value.dim() == 4:  # kaiming_normal_(mode="fan_out", nonlinearity="relu")
-            fan_out = value.shape[0] * value.shape[2] * value.shape[3]
-            sd[key] = torch.randn(value.shape, generator=gen) * math.sqrt(2.0 / fan_out)
-        elif key.endswith(("running_mean", "bn1.bias", "bn2.bias", "bn3.bias", "downsample.1.bias")):
-            sd[key] = torch.zeros_like(value)
-        elif key.endswith(("running_var", "bn1.weight", "bn2.weight", "bn3.weight", "downsample.1.weight")):
-            sd[key] = torch.ones_like(value)
-    path = module_tmp / "r50_w8_init.pth"
-    torch.save(ckpt, path)
-    return path
+    return synthetic_checkpoint("torchvision", width=8, init="torchvision")
 
 
 def sanity_run(tmp_path, task, weights, data_root=None):

@@ -113,6 +113,28 @@ def test_synthetic_checkpoints_have_torchvisions_keys_shapes_and_order(depth):
     assert list(torchvision_shapes(depth).items()) == [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
 
 
+def test_torchvision_init_matches_torchvisions_resnet_init_and_keeps_every_other_tensor():
+    """--init torchvision: each convolution's std is torchvision's kaiming_normal_(fan_out) one, BN is at
+    identity; fc and num_batches_tracked are those of the default init (same seed, same tensors)."""
+    import torchvision
+
+    model = torchvision.models.resnet50()  # its __init__ is the reference
+    reference = dict(model.named_modules())
+    random, he = torchvision_weights(0, 50, 64), torchvision_weights(0, 50, 64, init="torchvision")
+    assert list(he) == list(random)
+    for name, value in he.items():
+        module = reference[name.rpartition(".")[0]]
+        if isinstance(module, torch.nn.Conv2d):
+            assert value.std().item() == pytest.approx(module.weight.std().item(), rel=0.1), name
+        elif isinstance(module, torch.nn.BatchNorm2d):
+            assert torch.equal(value, module.state_dict()[name.rpartition(".")[2]].to(value.dtype)) \
+                or name.endswith("num_batches_tracked"), name
+        else:  # fc
+            assert torch.equal(value, random[name]), name
+    with pytest.raises(ValueError, match="unknown init 'xavier'; known: random, torchvision"):
+        torchvision_weights(0, 50, 8, init="xavier")
+
+
 @pytest.mark.parametrize("depth, width", [(50, 8), (101, 8), (50, 16), (152, 4)])
 def test_validate_returns_the_architecture_of_the_weights(depth, width):
     sd = torchvision_weights(1, depth, width)
