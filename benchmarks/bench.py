@@ -176,11 +176,12 @@ def smoke_cfg(output_dir, datasets, opts=(), input_settings=None, weights=None, 
     build_config, as the engine sets them. `input_settings`: a converted checkpoint's (default:
     the MoCo format's, as the bench converts).
     """
+    from benchmark.tasks import get_task
     from benchmark.tasks.config import build_config
     from benchmark.weights.convert import SOURCES
 
     settings = SOURCES["moco"].input_settings if input_settings is None else input_settings
-    cfg, _ = build_config("voc07", settings, list(opts), smoke=True)
+    cfg, _ = build_config(get_task("voc07"), settings, list(opts), smoke=True)
     cfg = cfg.clone()
     cfg.defrost()
     cfg.OUTPUT_DIR, cfg.SEED = str(output_dir), seed

@@ -90,17 +90,44 @@ def main(argv=None):
     from benchmark.cli import quiet_third_party_deprecations
 
     with quiet_third_party_deprecations():
-        from benchmark.engine import RunError, run  # torch and detectron2: only for a real run
+        from benchmark.engine import Options, RunError, prepare, run_jobs  # torch and detectron2: only for a real run
 
+        opts = Options.from_args(args)
         try:
-            if args.sanity:
-                from benchmark.engine.sanity import run_sanity
-
-                return run_sanity(args)
-            return run(args)
+            jobs = prepare(opts)
+            rc = run_jobs(jobs, opts)
         except RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        return sanity_verdict(jobs, rc) if opts.sanity else rc
+
+
+def sanity_verdict(jobs, rc: int) -> int:
+    """Print each sanity trial's score and PASS/FAIL; the exit status (EXIT_BELOW_THRESHOLD when below)."""
+    from benchmark.engine import sanity
+    from benchmark.records import results
+
+    task = jobs[0].task
+    check = sanity.check_for(task)
+    passed_all = rc == 0
+    for job in jobs:
+        try:
+            record = results.read_record(job.output_dir / results.RECORD_NAME)
+        except results.RecordError:
+            record = None
+        score, passed = sanity.score_of(record, task)
+        shown = "none (the run failed)" if score is None else f"{score:.1f}"
+        print(f"sanity {task.name} trial {job.trial}: {check.metric} = {shown} (threshold {check.threshold:g}): "
+              f"{'PASS' if passed else 'FAIL'}")
+        passed_all = passed_all and passed
+    if rc != 0:
+        return rc
+    if not passed_all:
+        print(f"sanity check FAILED: fine-tuned on {check.num_images} easy images and evaluated on the same ones, "
+              f"{task.name} stays below {check.metric} {check.threshold:g}; look for a label, box-format or "
+              "weights-conversion bug before running the full protocol")
+        return sanity.EXIT_BELOW_THRESHOLD
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

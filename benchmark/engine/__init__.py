@@ -1,10 +1,19 @@
 """One task, one checkpoint, K trials -> one results.json per trial: the fine-tuning stage.
 
-    checkpointer.py  SafeCheckpointer: detectron2's, with our safe loaders and atomic saves
-    hooks.py         NonFiniteGuard and checkpoint pruning
-    mapper.py        the semantic-segmentation mapper and augmentations (DeepLab's)
+    jobs.py          Options -> one Job per trial: every check of the input before compute (RunError), RunKind
+    runner.py        run(options): per trial, reuse a finished one, refuse another run's folder, or launch
+    worker.py        run_one(job) on each process: register data, train or evaluate, rank 0 writes the record
+    logs.py          console and per-run log files
+    trials.py        the rules of a trial folder: lock, reuse, resume, attempts log
     trainer.py       Trainer: detectron2's training loop assembled from its public pieces
-    runner.py        prepare (every check before compute), run_one per rank, run (the command)
+    linear.py        LinearTrainer: the linear readoff on a frozen backbone
+    sanity.py        the learning checks of --sanity (their data, overlays, thresholds)
+    checkpointer.py  SafeCheckpointer: detectron2's, with our safe loaders, atomic saves and pinned weights
+    hooks.py         NonFiniteGuard, AttemptClock and checkpoint pruning
+    sampler.py       GlobalBatchSampler: the data order as a function of the global batch index
+    mapper.py        seeded augmentations and the semantic-segmentation mapper (DeepLab's)
 """
-from benchmark.engine.runner import Job, Options, RunError, RunFailed, prepare, run, run_one  # noqa: F401
+from benchmark.engine.jobs import Job, Options, RunError, RunKind, prepare  # noqa: F401
+from benchmark.engine.runner import run, run_jobs  # noqa: F401
 from benchmark.engine.trainer import Trainer  # noqa: F401
+from benchmark.engine.worker import RunFailed, run_one  # noqa: F401

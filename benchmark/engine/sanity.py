@@ -8,7 +8,8 @@ distinctive objects written in the dataset's real on-disk format (benchmark.data
 sanity=True), whose test split holds the training images again. Fine-tuned on them and evaluated
 on them, the task's metric must reach the family's threshold; a class id off by one, boxes in the
 wrong format or label PNGs with shifted ids keep it far below (tests/learning proves each).
-The tests and the CLI use this module alone, so what CI checks is what a user runs.
+The tests and the CLI (benchmark.cli.run_transfer, which prints the verdict) use this module alone,
+so what CI checks is what a user runs.
 
 A sanity run is never mixed with real runs: its record has kind "sanity" (the leaderboard never
 pools kinds), its config (and so its digest) is not a protocol's, its deviations say what it is,
@@ -69,11 +70,7 @@ class SanityError(ConfigError):
 
 
 def check_for(task) -> SanityCheck:
-    """The learning check of `task` (a Task or a task name): its family's."""
-    if isinstance(task, str):
-        from benchmark.tasks import get_task
-
-        task = get_task(task)
+    """The learning check of `task` (a Task): its family's."""
     return CHECKS[task.data_format]
 
 
@@ -144,33 +141,3 @@ def score_of(record: dict, task):
         return None, False
     value = float(value)
     return value, value >= check.threshold
-
-
-def run_sanity(opts) -> int:
-    """The --sanity command: run (runner.run), then print each trial's score and verdict; the exit status."""
-    from benchmark.engine import runner
-    from benchmark.records import results
-
-    jobs = runner.prepare(opts)  # RunError propagates (bad input: exit 1); run() prepares again, cached
-    rc = runner.run(opts)
-    check = check_for(opts.task)
-    passed_all = rc == 0
-    for job in jobs:
-        try:
-            record = results.read_record(job.output_dir / results.RECORD_NAME)
-        except results.RecordError:
-            record = None
-        score, passed = score_of(record, opts.task)
-        shown = "none (the run failed)" if score is None else f"{score:.1f}"
-        verdict = "PASS" if passed else "FAIL"
-        print(f"sanity {opts.task} trial {job.trial}: {check.metric} = {shown} (threshold {check.threshold:g}): "
-              f"{verdict}")
-        passed_all = passed_all and passed
-    if rc != 0:
-        return rc
-    if not passed_all:
-        print(f"sanity check FAILED: fine-tuned on {check.num_images} easy images and evaluated on the same ones, "
-              f"{opts.task} stays below {check.metric} {check.threshold:g}; look for a label, box-format or "
-              "weights-conversion bug before running the full protocol")
-        return EXIT_BELOW_THRESHOLD
-    return 0

@@ -173,6 +173,13 @@ class Trainer(TrainerBase):
         self.eval_results = self.test(self.cfg, self.model)
         return self.eval_results
 
+    @classmethod
+    def evaluate_only(cls, cfg, resume: bool):
+        """(metrics, iterations) of the weights, or with `resume` of the folder's last checkpoint, evaluated untrained."""
+        model = cls.build_model(cfg)
+        extra = SafeCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+        return cls.test(cfg, model), int(extra.get("iteration", -1)) + 1
+
     # --------------------------------------------------------------- the loop
 
     def resume_or_load(self, resume=True):

@@ -26,7 +26,6 @@ from detectron2.projects.deeplab import add_deeplab_config
 from benchmark.tasks import (
     Task,
     classification,  # noqa: F401  (registers the linear readoff's meta-architecture)
-    get_task,
     modeling,  # noqa: F401  (registers the model pieces our configs name)
 )
 
@@ -199,13 +198,12 @@ def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, 
                  num_machines=1, device_memory_gb="auto"):
     """Assemble a run's config; return (frozen cfg, deviations from the protocol as sentences).
 
-    `task`: a Task or its name. `weights_settings`: the converted checkpoint's input settings
+    `task`: a Task. `weights_settings`: the converted checkpoint's input settings
     ({"INPUT.FORMAT": "RGB", ...}), applied as given. `opts`: flat KEY VALUE list (strings are
     parsed as detectron2 does). `num_gpus` x `num_machines`: the world size. `norm`: one of NORMS.
     `device_memory_gb`: GB per device for the images-per-process rule; "auto" reads this machine's
     CUDA devices (None without CUDA: CPU processes).
     """
-    task = get_task(task) if isinstance(task, str) else task
     cfg = protocol_config(task)
     protocol = _flatten(cfg)
     deviations = []

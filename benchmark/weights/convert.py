@@ -90,6 +90,12 @@ class PreparedWeights:
     source_sha256: str | None = None  # of the original checkpoint: ours when we converted it; a given .pkl's claim
     format: str | None = None  # the source format (provenance format, else __author__)
 
+    def record_fields(self, name: str | None = None) -> dict:
+        """The run record's `weights` (records.results.WEIGHTS_KEYS), all from here: the sha256 is the one
+        taken when the converted file was read or written, which the checkpointer pins for the load."""
+        return {"name": name or self.name, "sha256": self.sha256, "source": self.source,
+                "source_sha256": self.source_sha256, "format": self.format}
+
 
 def _refuse_existing(output, force):
     if output is not None and Path(output).exists() and not force:

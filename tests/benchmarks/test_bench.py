@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 
+from benchmark.tasks import get_task
 from benchmarks import bench
 from tests.helpers import ROOT
 
@@ -190,7 +191,7 @@ def test_train_figures(tmp_path):
     assert torch.get_num_threads() == threads  # put back
     assert fig["threads"] == 1 and fig["target"] == bench.TRAIN_TARGET and "DefaultTrainer" in fig["compared"]
     size = fig["sizes"]["64"]
-    period = build_config("voc07", smoke=True)[0].BENCHMARK.NONFINITE_CHECK_PERIOD
+    period = build_config(get_task("voc07"), smoke=True)[0].BENCHMARK.NONFINITE_CHECK_PERIOD
     assert (size["image_size"], size["images_per_iter"], size["iterations_timed"], size["guard_period"]) == (64, 2, 2, period)
     positive(size, "ours_s_per_iter", "plain_s_per_iter", "ours_spread_s", "plain_spread_s", "ours_run_step_s",
              "plain_run_step_s", "ours_hooks_s", "plain_hooks_s", "guard_check_s", "guard_amortized_s",

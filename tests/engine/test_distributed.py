@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 import torch
 
-from benchmark.engine import runner
+from benchmark.engine import runner, worker
 from benchmark.engine.trainer import Trainer
 from benchmark.records import results
 from tests.helpers import tool
@@ -38,7 +38,7 @@ def run_one_saving_bn(job, dump_dir):
         return out
 
     with mock.patch.object(Trainer, "train", train_and_dump):
-        return runner.run_one(job)
+        return worker.run_one(job)
 
 
 @pytest.mark.slow

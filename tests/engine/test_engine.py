@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchmark.engine.runner import _digest_of_config_file
+from benchmark.engine.runner import digest_of_config_file
 from benchmark.records import results
 from benchmark.tasks import get_task
 from benchmark.tasks.config import config_digest
@@ -91,7 +91,7 @@ def test_voc07_smoke_end_to_end(voc_run, work):
         "name": work.ckpt.stem, "source": str(work.ckpt), "source_sha256": hashlib.sha256(work.ckpt.read_bytes()).hexdigest()}
     assert "format" in record["weights"]
     assert record["deviations"][0].startswith("smoke run") and record["kind"] == "smoke"
-    assert record["config_digest"] == _digest_of_config_file(trial / "config.yaml")  # of the config that ran
+    assert record["config_digest"] == digest_of_config_file(trial / "config.yaml")  # of the config that ran
     assert record["protocol_digest"] == config_digest(_config_of(trial), seed=False) != record["config_digest"]
     assert record["assumptions"] == list(getattr(get_task("voc07"), "assumptions", ()))
     assert record["resume"] == {"count": 0, "from_iterations": [], "exact": True, "note": None}
@@ -129,7 +129,7 @@ def test_resume_continues_from_the_checkpoint(voc_run, work):
     killed = {"start_iteration": 0, "end_iteration": 12, "duration_s": 100.0, "status": "running", "exact": None,
               "note": None, "started": "2026-01-01T00:00:00+00:00"}
     (trial / "attempts.json").write_text(json.dumps({"version": 1, "attempts": [killed],
-                                                     "config_digest": _digest_of_config_file(trial / "config.yaml")}))
+                                                     "config_digest": digest_of_config_file(trial / "config.yaml")}))
     rc, trial, _ = smoke_run(work, "voc07", "resumed", "--weights", work.pkl, "--name", "moco")  # no --resume needed
     assert rc == 0
     assert "Starting training from iteration 10" in (trial / "log.txt").read_text()
@@ -336,7 +336,7 @@ def test_a_console_handler_on_a_closed_stream_is_pointed_at_the_current_stdout(c
     import io
     import logging
 
-    from benchmark.engine.runner import console_follows_stdout
+    from benchmark.engine.logs import console_follows_stdout
 
     stale, other = io.StringIO(), io.StringIO()
     handlers = [logging.StreamHandler(stale), logging.StreamHandler(other)]

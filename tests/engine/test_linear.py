@@ -11,8 +11,9 @@ from unittest import mock
 import pytest
 import torch
 
-from benchmark.engine import runner
+from benchmark.engine import runner, worker
 from benchmark.records import results
+from benchmark.tasks import get_task
 from tests.helpers import tool
 
 
@@ -41,12 +42,12 @@ def _trainer(work, data_root, *opts):
 
     from benchmark.data import register_datasets
     from benchmark.engine.linear import LinearTrainer
-    from benchmark.engine.runner import _with_registered_datasets
+    from benchmark.engine.worker import _with_registered_datasets
     from benchmark.tasks.config import build_config
     from benchmark.weights.convert import prepare_weights
 
     weights = prepare_weights(work.ckpt, cache_dir=work.cache)
-    cfg, _ = build_config("imagenet_linear", weights.input_settings, list(opts), smoke=True)
+    cfg, _ = build_config(get_task("imagenet_linear"), weights.input_settings, list(opts), smoke=True)
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, cfg.SEED = str(weights.path), str(work.root / "direct"), 0
@@ -78,7 +79,7 @@ def test_the_model_normalizes_as_torchvision_and_trains_only_the_linear_layer():
 
     settings = {"INPUT.FORMAT": "RGB", "MODEL.PIXEL_MEAN": [123.675, 116.28, 103.53],
                 "MODEL.PIXEL_STD": [58.395, 57.12, 57.375], "MODEL.RESNETS.STRIDE_IN_1X1": False}
-    cfg, _ = build_config("imagenet_linear", settings)
+    cfg, _ = build_config(get_task("imagenet_linear"), settings)
     model = build_model(cfg)
     image = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     ours = (image.float() - model.pixel_mean) / model.pixel_std
@@ -249,7 +250,7 @@ def test_a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_weights(smoke
 
 
 def run_one_saving_fc(job, dump_dir):
-    """runner.run_one, plus each rank's linear layer after training (runs in the spawned processes)."""
+    """worker.run_one, plus each rank's linear layer after training (runs in the spawned processes)."""
     from detectron2.utils import comm
 
     from benchmark.engine.linear import LinearTrainer
@@ -263,7 +264,7 @@ def run_one_saving_fc(job, dump_dir):
         return out
 
     with mock.patch.object(LinearTrainer, "train", train_and_dump):
-        return runner.run_one(job)
+        return worker.run_one(job)
 
 
 @pytest.mark.slow
@@ -293,13 +294,13 @@ def test_the_learning_check_passes(work, tmp_path, capsys):
     """--sanity: 8 synthetic images of 4 colour classes, trained and evaluated on (benchmark.engine.sanity)."""
     from benchmark.engine import sanity
 
-    check = sanity.check_for("imagenet_linear")
+    check = sanity.check_for(get_task("imagenet_linear"))
     out = tmp_path / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCHMARK_CACHE", str(work.cache))
         rc = _cli("--task", "imagenet_linear", "--weights", work.ckpt, "--sanity", "--output", out)
     record = results.read_record(out / "trial_0" / "results.json")
-    score, passed = sanity.score_of(record, "imagenet_linear")
+    score, passed = sanity.score_of(record, get_task("imagenet_linear"))
     print(f"imagenet_linear sanity: {check.metric} = {score} (threshold {check.threshold}; {check.chance})")
     assert rc == 0 and passed and record["kind"] == "sanity" and record["iterations"] == 30
     assert "PASS" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.tasks import get_task
 from tests.helpers import one_error_line, tool, tree_digest, write_code_running_pickle, write_record
 
 
@@ -157,7 +158,7 @@ def _job(ready, output, *opts, smoke=True):
 
 
 def _finished_record(job, **over):
-    fields = dict(task=job.task, weights=dict(job.weights), config_digest=job.digest, deviations=list(job.deviations),
+    fields = dict(task=job.task.name, weights=dict(job.weights), config_digest=job.digest, deviations=list(job.deviations),
                   seed=job.seed, trial=job.trial, kind=job.kind, protocol_digest=job.protocol_digest)
     fields.update(over)
     return write_record(job.output_dir, **fields)
@@ -254,7 +255,7 @@ def test_metrics_of_iterations_after_the_resumed_checkpoint_are_dropped_once(tmp
 def test_deviation_of_one_process_names_warmup_and_bn_batch():
     from benchmark.tasks.config import build_config
 
-    _, deviations = build_config("voc0712", num_gpus=1, device_memory_gb=None)  # a CPU process (no GPU memory)
+    _, deviations = build_config(get_task("voc0712"), num_gpus=1, device_memory_gb=None)  # a CPU process (no GPU memory)
     (line,) = [d for d in deviations if d.startswith("world size 1")]
     for change in ("batch 16 -> 2", "LR 0.02 -> 0.0025", "iterations 24000 -> 192000", "steps [18000, 22000] -> [144000, 176000]",
                    "warmup 100 -> 800", "images per BN statistic 16 -> 2"):
@@ -264,7 +265,7 @@ def test_deviation_of_one_process_names_warmup_and_bn_batch():
 def test_two_processes_of_four_images_keep_the_protocol():
     from benchmark.tasks.config import build_config
 
-    cfg, deviations = build_config("voc07", num_gpus=4)
+    cfg, deviations = build_config(get_task("voc07"), num_gpus=4)
     assert deviations == [] and cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.WARMUP_ITERS == 100
 
 

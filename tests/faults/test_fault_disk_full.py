@@ -18,6 +18,7 @@ import torch
 from faultlib import sha256
 
 from benchmark.records import results
+from benchmark.tasks import get_task
 from tests.helpers import tool
 
 FULL = (errno.ENOSPC, errno.EFBIG)
@@ -134,18 +135,19 @@ def test_convert_on_a_full_disk(small_disk, synthetic_checkpoint, faults, capsys
 
 def test_failed_run_on_a_full_disk_still_says_why(small_disk, faults):
     """The engine's failed record cannot be written either: the reason says both, nothing torn."""
-    from benchmark.engine.runner import Job, _write_failed
-    from benchmark.tasks import get_task
+    from benchmark.engine.jobs import Job, RunKind
+    from benchmark.engine.worker import write_failed
     from benchmark.tasks.config import build_config
 
     cfg, _ = build_config(get_task("voc07"), None, [], smoke=True)
     cfg.defrost()
     cfg.OUTPUT_DIR = str(small_disk.path / "trial_0")
     os.makedirs(cfg.OUTPUT_DIR)
-    job = Job("voc07", cfg, "data", {"name": "moco", "sha256": None, "source": "x"}, 0, 0, False, False, [])
+    job = Job(task=get_task("voc07"), cfg=cfg, data_root="data", weights={"name": "moco", "sha256": None, "source": "x"},
+              seed=0, trial=0, resume=False, kind=RunKind.SMOKE, deviations=[])
     faults.inject("disk full writing a failed run's record")
     with small_disk.full():
-        reason = _write_failed(job, "OSError: [Errno 28] No space left on device", 3, 1.0)
+        reason = write_failed(job, "OSError: [Errno 28] No space left on device", 3, 1.0)
     assert reason.startswith("OSError: [Errno 28] No space left on device; its failed record could not be written either (")
     assert os.listdir(cfg.OUTPUT_DIR) == []
     faults.survive("disk full writing a failed run's record")

@@ -189,7 +189,7 @@ def test_a_torn_file_in_the_conversion_cache_is_converted_again(tmp_path, synthe
 @pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_kill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, faults):
     from benchmark.engine.checkpointer import SafeCheckpointer
-    from benchmark.engine.runner import _remove_stale_temporaries
+    from benchmark.engine.worker import remove_stale_temporaries
 
     out = tmp_path / "trial_0"
     faults.inject("kill while saving a training checkpoint")
@@ -204,7 +204,7 @@ def test_kill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, faults)
     assert extra["iteration"] == 0
     assert torch.equal(model.weight, expected.weight) and torch.equal(model.bias, expected.bias)
     assert len(_leftovers(out)) == 1
-    _remove_stale_temporaries(out)  # what the next run does first
+    remove_stale_temporaries(out)  # what the next run does first
     assert _leftovers(out) == []
     faults.survive("kill while saving a training checkpoint")
 

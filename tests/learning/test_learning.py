@@ -23,6 +23,7 @@ from PIL import Image
 
 from benchmark.engine import sanity
 from benchmark.records import results
+from benchmark.tasks import get_task
 from tests.helpers import tool
 
 
@@ -40,7 +41,7 @@ def sanity_run(tmp_path, task, weights, data_root=None):
         args += ["--data-root", str(data_root)]
     rc = tool("run_transfer")(args)
     record = results.read_record(out / "trial_0" / results.RECORD_NAME)
-    score, _ = sanity.score_of(record, task)
+    score, _ = sanity.score_of(record, get_task(task))
     return rc, score, record
 
 
@@ -49,7 +50,7 @@ def sanity_run(tmp_path, task, weights, data_root=None):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["voc07", "coco", "cityscapes"])
 def test_learning_check_passes(task, tmp_path, initialised_r50, capsys):
-    check = sanity.check_for(task)
+    check = sanity.check_for(get_task(task))
     rc, score, record = sanity_run(tmp_path, task, initialised_r50)
     printed = capsys.readouterr().out
     print(f"learning check {task}: {check.metric} = {score} in {record['duration_s']:.0f} s")  # pytest -rP shows it
@@ -62,7 +63,7 @@ def test_learning_check_passes(task, tmp_path, initialised_r50, capsys):
 
 
 def sanity_iterations(task):
-    pairs = sanity.overlay_pairs(task)
+    pairs = sanity.overlay_pairs(get_task(task))
     return int(pairs[pairs.index("SOLVER.MAX_ITER") + 1])
 
 
@@ -147,8 +148,8 @@ BUGS = {
 @pytest.mark.parametrize("bug", list(BUGS))
 def test_learning_check_fails_on_an_injected_bug(bug, tmp_path, initialised_r50, capsys, monkeypatch):
     task, inject = BUGS[bug]
-    check = sanity.check_for(task)
-    data = sanity.write_data(task, tmp_path / "data")  # the check's own data; the run reuses it as it is
+    check = sanity.check_for(get_task(task))
+    data = sanity.write_data(get_task(task), tmp_path / "data")  # the check's own data; the run reuses it as it is
     if inject is voc_boxes_as_xywh:  # in the registration, not the files
         inject(monkeypatch)
     else:
@@ -165,7 +166,7 @@ def test_learning_check_fails_on_an_injected_bug(bug, tmp_path, initialised_r50,
 # ----------------------------------------------------------------------------- set-up, no training
 
 def test_sanity_run_is_apart_from_real_runs(synthetic_checkpoint):
-    from benchmark.engine.runner import Options, prepare
+    from benchmark.engine import Options, prepare
 
     weights = synthetic_checkpoint("moco", width=8)
     job = prepare(Options(task="voc07", weights=str(weights), sanity=True))[0]

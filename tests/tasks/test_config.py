@@ -27,7 +27,7 @@ DETECTION = [
 
 @pytest.mark.parametrize("task", [t.name for t in list_tasks()])
 def test_every_task_builds_its_model(task):
-    cfg, _ = build_config(task, TORCHVISION_SETTINGS, num_gpus=8)
+    cfg, _ = build_config(get_task(task), TORCHVISION_SETTINGS, num_gpus=8)
     model = build_model(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     assert model.training and n_params > 23_000_000  # at least the ResNet-50 trunk
@@ -75,7 +75,7 @@ def test_cityscapes_protocol_values():
 def test_output_stride_16_on_a_crop():
     import torch
 
-    cfg, _ = build_config("cityscapes", TORCHVISION_SETTINGS, smoke=True)
+    cfg, _ = build_config(get_task("cityscapes"), TORCHVISION_SETTINGS, smoke=True)
     backbone = build_model(cfg).backbone
     feats = backbone(torch.zeros(1, 3, 64, 128))
     assert tuple(feats["res5"].shape) == (1, 2048, 4, 8)
@@ -83,7 +83,7 @@ def test_output_stride_16_on_a_crop():
 
 
 def test_input_settings_come_from_the_weights():
-    cfg, deviations = build_config("voc07", TORCHVISION_SETTINGS, num_gpus=8)
+    cfg, deviations = build_config(get_task("voc07"), TORCHVISION_SETTINGS, num_gpus=8)
     assert cfg.INPUT.FORMAT == "RGB" and list(cfg.MODEL.PIXEL_MEAN) == [123.675, 116.280, 103.530]
     assert list(cfg.MODEL.PIXEL_STD) == [58.395, 57.120, 57.375] and cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False
     assert deviations == []  # the protocol on 8 processes, with the checkpoint's own settings
@@ -91,7 +91,7 @@ def test_input_settings_come_from_the_weights():
 
 def test_smoke_overlay_is_small():
     for task in ("voc07", "coco", "cityscapes"):
-        cfg, deviations = build_config(task, smoke=True)
+        cfg, deviations = build_config(get_task(task), smoke=True)
         assert cfg.BENCHMARK.SMOKE and cfg.SOLVER.MAX_ITER <= 40 and cfg.DATALOADER.NUM_WORKERS == 0
         assert 0 < cfg.SOLVER.CHECKPOINT_PERIOD < cfg.SOLVER.MAX_ITER  # a checkpoint to resume from
         assert max(cfg.INPUT.MIN_SIZE_TRAIN) <= 192 and cfg.INPUT.MIN_SIZE_TEST == 128
@@ -110,7 +110,7 @@ def test_smoke_overlay_is_small():
     (3, 6, 0.0075, 33333, (25333,)),  # 16 does not split over 3
 ])
 def test_world_size_rule_of_cpu_processes(world, batch, lr, max_iter, steps):
-    cfg, deviations = build_config("voc07", num_gpus=world, device_memory_gb=None)
+    cfg, deviations = build_config(get_task("voc07"), num_gpus=world, device_memory_gb=None)
     assert (cfg.SOLVER.IMS_PER_BATCH, tuple(cfg.SOLVER.STEPS), cfg.SOLVER.MAX_ITER) == (batch, steps, max_iter)
     assert cfg.SOLVER.BASE_LR == pytest.approx(lr)
     assert cfg.SOLVER.REFERENCE_WORLD_SIZE == 0  # the trainer must not rescale again
@@ -141,7 +141,7 @@ def test_sixteen_images_are_kept_wherever_sixteen_over_devices_fit(task, memory,
     if task in CAPACITY:
         assert fit == CAPACITY[task][memory]  # the figures the rule is stated with (README)
     assert images_per_process(protocol, devices, memory).capacity == fit
-    cfg, deviations = build_config(task, num_gpus=devices, device_memory_gb=memory)
+    cfg, deviations = build_config(get_task(task), num_gpus=devices, device_memory_gb=memory)
     if 16 // devices <= fit:
         assert (cfg.SOLVER.IMS_PER_BATCH, deviations) == (16, []), deviations
         assert cfg.SOLVER.MAX_ITER == protocol.SOLVER.MAX_ITER and cfg.SOLVER.BASE_LR == protocol.SOLVER.BASE_LR
@@ -163,7 +163,7 @@ def test_one_80_gb_gpu_runs_the_published_batch_of_every_task():
 
 
 def test_a_shrunk_batch_lists_every_derived_change():
-    cfg, deviations = build_config("voc07", num_gpus=2, device_memory_gb=24)
+    cfg, deviations = build_config(get_task("voc07"), num_gpus=2, device_memory_gb=24)
     (line,) = deviations
     for change in ("batch 16 -> 14", "LR 0.02 -> 0.0175", "iterations 12500 -> 14286", "steps [9500] -> [10857]",
                    "warmup 100 -> 114", "images per BN statistic 16 -> 14"):
@@ -179,7 +179,7 @@ def test_a_shrunk_batch_lists_every_derived_change():
     (8, 3, 80, 15),    # 16 does not split over 3: 5 each (at most 8)
 ])
 def test_ims_per_gpu_overrides_the_memory_rule(ims, world, memory, batch):
-    cfg, deviations = build_config("voc07", opts=["BENCHMARK.IMS_PER_GPU", str(ims)], num_gpus=world,
+    cfg, deviations = build_config(get_task("voc07"), opts=["BENCHMARK.IMS_PER_GPU", str(ims)], num_gpus=world,
                                    device_memory_gb=memory)
     assert cfg.SOLVER.IMS_PER_BATCH == batch
     if batch == 16:
@@ -192,19 +192,19 @@ def test_ims_per_gpu_overrides_the_memory_rule(ims, world, memory, batch):
 def test_the_split_is_not_part_of_the_protocol_digest():
     from benchmark.tasks.config import config_digest
 
-    eight, _ = build_config("voc07", num_gpus=8, device_memory_gb=16)
-    one, _ = build_config("voc07", opts=["BENCHMARK.IMS_PER_GPU", "16"], num_gpus=1, device_memory_gb=80)
-    small, _ = build_config("voc07", num_gpus=1, device_memory_gb=40)  # 13 images: another protocol
+    eight, _ = build_config(get_task("voc07"), num_gpus=8, device_memory_gb=16)
+    one, _ = build_config(get_task("voc07"), opts=["BENCHMARK.IMS_PER_GPU", "16"], num_gpus=1, device_memory_gb=80)
+    small, _ = build_config(get_task("voc07"), num_gpus=1, device_memory_gb=40)  # 13 images: another protocol
     assert config_digest(eight, seed=False) == config_digest(one, seed=False) != config_digest(small, seed=False)
 
 
 def test_two_machines_count_in_the_world_size():
-    cfg, deviations = build_config("coco", num_gpus=2, num_machines=2, device_memory_gb=None)
+    cfg, deviations = build_config(get_task("coco"), num_gpus=2, num_machines=2, device_memory_gb=None)
     assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.MAX_ITER, deviations) == (16, 90000, [])
 
 
 def test_options_norm_and_amp_are_deviations():
-    cfg, deviations = build_config("voc07", opts=["SOLVER.BASE_LR", "0.04", "SOLVER.MAX_ITER", "12500"],
+    cfg, deviations = build_config(get_task("voc07"), opts=["SOLVER.BASE_LR", "0.04", "SOLVER.MAX_ITER", "12500"],
                                    num_gpus=8, norm="BN", amp=True)
     assert cfg.SOLVER.BASE_LR == 0.04 and cfg.MODEL.RESNETS.NORM == "BN" and cfg.SOLVER.AMP.ENABLED
     assert deviations == [
@@ -212,7 +212,7 @@ def test_options_norm_and_amp_are_deviations():
         "SOLVER.BASE_LR: 0.02 in the protocol, 0.04 from the command line",  # MAX_ITER unchanged: none
         "mixed precision (AMP) training; the protocol trains in FP32",
     ]
-    seg, _ = build_config("cityscapes", norm="SyncBN", num_gpus=8)
+    seg, _ = build_config(get_task("cityscapes"), norm="SyncBN", num_gpus=8)
     assert seg.MODEL.RESNETS.NORM == seg.MODEL.SEM_SEG_HEAD.NORM == "SyncBN"
 
 
@@ -223,12 +223,12 @@ def test_options_norm_and_amp_are_deviations():
 ])
 def test_bad_options_are_config_errors(opts, message):
     with pytest.raises(ConfigError, match=message):
-        build_config("voc07", opts=opts)
+        build_config(get_task("voc07"), opts=opts)
 
 
 def test_unknown_norm():
     with pytest.raises(ConfigError, match="unknown norm 'GN'"):
-        build_config("voc07", norm="GN")
+        build_config(get_task("voc07"), norm="GN")
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two"])

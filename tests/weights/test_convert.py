@@ -278,10 +278,10 @@ def task_model(task, settings):
     """The task's smoke model, built by the suite's own config path from a checkpoint's settings."""
     from detectron2.modeling import build_model
 
-    import benchmark.tasks  # noqa: F401  (registers the model pieces)
+    from benchmark.tasks import get_task  # registers the model pieces too
     from benchmark.tasks.config import build_config
 
-    cfg, _ = build_config(task, settings, smoke=True)
+    cfg, _ = build_config(get_task(task), settings, smoke=True)
     torch.manual_seed(0)
     return cfg, build_model(cfg)
 
