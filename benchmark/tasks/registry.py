@@ -2,7 +2,7 @@
 
 A task names its config (under configs/), its datasets, its dataset family (which gives the
 evaluator) and the metrics it reports. The protocol values themselves live in the config files
-and are pinned by tests/tasks/test_config.py against DESIGN.md; where each comes from is in their
+and are pinned by tests/tasks/test_config.py against the published protocols; where each comes from is in their
 [tags] (benchmark/configs/sources.yaml), and a task's `assumptions` are read from those tags.
 """
 import fnmatch
@@ -12,7 +12,7 @@ from pathlib import Path
 from benchmark import CONFIG_DIR
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keywords only: eight fields, several of one type, are easy to misplace
 class Task:
     name: str
     config: str  # path under configs/

@@ -28,11 +28,16 @@ def test_unknown_task_lists_known_ones():
     assert str(exc.value) == "unknown task 'voc2007'; known tasks: cityscapes, coco, coco_2x, imagenet_linear, voc07, voc0712"
 
 
-def test_duplicate_registration_is_an_error():
-    with pytest.raises(ValueError, match="already registered"):
-        register_task(Task("voc07", "x.yaml", (), (), "voc", "voc", "bbox/AP", ("bbox/AP",), "test"))
+def test_duplicate_registration_is_an_error_and_changes_nothing():
+    registered = get_task("voc07")
+    duplicate = Task(name="voc07", config="x.yaml", train=(), test=(), data_format="voc", primary_metric="bbox/AP",
+                     metrics=("bbox/AP",), source="test")
+    with pytest.raises(ValueError, match="task 'voc07' is already registered"):
+        register_task(duplicate)
+    assert get_task("voc07") is registered
 
 
-def test_tasks_are_frozen():
-    with pytest.raises(AttributeError):
-        get_task("voc07").config = "other.yaml"
+def test_a_task_is_made_with_keywords_only():
+    """Fields named at every call: a positional Task silently put a metric where the family goes."""
+    with pytest.raises(TypeError):
+        Task("voc08", "x.yaml", (), (), "voc", "bbox/AP", ("bbox/AP",), "test")
