@@ -160,63 +160,90 @@ class Breakdown:
 
 def analyse(images, pos_thresh=POS_THRESHOLD, bg_thresh=BACKGROUND_THRESHOLD, max_dets=MAX_DETS) -> Breakdown:
     """TIDE's breakdown of `images` (an iterable of ImageDetections)."""
-    base, errors, false_neg = _APData(), [], {}
-    next_id = 0
+    run = _Run(pos_thresh, bg_thresh, max_dets)
     for image in images:
+        run.add(image)
+    for e in run.errors:  # the oracle's fix, once every ground truth's best error is known
+        g = e.target
+        if g is not None and not g["used"] and g["best_id"] == e.det_id:
+            e.fixed = ((e.det[0] if e.kind == "loc" else g["cls"]), (e.det[1], True))
+    return run.breakdown()
+
+
+class _Run:
+    """The state of one analysis over images: the AP data, the errors found and the missed ground truth."""
+
+    def __init__(self, pos_thresh, bg_thresh, max_dets):
+        self.pos_thresh, self.bg_thresh, self.max_dets = pos_thresh, bg_thresh, max_dets
+        self.base, self.errors, self.false_neg = _APData(), [], {}
+        self.next_id = 0  # detection ids run over all images, as tidecv numbers them
+
+    def add(self, image) -> None:
+        """One image: match its detections (tidecv's greedy rule), classify each unmatched one."""
         keep = ~image.gt_ignore
         gts = [{"cls": int(c), "used": False, "usable": False, "best": -1.0, "best_id": None}
                for c in image.gt_classes[keep]]
-        gt_boxes, ign_boxes, ign_cls = image.gt_boxes[keep], image.gt_boxes[~keep], image.gt_classes[~keep]
         for g in gts:
-            base.add_gt(g["cls"], 1)
-        order = np.argsort(-image.det_scores, kind="stable")[:max_dets]
+            self.base.add_gt(g["cls"], 1)
+        order = np.argsort(-image.det_scores, kind="stable")[:self.max_dets]
         scores, classes, boxes = image.det_scores[order], image.det_classes[order], image.det_boxes[order]
-        ids = list(range(next_id, next_id + len(order)))
-        next_id += len(order)
-        if not len(order):
-            for g in gts:
-                false_neg.setdefault(g["cls"], []).append(g)
-                errors.append(_Error("miss", fixed=(g["cls"], -1)))
-            continue
-        used = [False] * len(order)  # True: matched, None: ignored
-        iou = box_iou(boxes, gt_boxes)
-        same = classes[:, None] == image.gt_classes[keep][None, :]
-        cls_iou = iou * same
+        ids = list(range(self.next_id, self.next_id + len(order)))
+        self.next_id += len(order)
+        if len(order):
+            iou = box_iou(boxes, image.gt_boxes[keep])
+            same = classes[:, None] == image.gt_classes[keep][None, :]
+            used = self._matched(iou * same, gts, boxes, classes, image.gt_boxes[~keep], image.gt_classes[~keep])
+            for i in range(len(order)):
+                c, s = int(classes[i]), float(scores[i])
+                if used[i] is not None:
+                    self.base.push(c, ids[i], s, bool(used[i]))
+            self._classify(iou, same, gts, used, ids, classes, scores)
+        for g in gts:
+            if not g["used"]:
+                self.false_neg.setdefault(g["cls"], []).append(g)
+                if not g["usable"]:
+                    self.errors.append(_Error("miss", fixed=(g["cls"], -1)))
+
+    def _matched(self, cls_iou, gts, boxes, classes, ign_boxes, ign_cls) -> list:
+        """Per detection: True matched (its ground truth marked used), None ignored by a crowd box, else False."""
+        used = [False] * len(boxes)
         if gts:
             buf = cls_iou.copy()
-            for i in range(len(order)):
+            for i in range(len(boxes)):
                 j = int(np.argmax(buf[i]))
-                if buf[i, j] >= pos_thresh:
+                if buf[i, j] >= self.pos_thresh:
                     used[i] = gts[j]["used"] = True
                     buf[:, j] = 0
         if len(ign_boxes):
             crowd = box_iou(boxes, ign_boxes, crowd=True)
             for r in range(len(ign_boxes)):
-                for i in range(len(order)):
-                    if not used[i] and crowd[i, r] > pos_thresh and ign_cls[r] == classes[i]:
+                for i in range(len(boxes)):
+                    if not used[i] and crowd[i, r] > self.pos_thresh and ign_cls[r] == classes[i]:
                         used[i] = None
-        gt_used = np.array([g["used"] for g in gts], bool)[None, :]
-        if gts:  # each detection's best IoU: same class, other class, same class matched, any
-            noncls_iou = iou * ~same
+        return used
+
+    def _classify(self, iou, same, gts, used, ids, classes, scores) -> None:
+        """The error of each unmatched detection, by its best IoUs: same class, other class, a used one, any."""
+        if gts:
+            cls_iou, noncls_iou = iou * same, iou * ~same
+            gt_used = np.array([g["used"] for g in gts], bool)[None, :]
             best = [cls_iou.max(1), noncls_iou.max(1), (cls_iou * gt_used).max(1), iou.max(1)]
             cls_arg, noncls_arg = cls_iou.argmax(1).tolist(), noncls_iou.argmax(1).tolist()
             cls_max, noncls_max, used_max, any_max = (b.tolist() for b in best)
-        for i in range(len(order)):
-            c, s = int(classes[i]), float(scores[i])
-            if used[i] is not None:
-                base.push(c, ids[i], s, bool(used[i]))
+        for i in range(len(ids)):
             if used[i]:
                 continue
+            c, s = int(classes[i]), float(scores[i])
             err = _Error("", ids[i], None if used[i] is None else (c, (s, False)), det=(c, s))
             if not gts:
                 err.kind = "bkg"
-            elif bg_thresh <= cls_max[i] <= pos_thresh:
+            elif self.bg_thresh <= cls_max[i] <= self.pos_thresh:
                 err.kind, err.target = "loc", gts[cls_arg[i]]
-            elif noncls_max[i] >= pos_thresh:
+            elif noncls_max[i] >= self.pos_thresh:
                 err.kind, err.target = "cls", gts[noncls_arg[i]]
-            elif used_max[i] >= pos_thresh:
+            elif used_max[i] >= self.pos_thresh:
                 err.kind = "dupe"
-            elif any_max[i] <= bg_thresh:
+            elif any_max[i] <= self.bg_thresh:
                 err.kind = "bkg"
             else:
                 err.kind = "both"
@@ -225,28 +252,22 @@ def analyse(images, pos_thresh=POS_THRESHOLD, bg_thresh=BACKGROUND_THRESHOLD, ma
                 g["usable"] = True
                 if g["best"] < s:
                     g["best"], g["best_id"] = s, ids[i]
-            errors.append(err)
-        for g in gts:
-            if not g["used"]:
-                false_neg.setdefault(g["cls"], []).append(g)
-                if not g["usable"]:
-                    errors.append(_Error("miss", fixed=(g["cls"], -1)))
-    for e in errors:  # the oracle's fix, once every ground truth's best error is known
-        g = e.target
-        if g is not None and not g["used"] and g["best_id"] == e.det_id:
-            e.fixed = ((e.det[0] if e.kind == "loc" else g["cls"]), (e.det[1], True))
+            self.errors.append(err)
 
-    ap = base.mean_ap()
-    out = {}
-    for kind in MAIN_ERRORS:
-        fixed = _fix(base, errors, lambda e, k=kind: e.kind == k).mean_ap()
-        out[kind] = None if fixed is None or ap is None else max(fixed - ap, 0.0)
-    fp = _fix(base, errors, transform=lambda s, tp: (1.0, True) if tp else (0.0, False)).mean_ap()
-    fn = _fix(base, errors, false_neg=false_neg).mean_ap()
-    out["fp"] = None if fp is None or ap is None else fp - ap
-    out["fn"] = None if fn is None or ap is None else fn - ap
-    counts = {k: sum(e.kind == k for e in errors) for k in MAIN_ERRORS}
-    return Breakdown(ap, out, counts)
+    def breakdown(self) -> Breakdown:
+        """dAP of fixing each error type (and all false positives, all false negatives), and the counts."""
+        base, errors = self.base, self.errors
+        ap = base.mean_ap()
+        out = {}
+        for kind in MAIN_ERRORS:
+            fixed = _fix(base, errors, lambda e, k=kind: e.kind == k).mean_ap()
+            out[kind] = None if fixed is None or ap is None else max(fixed - ap, 0.0)
+        fp = _fix(base, errors, transform=lambda s, tp: (1.0, True) if tp else (0.0, False)).mean_ap()
+        fn = _fix(base, errors, false_neg=self.false_neg).mean_ap()
+        out["fp"] = None if fp is None or ap is None else fp - ap
+        out["fn"] = None if fn is None or ap is None else fn - ap
+        counts = {k: sum(e.kind == k for e in errors) for k in MAIN_ERRORS}
+        return Breakdown(ap, out, counts)
 
 
 def _fix(base, errors, condition=lambda e: False, transform=None, false_neg=None) -> _APData:
