@@ -1,4 +1,4 @@
-"""benchmarks/bench.py (the measurements behind benchmarks/run_bench.py) on tiny settings.
+"""The measurements behind benchmarks/run_bench.py (benchmarks/bench.py and its section modules) on tiny settings.
 
 Each test stands alone (any order, alone or not): the figures a section returns are checked
 against what was measured (counts, the numbers of the evaluations, the ratios from the given
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from benchmark.tasks import get_task
-from benchmarks import bench
+from benchmarks import bench, convert_speed, data_speed, eval_speed, train_speed
 from tests.helpers import ROOT
 
 
@@ -65,7 +65,7 @@ def test_summary_and_problems():
                                                                                "first_batch_s": 0.0123}}},
               "convert": {"checkpoint_mib": 246.2, "wall_s": 0.394, "peak_rss_growth_mib": 92.4,
                           "peak_rss_x_checkpoint": 0.375, "within_target": True,
-                          "targets": dict(bench.CONVERT_TARGETS)}}
+                          "targets": dict(convert_speed.CONVERT_TARGETS)}}
     rows = rows_of(report)
     assert rows["train s/iter @128px, ours vs plain"] == (
         "3.470 vs 3.408", "ratio 1.100 (rounds 1.050..1.200; of medians 1.019; CPU time 1.090; hooks only 1.0550)")
@@ -119,7 +119,7 @@ def test_ratios_from_given_rounds():
                      guard_amortized_s=0.004)
     rounds_s = [(2.0, 1.6), (1.0, 1.0), (3.3, 3.0)]  # per-round (ours, plain) seconds
     rounds_cpu = [(1.0, 1.0), (1.996, 2.0), (1.1, 1.0)]
-    got = bench.ratios(fig, rounds_s, rounds_cpu)
+    got = train_speed.ratios(fig, rounds_s, rounds_cpu)
     assert got["ratio"] == pytest.approx(3.304 / 3.0)  # median of 2.004/1.6, 1.004/1.0, 3.304/3.0
     assert got["round_ratio_spread"] == pytest.approx([1.004, 2.004 / 1.6])
     assert got["ratio_of_medians"] == pytest.approx(2.004 / 1.6)
@@ -164,7 +164,7 @@ def test_stepper_calls_what_train_calls():
     whole = Counting()
     whole.train(0, 3)
     pieces = Counting()
-    stepper = bench.Stepper(pieces, start_iter=0, max_iter=3)
+    stepper = train_speed.Stepper(pieces, start_iter=0, max_iter=3)
     times = stepper.step(1) + stepper.step(2)
     stepper.close()
     assert pieces.log == whole.log and len(whole.log) == 1 + 3 * 3 + 1
@@ -174,12 +174,12 @@ def test_stepper_calls_what_train_calls():
 
 def test_guard_seconds_times_the_real_check():
     model = torch.nn.Linear(4, 2)
-    assert bench.guard_seconds(model, 0) == 0.0  # period 0: the guard never checks
-    assert bench.guard_seconds(model, 20) > 0
+    assert train_speed.guard_seconds(model, 0) == 0.0  # period 0: the guard never checks
+    assert train_speed.guard_seconds(model, 20) > 0
     with torch.no_grad():
         model.weight[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match=r"iteration=19 \(weight\)"):  # it ran the check, at iter 19
-        bench.guard_seconds(model, 20)
+        train_speed.guard_seconds(model, 20)
 
 
 @pytest.mark.slow
@@ -187,9 +187,9 @@ def test_train_figures(tmp_path):
     from benchmark.tasks.config import build_config
 
     threads = torch.get_num_threads()
-    fig = bench.train_figures(tmp_path, sizes=(64,), warmup=1, rounds=2, block=1, threads=1)
+    fig = train_speed.train_figures(tmp_path, sizes=(64,), warmup=1, rounds=2, block=1, threads=1)
     assert torch.get_num_threads() == threads  # put back
-    assert fig["threads"] == 1 and fig["target"] == bench.TRAIN_TARGET and "DefaultTrainer" in fig["compared"]
+    assert fig["threads"] == 1 and fig["target"] == train_speed.TRAIN_TARGET and "DefaultTrainer" in fig["compared"]
     size = fig["sizes"]["64"]
     period = build_config(get_task("voc07"), smoke=True)[0].BENCHMARK.NONFINITE_CHECK_PERIOD
     assert (size["image_size"], size["images_per_iter"], size["iterations_timed"], size["guard_period"]) == (64, 2, 2, period)
@@ -225,7 +225,7 @@ def expected_detections(task, root, dataset):
 
 
 def test_eval_figures(tmp_path):
-    fig = bench.eval_figures(tmp_path, num_images=6, repeats=1)
+    fig = eval_speed.eval_figures(tmp_path, num_images=6, repeats=1)
     positive(fig, "voc_s", "voc_spread_s", "coco_pycocotools_s", "coco_suite_s", "voc_AP50", "coco_bbox_AP",
              "coco_segm_AP")
     assert (fig["images"], fig["repeats"]) == (6, 1)
@@ -249,15 +249,15 @@ def test_eval_figures(tmp_path):
 
 def test_eval_figures_without_faster_coco_eval(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # `import faster_coco_eval` raises ImportError
-    assert bench.faster_coco_eval() is None
-    fig = bench.eval_figures(tmp_path, num_images=3, repeats=1)
+    assert eval_speed.faster_coco_eval() is None
+    fig = eval_speed.eval_figures(tmp_path, num_images=3, repeats=1)
     assert fig["faster_coco_eval"] is None and not {"coco_faster_s", "coco_speedup", "coco_max_abs_diff"} & set(fig)
     assert fig["coco_suite_max_abs_diff"] == 0.0 and 0 < fig["coco_bbox_AP"] < 100
     assert rows_of({"machine": MACHINE, "eval": fig})["eval COCO, faster-coco-eval"] == ("not installed", "no comparison")
 
 
 def test_data_figures(tmp_path):
-    fig = bench.data_figures(tmp_path, workers=(0, 1), batches=3)
+    fig = data_speed.data_figures(tmp_path, workers=(0, 1), batches=3)
     assert set(fig["workers"]) == {"0", "1"} and fig["images_per_batch"] == 2
     for w in fig["workers"].values():
         assert w["images"] == 6
@@ -272,13 +272,13 @@ def test_measure_convert(tmp_path):
     from benchmark.weights.synthetic import make_synthetic_checkpoint
 
     ckpt = make_synthetic_checkpoint(tmp_path / "tiny_moco.pth", "moco", 0, 50, 8)  # a width-8 R50: small, quick
-    fig = bench.measure_convert(ckpt, workdir=tmp_path)
+    fig = convert_speed.measure_convert(ckpt, workdir=tmp_path)
     assert (fig["format"], fig["depth"], fig["tensors"]) == ("moco", 50, len(expected_shapes(50, 8)))
     assert fig["checkpoint_mib"] == pytest.approx(ckpt.stat().st_size / 2**20)
     positive(fig, "wall_s", "peak_rss_growth_mib", "peak_rss_x_checkpoint", "traced_peak_mib")
     assert fig["peak_rss_x_checkpoint"] == pytest.approx(fig["peak_rss_growth_mib"] / fig["checkpoint_mib"])
     assert fig["within_target"] == (fig["wall_s"] < 2 and fig["peak_rss_x_checkpoint"] < 3)
-    table = bench.convert_table(fig)
+    table = convert_speed.convert_table(fig)
     assert f"| wall time       | {fig['wall_s']:.2f} s" in table and f"{fig['tensors']} tensors kept" in table
     assert {p.name for p in tmp_path.iterdir()} - {"cache"} == {"tiny_moco.pth"}  # its temporary folder is gone
 
