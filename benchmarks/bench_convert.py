@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time and memory of converting a full ResNet-50 MoCo checkpoint (query + key encoders, queue).
 
-Target (issue 2): under 2 s and a peak memory under 3x the checkpoint's size. The conversion is
+Target: under 2 s and a peak memory under 3x the checkpoint's size. The conversion is
 measured in a fresh process (benchmarks.bench.measure_convert); without INPUT a synthetic MoCo v2
 checkpoint of the real size is written to a temporary folder first, by another process.
     python benchmarks/bench_convert.py [INPUT.pth]
