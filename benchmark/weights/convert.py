@@ -1,17 +1,21 @@
 """A --weights value -> validated detectron2 weights, as one downward chain of steps:
 
-    WeightsSpec.parse(text)            spec.py      what was passed (path, .pkl, URL, zoo:NAME)
-      -> spec.fetch()                  spec.py      a local file and its sha256 (hashed once)
-      -> load_checkpoint(local.path)   loading.py   the checkpoint, loaded without running code
-      -> convert_state_dict, validate  formats.py   detectron2 names, checked; depth and width
-      -> write                         here         the .pkl, atomically, with its provenance
+    WeightsSpec.parse(text)            spec.py          what was passed (path, .pkl, URL, zoo:NAME)
+      -> spec.fetch()                  spec.py          a local file and its sha256 (hashed once)
+      -> load_checkpoint(local.path)   loading.py       the checkpoint, loaded without running code
+      -> locate                        detect.py        its format and the state dict of its ResNet
+      -> as_float32                    tensors.py       kept tensors as float32, refused dtypes
+      -> convert_state_dict            formats.py       detectron2 names
+      -> validate                      architecture.py  names and shapes checked; depth and width
+      -> check_values                  tensors.py       values checked (NaN/Inf, BatchNorm variances)
+      -> write                         here             the .pkl, atomically, with its provenance
 
 `convert_file` (tools/convert.py) writes beside the input or where asked; `prepare_weights`
 (the engine) writes into the cache under the input's sha256 and reuses that file when the
 same bytes come again. Each failure is one `ConversionError` naming the file and the problem,
 and never leaves a partial output.
 
-The output is detectron2's own pickle (DESIGN.md, "Converted weights"):
+The output is detectron2's own pickle (the design card's converted-weights contract):
     {"model": {name: np.ndarray}, "__author__": format, "matching_heuristics": True,
      "__provenance__": {"input", "sha256", "format", "entry", "converter", "depth", "width", "input_settings"}}
 where input_settings are the config keys a model fine-tuned from it needs: the format's input
@@ -33,18 +37,10 @@ from pathlib import Path
 from benchmark import __version__
 from benchmark.fileio import atomic_write, remove_stale_temporaries
 from benchmark.weights import download
+from benchmark.weights.architecture import TORCHVISION_WIDTH, architecture_settings, expected_shapes, settings_for, validate
+from benchmark.weights.detect import locate
 from benchmark.weights.errors import ConversionError
-from benchmark.weights.formats import (
-    SOURCES,
-    TORCHVISION_WIDTH,
-    architecture_settings,
-    convert_state_dict,
-    dropped_keys,
-    expected_shapes,
-    locate,
-    settings_for,
-    validate,
-)
+from benchmark.weights.formats import SOURCES, convert_state_dict, dropped_keys
 from benchmark.weights.loading import load_checkpoint, load_converted, load_converted_with_sha256
 from benchmark.weights.spec import WeightsSpec
 from benchmark.weights.tensors import as_float32, cast_summary, check_keys, check_values
@@ -67,7 +63,7 @@ class ConversionResult:
     provenance: dict
     casts: dict = dataclasses.field(default_factory=dict)  # {source dtype: tensors cast to float32}
     sha256: str | None = None  # of the written file's bytes
-    note: str | None = None  # what the format says about the entry taken (formats.Located.note)
+    note: str | None = None  # what the format says about the entry taken (detect.Located.note)
 
     def summary(self) -> str:
         dropped = ", ".join(f"{len(keys)} {kind}" for kind, keys in self.dropped.items()) or "none"
@@ -157,10 +153,11 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
         # the zoo knows which released file it is where the keys cannot tell (Exemplar, Barlow Twins, ...)
         located = locate(checkpoint, fmt, hint=spec.format_hint)
         sd, fmt = located.state_dict, located.format
+        source = SOURCES[fmt]
         check_keys(sd)
-        sd, casts = as_float32(sd, SOURCES[fmt].rename)
-        converted = convert_state_dict(sd, fmt)
-        depth, width = validate(converted)
+        sd, casts = as_float32(sd, source.rename)
+        converted = convert_state_dict(sd, source)
+        depth, width = validate(converted)  # names and shapes first, then the values
         check_values(converted)
     except ConversionError as e:
         raise ConversionError(local.path, e.problem + ("" if fmt == "auto" else f" (as format {fmt})")) from None
@@ -172,7 +169,7 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
         "converter": __version__,
         "depth": depth,
         "width": width,
-        "input_settings": settings_for(fmt, depth, width),
+        "input_settings": settings_for(source, depth, width),
     }
     data = {"model": converted, "__author__": fmt, "matching_heuristics": True, "__provenance__": provenance}
     try:
@@ -181,7 +178,7 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
             pickle.dump(data, writer, protocol=5)
     except OSError as e:  # a full disk, a read-only or missing folder: atomic_write left nothing behind
         raise ConversionError(output, f"cannot write the converted weights ({e.strerror or e}); nothing was written") from None
-    return ConversionResult(output, fmt, depth, width, len(converted), dropped_keys(sd, fmt), provenance, casts,
+    return ConversionResult(output, fmt, depth, width, len(converted), dropped_keys(sd, source), provenance, casts,
                             writer.digest.hexdigest(), located.note)
 
 
@@ -236,7 +233,7 @@ def _use_converted(path: Path, spec: WeightsSpec, source_sha256) -> PreparedWeig
     """
     data, sha256 = load_converted_with_sha256(path)
     try:
-        depth, width = validate(data["model"])
+        depth, width = validate(data["model"])  # names and shapes first, then the values
         check_values(data["model"])
     except ConversionError as e:
         raise ConversionError(path, e.problem) from None

@@ -10,7 +10,7 @@ A `LocalFile` is a complete local file with the sha256 of its bytes, hashed at m
 download hashes while it streams, any other file when its sha256 is first asked for. It is
 what each step of the --weights chain (benchmark.weights.spec -> convert) hands the next one.
 
-RULES (issue 10, "poisoned cache"):
+RULES (the cache holds only complete, verified checkpoints; a download neither hangs nor leaks a URL's secrets):
 - A file enters the cache only once it is complete and known to be a loadable checkpoint: the
   body is streamed into a temporary beside the destination, checked (byte count against a valid
   Content-Length, not an HTML page, the pinned sha256 when given, loadable by the safe loader)

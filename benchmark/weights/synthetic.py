@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from benchmark.fileio import atomic_write
-from benchmark.weights.formats import BLOCKS, TORCHVISION_WIDTH
+from benchmark.weights.architecture import BLOCKS, TORCHVISION_WIDTH
 
 LAYOUTS = ("moco", "moco_v1", "torchvision", "dataparallel", "exemplar", "encoder_q", "backbone", "encoder", "model")
 INITS = ("random", "torchvision")

@@ -1,13 +1,16 @@
 """The values of a checkpoint, checked one by one before and after renaming.
 
-RULE: every tensor the converted file keeps is a dense, real, floating-point array with data,
-written as float32 (what detectron2's model holds). Half precision (float16, bfloat16) is
-upcast, which is exact, and the summary says so; float64 is rounded to float32, as the model
-would round it when loading. Everything else a backbone weight cannot be (float8, quantized,
-sparse, meta, complex, bool or integer tensors, keys that are not strings, a negative BatchNorm
-running_var) is refused with one line naming the key and the dtype: converting it would either
-fail mid-run or fine-tune from numbers that are not the checkpoint's. NaN/Inf: formats.validate.
-Tensors the format drops (heads, queues, num_batches_tracked) are not looked at.
+RULE: every tensor the converted file keeps is a dense, real, floating-point array with data and
+finite values, written as float32 (what detectron2's model holds). Half precision (float16,
+bfloat16) is upcast, which is exact, and the summary says so; float64 is rounded to float32, as
+the model would round it when loading. Everything else a backbone weight cannot be (float8,
+quantized, sparse, meta, complex, bool or integer tensors, keys that are not strings, NaN or Inf
+values, a negative BatchNorm running_var) is refused with one line naming the key (and the
+dtype): converting it would either fail mid-run or fine-tune from numbers that are not the
+checkpoint's. Tensors the format drops (heads, queues, num_batches_tracked) are not looked at.
+`as_float32` applies the dtype part before renaming, `check_values` all of it to the renamed
+weights (and to a converted .pkl given as it is); their names and shapes are
+benchmark.weights.architecture's rule, checked before the values.
 """
 import numpy as np
 import torch
@@ -87,11 +90,18 @@ def cast_summary(casts) -> str | None:
 
 
 def check_values(converted) -> None:
-    """Refuse converted weights a trained ResNet cannot have: non-floating arrays, negative running_var.
+    """Refuse converted weights a trained ResNet cannot have (the module's rule): NaN/Inf values,
+    arrays that are not real floating point, negative BatchNorm running_var.
 
     Also applied to a converted .pkl given as it is (its dtypes and values are only what the
-    file says). NaN/Inf are formats.validate's.
+    file says).
     """
+    # A diverged or corrupted pretraining run saves NaN/Inf weights; fine-tuning from them burns
+    # hours before the loss turns NaN, so they are refused here, where it costs one pass over memory.
+    non_finite = sorted(k for k, v in converted.items()
+                        if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all())
+    if non_finite:
+        raise ConversionError(None, "weights are not finite: " + listing("tensors with NaN or Inf values", non_finite))
     for key, value in converted.items():
         problem = _refusal(key, value)
         if problem:

@@ -15,8 +15,9 @@ import torch
 
 import benchmark
 from benchmark.fileio import STALE_TEMPORARY_AGE_S
-from benchmark.weights import download, formats
+from benchmark.weights import architecture, download, formats
 from benchmark.weights.convert import ConversionError, convert_file, prepare_weights
+from benchmark.weights.detect import locate
 from benchmark.weights.loading import load_converted
 from benchmark.weights.spec import WeightsSpec
 from benchmark.weights.synthetic import LAYOUTS, make_synthetic_checkpoint, torchvision_shapes, torchvision_weights
@@ -84,7 +85,7 @@ def test_a_source_is_a_pure_rename(source, key, expected):
                                        ("module.queue_ptr", "queue"), ("bn1.num_batches_tracked", "num_batches_tracked"),
                                        ("module.encoder_q.fc.2.bias", "head")])
 def test_drop_kind(key, kind):
-    assert formats.drop_kind(key) == kind
+    assert formats.dropped_keys({key: None}, formats.SOURCES["moco"]) == {kind: [key]}
 
 
 @pytest.mark.parametrize("depth, width", [(50, 64), (101, 64), (152, 64), (50, 8), (101, 16), (50, 128)])
@@ -95,13 +96,13 @@ def test_expected_shapes_are_detectron2s_resnet(depth, width):
     from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
     cfg = get_cfg()
-    cfg.merge_from_list([x for kv in formats.architecture_settings(depth, width).items() for x in kv])
+    cfg.merge_from_list([x for kv in architecture.architecture_settings(depth, width).items() for x in kv])
     cfg.MODEL.RESNETS.NORM = "BN"
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res5"]
     with torch.device("meta"):
         backbone = build_resnet_backbone(cfg, ShapeSpec(channels=3))
     shapes = {k: tuple(v.shape) for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
-    assert shapes == formats.expected_shapes(depth, width)
+    assert shapes == architecture.expected_shapes(depth, width)
 
 
 @pytest.mark.parametrize("depth", [50, 101, 152])
@@ -138,12 +139,12 @@ def test_torchvision_init_matches_torchvisions_resnet_init_and_keeps_every_other
 @pytest.mark.parametrize("depth, width", [(50, 8), (101, 8), (50, 16), (152, 4)])
 def test_validate_returns_the_architecture_of_the_weights(depth, width):
     sd = torchvision_weights(1, depth, width)
-    assert formats.validate(formats.convert_state_dict(sd, "torchvision")) == (depth, width)
+    assert architecture.validate(formats.convert_state_dict(sd, formats.SOURCES["torchvision"])) == (depth, width)
 
 
 def test_architecture_settings_are_detectron2_keys():
-    assert formats.architecture_settings(101, 128) == arch(101, 128)
-    assert formats.settings_for("moco", 50, 8) == {**RGB_INPUT, **arch(50, 8)}
+    assert architecture.architecture_settings(101, 128) == arch(101, 128)
+    assert architecture.settings_for(formats.SOURCES["moco"], 50, 8) == {**RGB_INPUT, **arch(50, 8)}
 
 
 # --------------------------------------------------------------------------- WeightsSpec: parsed once
@@ -239,8 +240,10 @@ def test_every_layout_converts_to_the_exact_source_arrays(layout, tmp_path):
 # --------------------------------------------------------------------------- conversion (tiny backbones)
 
 def test_moco_takes_the_query_encoder_not_the_key_encoder(tiny):
-    sd = formats.extract_state_dict(torch.load(tiny("moco"), weights_only=True))
-    out = formats.convert_state_dict(sd, "moco")
+    located = locate(torch.load(tiny("moco"), weights_only=True))
+    assert located.format == "moco"
+    sd = located.state_dict
+    out = formats.convert_state_dict(sd, formats.SOURCES["moco"])
     np.testing.assert_array_equal(out["res2.0.conv1.weight"], sd["module.encoder_q.layer1.0.conv1.weight"].numpy())
     assert not np.array_equal(out["res2.0.conv1.weight"], sd["module.encoder_k.layer1.0.conv1.weight"].numpy())
 
