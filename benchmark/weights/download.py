@@ -213,35 +213,17 @@ def fetch_file(url, dest, sha256=None, progress=True, verify=verify_checkpoint, 
             if content_type in ("text/html", "application/xhtml+xml"):
                 raise DownloadError(url, f"the server sent an HTML page (Content-Type {content_type}), not a checkpoint: "
                                          f"is it a download link? {RETRY}")
-            digest = hashlib.sha256()
-            received = 0
-            with _progress_bar(expected, dest.name, progress) as bar:
-                # read1: whatever has arrived (<= CHUNK), so that the deadline is checked between
-                # reads while a server trickles bytes (one read still waits up to TIMEOUT_S)
-                while chunk := response.read1(CHUNK):
-                    if received == 0 and _looks_like_html(chunk[:64]):
-                        raise DownloadError(url, f"the server sent an HTML page, not a checkpoint: is it a download "
-                                                 f"link? {RETRY}")
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-                    elapsed = time.monotonic() - start
-                    if elapsed > deadline:
-                        raise DownloadError(url, f"download not finished after {elapsed:.0f} s ({received} bytes), over "
-                                                 f"the deadline of {deadline:g} s (${DEADLINE_ENV}); {RETRY}, or raise "
-                                                 f"${DEADLINE_ENV} for a slow link")
+            received, sha = _stream(url, response, out, _progress_bar(expected, dest.name, progress), start, deadline)
             # http.client returns b"" rather than raising when the peer closes early with a
             # Content-Length announced, so the byte count is the only reliable check.
             if expected is not None and received != expected:
                 raise DownloadError(url, f"download cut short: received {received} of {expected} bytes; {RETRY}")
             if received == 0:
                 raise DownloadError(url, f"the server sent an empty body; {RETRY}")
-            if sha256 is not None and digest.hexdigest() != sha256.lower():
+            if sha256 is not None and sha != sha256.lower():
                 where = f" (pinned in {pinned_in}: if the file was re-released, delete its entry there to accept the new one)" \
                     if pinned_in else ""
-                raise DownloadError(url, f"sha256 mismatch: expected {sha256}, got {digest.hexdigest()}{where}; "
-                                         "nothing was stored")
+                raise DownloadError(url, f"sha256 mismatch: expected {sha256}, got {sha}{where}; nothing was stored")
             out.flush()
             os.fsync(out.fileno())
             if verify is not None:
@@ -254,7 +236,29 @@ def fetch_file(url, dest, sha256=None, progress=True, verify=verify_checkpoint, 
         raise DownloadError(url, f"download failed: {e or 'timed out'}; {RETRY}") from None
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, IncompleteRead, resets, timeouts
         raise DownloadError(url, f"download failed: {e}") from None
-    return LocalFile(dest, digest.hexdigest())
+    return LocalFile(dest, sha)
+
+
+def _stream(url, response, out, bar, start: float, deadline: float) -> tuple:
+    """Copy the body into `out`, hashing it; (bytes received, sha256). Refuses an HTML body and the deadline."""
+    digest = hashlib.sha256()
+    received = 0
+    with bar:
+        # read1: whatever has arrived (<= CHUNK), so that the deadline is checked between
+        # reads while a server trickles bytes (one read still waits up to TIMEOUT_S)
+        while chunk := response.read1(CHUNK):
+            if received == 0 and _looks_like_html(chunk[:64]):
+                raise DownloadError(url, f"the server sent an HTML page, not a checkpoint: is it a download link? {RETRY}")
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+            elapsed = time.monotonic() - start
+            if elapsed > deadline:
+                raise DownloadError(url, f"download not finished after {elapsed:.0f} s ({received} bytes), over the "
+                                         f"deadline of {deadline:g} s (${DEADLINE_ENV}); {RETRY}, or raise "
+                                         f"${DEADLINE_ENV} for a slow link")
+    return received, digest.hexdigest()
 
 
 def _request(url) -> urllib.request.Request:
