@@ -1,4 +1,4 @@
-"""Configs: every task builds its model, protocol values pinned against DESIGN.md, world-size rule."""
+"""Configs: every task builds its model, protocol values pinned against their published sources, world-size rule."""
 import pytest
 from detectron2.modeling import build_model
 
@@ -15,7 +15,8 @@ TORCHVISION_SETTINGS = {  # what the converter records for MoCo / torchvision ch
 VOC_SIZES = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
 COCO_SIZES = (640, 672, 704, 736, 768, 800)
 
-# (task, MAX_ITER, STEPS, WARMUP_ITERS, MIN_SIZE_TRAIN, MIN_SIZE_TEST, train, test) from DESIGN.md
+# (task, MAX_ITER, STEPS, WARMUP_ITERS, MIN_SIZE_TRAIN, MIN_SIZE_TEST, train, test), as MoCo's detection/configs,
+# VISSL's voc07 config and detectron2's COCO schedules give them (configs/sources.yaml cites each)
 DETECTION = [
     ("voc07", 12500, (9500,), 100, VOC_SIZES, 800, ("voc_2007_trainval",), ("voc_2007_test",)),
     ("voc0712", 24000, (18000, 22000), 100, VOC_SIZES, 800,
