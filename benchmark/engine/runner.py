@@ -92,9 +92,6 @@ def _failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:2000]
 
 
-NOT_RESUMED = {"count": 0, "from_iterations": [], "exact": True, "note": None}
-
-
 def _write(job: Job, status: str, reason, metrics, iterations: int, duration: float, resume=None) -> Path:
     """The run record. `duration`: seconds of all attempts of the trial; `resume`: the attempts log's summary."""
     cfg = job.cfg
@@ -106,7 +103,7 @@ def _write(job: Job, status: str, reason, metrics, iterations: int, duration: fl
         duration_s=round(float(duration), 3), config_digest=config_digest(cfg),
         environment={**environment(), "data_root": str(job.data_root)},
         kind=job.kind, protocol_digest=job.protocol_digest, assumptions=list(job.assumptions),
-        resume=dict(resume or NOT_RESUMED),
+        resume=dict(resume or results.NOT_RESUMED),
     )
     return results.write_record(job.record_dir, record)
 
