@@ -31,7 +31,9 @@ Schema (version 2), all keys always present, each of the type given (validate() 
   environment     dict, benchmark.env.environment()
   created         str, UTC ISO-8601 time of writing
 
-Records are written atomically (benchmark.fileio). Readers refuse, with one line naming the file
+Writers build the JSON form (new_record -> dict) and write it atomically (benchmark.fileio);
+readers (read_record, gather) return a frozen `Record`: the fields above typed (`weights` a
+RecordWeights, `resume` a Resume), plus the `path` it was read from. Readers refuse, with one line naming the file
 and the field, a record of a schema_version they do not understand, one with a key they do not
 know, and one whose field has the wrong type, rather than guess at its meaning: a hand-edited or
 foreign file must not put a number on a board. Version 1 records (no kind, protocol_digest,
