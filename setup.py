@@ -48,7 +48,7 @@ setup(
         "cityscapesscripts",
         "submitit",
         "pyyaml",
-        "scipy",  # Welch's t-test between leaderboard rows (records.leaderboard)
+        "scipy",  # Welch's t-test between leaderboard rows (records.pooling)
     ],
     # selenium drives Debian's chromium in tests/records/test_page.py
     extras_require={"test": ["pytest", "pytest-randomly", "ruff", "selenium"]},

@@ -44,7 +44,7 @@ def main(argv=None):
             return rc
 
     step("leaderboard")
-    from benchmark.records.published import published_rows
+    from benchmark.reproduce.published import published_rows
 
     records, problems = results.gather([out / "runs"])
     # beside the published voc07 baselines of the paper's Table 3, marked as published and never pooled

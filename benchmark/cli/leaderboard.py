@@ -29,8 +29,9 @@ def main(argv=None):
                    help="published baselines to show: all (every paper table, the default), none, or "
                         "comma-separated names of benchmark/configs/paper/NAME.yaml tables or paths of .yaml tables")
     args = p.parse_args(argv)
-    from benchmark.records import leaderboard, paper, results
-    from benchmark.records.published import published_rows
+    from benchmark.records import leaderboard, results
+    from benchmark.reproduce import paper
+    from benchmark.reproduce.published import published_rows
 
     try:
         records, problems = results.gather(args.folders)

@@ -14,7 +14,7 @@ import sys
 
 
 def _pairs(items, what) -> dict:
-    from benchmark.records.reproduce import ReproduceError
+    from benchmark.reproduce.plan import ReproduceError
 
     out = {}
     for item in items or []:
@@ -49,7 +49,8 @@ def main(argv=None):
     s.add_argument("--timeout-min", type=int, default=24 * 60)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     args = p.parse_args(argv)
-    from benchmark.records import paper, reproduce
+    from benchmark.reproduce import paper, plan
+    from benchmark.reproduce.run import reproduce
     from benchmark.weights import zoo
 
     if args.list_zoo:
@@ -58,16 +59,16 @@ def main(argv=None):
     if not args.table:
         p.error("--table is required (or --list-zoo); tables: " + ", ".join(paper.list_tables()))
     try:
-        opts = reproduce.Options(**{k: v for k, v in vars(args).items() if k not in ("list_zoo", "weights", "tolerance")},
+        opts = plan.Options(**{k: v for k, v in vars(args).items() if k not in ("list_zoo", "weights", "tolerance")},
                                  weights=_pairs(args.weights, "--weights"),
-                                 tolerance=reproduce.parse_tolerances(args.tolerance))
+                                 tolerance=plan.parse_tolerances(args.tolerance))
         if opts.dry_run:
-            return reproduce.reproduce(opts)
+            return reproduce(opts)
         from benchmark.cli import quiet_third_party_deprecations
 
         with quiet_third_party_deprecations():
-            return reproduce.reproduce(opts)
-    except (reproduce.ReproduceError, paper.TableError) as exc:
+            return reproduce(opts)
+    except (plan.ReproduceError, paper.TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -1,11 +1,12 @@
-"""Run records -> tables, charts and verdicts: the last stage of the pipeline.
+"""Run records -> leaderboards: the record schema, how records are pooled, and the boards.
 
-Nothing here imports torch or detectron2: boards and reproduction plans are made anywhere.
+Nothing here imports torch or detectron2 (nor numpy at import): boards are made anywhere.
+Reproduction of paper tables (benchmark.reproduce) builds on this package; nothing here imports it.
 
-    results.py      the run record (results.json): schema, atomic write, strict reader, gather
-    leaderboard.py  records -> mean ± std (n) per checkpoint and task metric; md, csv, html + png
-    paper.py        paper tables (configs/paper/*.yaml): published cells, tolerances, checks
-    reproduce.py    a paper table -> planned runs -> launched -> judged cell by cell
-    launch.py       how planned runs are launched (here, or SLURM through submitit)
-    cost.py         GPU-hour estimates of planned runs
+    results.py      the run record (results.json): schema, atomic write, strict reader -> Record, gather
+    pooling.py      which records are averaged together (pool key, row tags, one pool per cell),
+                    mean ± std (n) per cell (aggregate), Welch's t-test
+    leaderboard.py  records -> a Board (rows, columns, marks); Markdown, CSV, PNG charts; writes the files
+    render.py       what Markdown and HTML say alike: legend, headers, marks, section titles
+    page.py         the board as one self-contained HTML page
 """

@@ -4,14 +4,15 @@ Rows are checkpoints (the record's weights name), columns each task's metrics (t
 registry's order), cells `mean ± std (n)` over the finished trials: std is the *sample* standard
 deviation (ddof=1, the spread one would expect between reruns; none for n = 1).
 
-What is pooled (the rule this module enforces): a cell averages only records that measure the
+What is pooled (the rule of records.pooling): a cell averages only records that measure the
 same thing, i.e. that agree on `pool_key` -- kind (full, smoke, sanity, eval-only), AMP, world
 size and protocol digest. Records that differ in any of these are separate rows, whose label
 names the difference: `moco [smoke]`, `moco [AMP]`, `moco [world size 2]` (when one task has
 runs of several world sizes), `moco [protocol 1a2b3c4d]` (the first hex digits of the protocol
 digest, when one task has runs of several protocols of one kind). The deviations of a row's runs
 are listed under the table. Failed runs are listed apart with their reasons and never enter a
-mean; records that results.gather refused are listed with its message.
+mean; records that results.gather refused are listed with its message. The legend, headers,
+marks and section titles are records.render's, which the HTML page (records.page) shares.
 
 Differences are tested, not eyeballed: within each group of comparable rows (equal tags), per
 column, the row with the best mean is marked, and every other row whose difference from it is not
@@ -26,50 +27,25 @@ Markdown and CSV.
 """
 import dataclasses
 import io
-import math
 from pathlib import Path
 
 from benchmark.fileio import atomic_write
+from benchmark.records.pooling import ALPHA, aggregate, deduplicated, error_metrics, label_of, row_tags, task_metrics, welch
+from benchmark.records.render import (
+    BEST,
+    DEVIATIONS_TITLE,
+    ERRORS_TITLE,
+    FAILURES_TITLE,
+    NO_RECORDS,
+    PROBLEMS_TITLE,
+    TIED,
+    deviating,
+    header,
+    legend,
+)
 from benchmark.tasks import UnknownTaskError, get_task
 
 FORMATS = ("md", "csv", "html")
-ALPHA = 0.05  # significance level of the tied marks
-BEST, TIED = "★", "≈"
-
-
-@dataclasses.dataclass(frozen=True)
-class Stat:
-    values: tuple  # one per finished trial, in trial order
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return math.fsum(self.values) / self.n
-
-    @property
-    def std(self) -> float | None:
-        """Sample standard deviation (ddof=1); None for a single value."""
-        if self.n < 2:
-            return None
-        m = self.mean
-        return math.sqrt(math.fsum((v - m) ** 2 for v in self.values) / (self.n - 1))
-
-    def format(self, digits=2) -> str:
-        if self.std is None:
-            return f"{self.mean:.{digits}f} ({self.n})"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} ({self.n})"
-
-
-@dataclasses.dataclass(frozen=True)
-class Failure:
-    name: str
-    task: str
-    trial: int
-    reason: str
-    path: str
 
 
 @dataclasses.dataclass
@@ -80,7 +56,7 @@ class Row:
     cells: dict  # {(task, metric): Stat}
     deviations: dict = dataclasses.field(default_factory=dict)  # {task: [str]}
     records: dict = dataclasses.field(default_factory=dict)  # {task: [record path of each finished trial]}
-    published: bool = False  # a published baseline (records.published): never pooled, tested or marked
+    published: bool = False  # a published baseline (reproduce.published): never pooled, tested or marked
     note: str | None = None
 
 
@@ -103,121 +79,7 @@ class Board:
         return None if row is None else row.cells.get((task, metric))
 
 
-def metric_value(record: dict, metric: str):
-    """record["metrics"]["bbox"]["AP"] for metric "bbox/AP"; None when absent or NaN."""
-    group, _, name = metric.partition("/")
-    value = record.get("metrics", {}).get(group, {}).get(name)
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def task_metrics(task: str, records=()) -> tuple:
-    """The task's metrics in registry order; for an unregistered task, those its records carry."""
-    try:
-        return get_task(task).metrics
-    except UnknownTaskError:
-        found = {f"{g}/{m}" for r in records for g, ms in r["metrics"].items() for m in ms if g != ERRORS}
-        return tuple(sorted(found))
-
-
-# ------------------------------------------------------------------------- pooling
-
-def pool_key(record: dict) -> tuple:
-    """What two records must share to be averaged into one cell."""
-    return (record.get("kind", "full"), bool(record["amp"]), int(record["world_size"]), record.get("protocol_digest"))
-
-
-def describe_pool_difference(a: tuple, b: tuple) -> str:
-    """The first way pool keys `a` and `b` differ, in words."""
-    names = ("kind", "AMP", "world size", "protocol digest")
-    for name, x, y in zip(names, a, b):
-        if x != y:
-            return f"{name} {x!r} vs {y!r}"
-    return "nothing"
-
-
-def row_tags(records) -> dict:
-    """{id(record): tags} naming how each record's pool differs from the board's usual one."""
-    world_sizes, protocols = {}, {}
-    for r in records:
-        world_sizes.setdefault((r["task"],) + pool_key(r)[:2], set()).add(int(r["world_size"]))
-        protocols.setdefault((r["task"],) + pool_key(r)[:3], set()).add(r.get("protocol_digest"))
-    tags = {}
-    for r in records:
-        kind, amp, world_size, digest = pool_key(r)
-        t = []
-        if kind != "full":
-            t.append(kind)
-        if amp:
-            t.append("AMP")
-        if len(world_sizes[(r["task"], kind, amp)]) > 1:
-            t.append(f"world size {world_size}")
-        if len(protocols[(r["task"], kind, amp, world_size)]) > 1:
-            t.append(f"protocol {digest[:8]}" if digest else "protocol unrecorded (schema 1)")
-        tags[id(r)] = tuple(t)
-    return tags
-
-
-def label_of(name: str, tags: tuple) -> str:
-    return f"{name} [{', '.join(tags)}]" if tags else name
-
-
-def _deduplicated(records):
-    """Records sorted by (name, task, trial, path); a trial found twice (same pool) counts once."""
-    seen, out = set(), []
-    for r in sorted(records, key=lambda r: (r["weights"]["name"], r["task"], r["trial"], r.get("_path", ""))):
-        key = (r["weights"]["name"], r["task"], r["trial"], pool_key(r))
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
-
-
-def aggregate(records, label=None) -> tuple[dict, list]:
-    """({(row, task): {metric: Stat}}, [Failure]) over finished and failed records.
-
-    `label(record)` names a record's row (default: its weights name). Callers must give records of
-    one pool per (row, task) or a label that separates pools (build() does; reproduce selects one
-    pool first). Duplicate trials (the same row, task and trial found twice) count once: the first
-    by path.
-    """
-    label = label or (lambda r: r["weights"]["name"])
-    values, failures = {}, []
-    for r in _deduplicated(records):
-        row, task = label(r), r["task"]
-        if r["status"] != "finished":
-            failures.append(Failure(row, task, r["trial"], r["reason"] or "", r.get("_path", "")))
-            continue
-        for metric in task_metrics(task, [r]) + error_metrics([r]):
-            v = metric_value(r, metric)
-            if v is not None:
-                values.setdefault((row, task), {}).setdefault(metric, []).append(v)
-    stats = {k: {m: Stat(tuple(v)) for m, v in ms.items()} for k, ms in values.items()}
-    return stats, failures
-
-
-# ------------------------------------------------------------------- error analysis
-
-ERRORS = "errors"  # the metrics group of a detection error analysis (TIDE's dAP per error type)
-ERROR_ORDER = ("cls", "loc", "both", "dupe", "bkg", "miss")  # TIDE's order; others follow, sorted
-
-
-def error_metrics(records) -> tuple:
-    found = {m for r in records for m in r["metrics"].get(ERRORS, {})}
-    return tuple(f"{ERRORS}/{m}" for m in [e for e in ERROR_ORDER if e in found] + sorted(found - set(ERROR_ORDER)))
-
-
 # ------------------------------------------------------------------- significance
-
-def welch(a: Stat, b: Stat) -> float | None:
-    """Two-sided p-value of Welch's t-test between two cells; None when either has < 2 trials."""
-    if a.n < 2 or b.n < 2:
-        return None
-    from scipy import stats
-
-    if a.std == 0 and b.std == 0:  # scipy gives NaN: equal constants do not differ, unequal ones do
-        return 1.0 if a.mean == b.mean else 0.0
-    return float(stats.ttest_ind(a.values, b.values, equal_var=False).pvalue)
-
 
 def _mark(rows, columns):
     """Best and tied marks per column within each group of comparable rows (equal tags)."""
@@ -260,31 +122,31 @@ def pairs(board: Board) -> list:
 
 def build(records, problems=(), sort_by=None, published=()) -> Board:
     """The leaderboard of `records` (results.gather's first value; `problems` its second) and of
-    the `published` baselines (records.published.published_rows()), which add their tasks' columns.
+    the `published` baselines (reproduce.published.published_rows(), handed in by the caller), which add their tasks' columns.
 
     `sort_by`: a task name (sorted by its primary metric, best first) or None (the first task).
     Rows are grouped by their tags (untagged first), each group best first; rows without a value
     in that column go last; ties and the rest sort by label.
     """
     tags = row_tags(records)
-    label = {id(r): label_of(r["weights"]["name"], tags[id(r)]) for r in records}
+    label = {id(r): label_of(r.weights.name, tags[id(r)]) for r in records}
     stats, failures = aggregate(records, lambda r: label[id(r)])
-    tasks = sorted({r["task"] for r in records})
+    tasks = sorted({r.task for r in records})
     if sort_by is not None and sort_by not in tasks:
         raise ValueError(f"cannot sort by task {sort_by!r}: no record of it (tasks found: {', '.join(tasks) or 'none'})")
     sort_task = sort_by or (tasks[0] if tasks else None)
     if sort_task:
         tasks.remove(sort_task)
         tasks.insert(0, sort_task)
-    columns = [(t, m) for t in tasks for m in task_metrics(t, [r for r in records if r["task"] == t])]
-    errors = [(t, m) for t in tasks for m in error_metrics([r for r in records if r["task"] == t])]
+    columns = [(t, m) for t in tasks for m in task_metrics(t, [r for r in records if r.task == t])]
+    errors = [(t, m) for t in tasks for m in error_metrics([r for r in records if r.task == t])]
     rows = {}
-    for r in _deduplicated(records):
-        row = rows.setdefault(label[id(r)], Row(label[id(r)], r["weights"]["name"], tags[id(r)], {}))
-        row.deviations.setdefault(r["task"], [])
-        row.deviations[r["task"]] += [d for d in r["deviations"] if d not in row.deviations[r["task"]]]
-        if r["status"] == "finished":
-            row.records.setdefault(r["task"], []).append(r.get("_path", ""))
+    for r in deduplicated(records):
+        row = rows.setdefault(label[id(r)], Row(label[id(r)], r.weights.name, tags[id(r)], {}))
+        row.deviations.setdefault(r.task, [])
+        row.deviations[r.task] += [d for d in r.deviations if d not in row.deviations[r.task]]
+        if r.status == "finished":
+            row.records.setdefault(r.task, []).append(r.path or "")
     for (lab, task), ms in stats.items():
         rows[lab].cells.update({(task, m): s for m, s in ms.items()})
     for pub in published:
@@ -317,22 +179,6 @@ def _group_order(row) -> int:
 
 # --------------------------------------------------------------------------- writers
 
-def _header(c):
-    return f"{c[0]} {c[1]}"
-
-
-def _legend(board) -> str:
-    order = f"sorted by {_header(board.sort_by)}, best first" if board.sort_by else "no records"
-    return (f"Each cell: mean ± sample standard deviation (ddof=1) over finished trials, (n) trials; "
-            f"one trial shows no std. Rows {order}. {BEST} best mean in its column among comparable rows "
-            f"(equal tags); {TIED} not significantly different from it (Welch's t-test, p >= {ALPHA}, "
-            f"both with >= 2 trials); rows with one trial are not tested. Runs that measure different "
-            f"things (tags in brackets: smoke, sanity, eval-only, AMP, world size, protocol) are never averaged together."
-            + (" Rows [published: TABLE] are published values (the paper tables, from docs/REFERENCES.md with their "
-               "sources): n and ± std only where the publication gives them, secondary values marked; never averaged "
-               "with, tested against or marked among measured rows." if any(r.published for r in board.rows) else ""))
-
-
 def _cell(board, row, col) -> str:
     s = row.cells.get(col)
     if s is None:
@@ -342,35 +188,35 @@ def _cell(board, row, col) -> str:
 
 
 def to_markdown(board: Board, title="Leaderboard") -> str:
-    out = [f"# {_md_cell(title)}", "", _legend(board), ""]
+    out = [f"# {_md_cell(title)}", "", legend(board), ""]
     if board.rows:
-        out.append("| checkpoint | " + " | ".join(_header(c) for c in board.columns) + " |")
+        out.append("| checkpoint | " + " | ".join(header(c) for c in board.columns) + " |")
         out.append("| --- |" + " ---: |" * len(board.columns))
         for row in board.rows:
             out.append(f"| {_md_cell(row.label)} | " + " | ".join(_cell(board, row, c) for c in board.columns) + " |")
     else:
-        out.append("No finished or failed run records found.")
+        out.append(NO_RECORDS)
     if board.errors:
-        out += ["", "## Detection error analysis", "",
+        out += ["", f"## {ERRORS_TITLE}", "",
                 "AP lost to each error type (TIDE's dAP: the AP gained by fixing that error type alone; "
                 "lower is better); mean ± std (n) over finished trials.", ""]
-        out.append("| checkpoint | " + " | ".join(_header(c) for c in board.errors) + " |")
+        out.append("| checkpoint | " + " | ".join(header(c) for c in board.errors) + " |")
         out.append("| --- |" + " ---: |" * len(board.errors))
         for row in board.rows:
             if any(c in row.cells for c in board.errors):
                 out.append(f"| {_md_cell(row.label)} | "
                            + " | ".join(row.cells[c].format() if c in row.cells else "-" for c in board.errors) + " |")
-    deviating = [(row, task, devs) for row in board.rows for task, devs in sorted(row.deviations.items()) if devs]
-    if deviating:
-        out += ["", "## Deviations from the published protocol", ""]
-        out += [f"- {_md_cell(row.label)}, {task}: " + "; ".join(_md_cell(d) for d in devs) for row, task, devs in deviating]
+    rows_deviating = deviating(board)
+    if rows_deviating:
+        out += ["", f"## {DEVIATIONS_TITLE}", ""]
+        out += [f"- {_md_cell(row.label)}, {task}: " + "; ".join(_md_cell(d) for d in devs) for row, task, devs in rows_deviating]
     if board.failures:
-        out += ["", "## Failed runs (not counted)", "", "| checkpoint | task | trial | reason | record |",
+        out += ["", f"## {FAILURES_TITLE}", "", "| checkpoint | task | trial | reason | record |",
                 "| --- | --- | ---: | --- | --- |"]
         for f in board.failures:
             out.append(f"| {_md_cell(f.name)} | {f.task} | {f.trial} | {_md_cell(f.reason)} | {_md_cell(f.path)} |")
     if board.problems:
-        out += ["", "## Records refused", ""] + [f"- {_md_cell(p)}" for p in board.problems]
+        out += ["", f"## {PROBLEMS_TITLE}", ""] + [f"- {_md_cell(p)}" for p in board.problems]
     return "\n".join(out) + "\n"
 
 
@@ -397,7 +243,7 @@ def to_csv(board: Board) -> str:
     w = csv.writer(buf, lineterminator="\n")
     cols = board.columns + board.errors
     w.writerow(["checkpoint", "name", "tags"]
-               + [f"{_header(c)} {part}" for c in cols for part in ("mean", "std", "n", "p vs best", "mark")]
+               + [f"{header(c)} {part}" for c in cols for part in ("mean", "std", "n", "p vs best", "mark")]
                + ["failed runs", "published sources"])
     failed = {}
     for f in board.failures:
@@ -410,7 +256,7 @@ def to_csv(board: Board) -> str:
             mark = {BEST: "best", TIED: "tied"}.get(board.marks.get(key), "")
             out += ["", "", 0, "", ""] if s is None else [_num(s.mean), _num(s.std), "" if s.n is None else s.n,
                                                           _num(board.p_vs_best.get(key)), mark]
-        sources = "; ".join(f"{_header(c)}: {row.cells[c].source}" for c in cols if row.published and c in row.cells)
+        sources = "; ".join(f"{header(c)}: {row.cells[c].source}" for c in cols if row.published and c in row.cells)
         w.writerow(out + [failed.get(row.label, 0), _csv_text(sources)])
     return buf.getvalue()
 
@@ -434,7 +280,7 @@ def _bars(ax, board, col, labels):
     errs = [(s.std or 0.0) if s else 0.0 for s in stats]
     ax.bar(range(len(labels)), means, yerr=errs, capsize=4, color="#4878a8")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_title(_header(col))
+    ax.set_title(header(col))
     ax.set_ylabel(col[1])
 
 

@@ -15,6 +15,16 @@ import html
 import os
 from pathlib import Path
 
+from benchmark.records.render import (
+    DEVIATIONS_TITLE,
+    ERRORS_TITLE,
+    FAILURES_TITLE,
+    NO_RECORDS,
+    PROBLEMS_TITLE,
+    deviating,
+    header,
+    legend,
+)
 from benchmark.tasks import UnknownTaskError, get_task
 
 e = html.escape
@@ -133,8 +143,8 @@ def svg_chart(board, col, width=None) -> str:
     vmax = max(max(highs), 1e-9) * 1.1
     y = lambda v: top + plot_h * (1 - v / vmax)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
-           f'role="img" aria-label="{e(col[0])} {e(col[1])}">',
-           f'<text x="{left}" y="14" font-size="13" font-weight="bold">{e(col[0])} {e(col[1])}</text>',
+           f'role="img" aria-label="{e(header(col))}">',
+           f'<text x="{left}" y="14" font-size="13" font-weight="bold">{e(header(col))}</text>',
            f'<line x1="{left}" y1="{top + plot_h}" x2="{width}" y2="{top + plot_h}" stroke="#444"/>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444"/>']
     for frac in (0.0, 0.5, 1.0):
@@ -163,13 +173,11 @@ def svg_chart(board, col, width=None) -> str:
 def render(board, title="Leaderboard", base=None, errors_png: bytes | None = None) -> str:
     """The page. `base`: the folder the page is written to (links to records are relative to it);
     `errors_png`: the error-analysis chart's PNG bytes, embedded."""
-    from benchmark.records.leaderboard import _legend
-
     base = Path(base) if base is not None else None
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>{e(title)}</title><style>{STYLE}</style></head><body>",
-           f"<h1>{e(title)}</h1>", f'<p class="legend">{e(_legend(board))} Click a column header to sort.</p>']
+           f"<h1>{e(title)}</h1>", f'<p class="legend">{e(legend(board))} Click a column header to sort.</p>']
     if board.rows:
         out += _table(board, board.columns, board.rows, base)
         tasks = list(dict.fromkeys(t for t, _ in board.columns))
@@ -178,24 +186,24 @@ def render(board, title="Leaderboard", base=None, errors_png: bytes | None = Non
         out.append("</div><p class=\"legend\">Filled bars: measured here (± sample std over trials); hollow dashed bars: "
                    "published values (± the published std where the publication gives one).</p>")
     else:
-        out.append("<p>No finished or failed run records found.</p>")
+        out.append(f"<p>{e(NO_RECORDS)}</p>")
     if board.errors:
-        out.append("<h2>Detection error analysis</h2><p class=\"legend\">AP lost to each error type (TIDE's dAP, "
+        out.append(f"<h2>{e(ERRORS_TITLE)}</h2><p class=\"legend\">AP lost to each error type (TIDE's dAP, "
                    "lower is better); mean ± std (n) over finished trials.</p>")
         if errors_png:
             data = base64.b64encode(errors_png).decode()
             out.append(f'<p><img alt="AP lost per error type" src="data:image/png;base64,{data}"></p>')
         out += _table(board, board.errors, [r for r in board.rows if any(c in r.cells for c in board.errors)], base)
-    deviating = [(row, task, devs) for row in board.rows for task, devs in sorted(row.deviations.items()) if devs]
-    if deviating:
-        out.append("<h2>Deviations from the published protocol</h2><ul>")
-        out += [f"<li>{e(row.label)}, {e(task)}: {e('; '.join(devs))}</li>" for row, task, devs in deviating]
+    rows_deviating = deviating(board)
+    if rows_deviating:
+        out.append(f"<h2>{e(DEVIATIONS_TITLE)}</h2><ul>")
+        out += [f"<li>{e(row.label)}, {e(task)}: {e('; '.join(devs))}</li>" for row, task, devs in rows_deviating]
         out.append("</ul>")
     if board.failures:
-        out.append("<h2>Failed runs (not counted)</h2><ul>")
+        out.append(f"<h2>{e(FAILURES_TITLE)}</h2><ul>")
         out += [f"<li>{e(f.name)} {e(f.task)} trial {f.trial}: {e(f.reason)} ({e(f.path)})</li>" for f in board.failures]
         out.append("</ul>")
     if board.problems:
-        out.append("<h2>Records refused</h2><ul>" + "".join(f"<li>{e(p)}</li>" for p in board.problems) + "</ul>")
+        out.append(f"<h2>{e(PROBLEMS_TITLE)}</h2><ul>" + "".join(f"<li>{e(p)}</li>" for p in board.problems) + "</ul>")
     out.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(out) + "\n"

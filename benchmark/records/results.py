@@ -31,7 +31,9 @@ Schema (version 2), all keys always present, each of the type given (validate() 
   environment     dict, benchmark.env.environment()
   created         str, UTC ISO-8601 time of writing
 
-Records are written atomically (benchmark.fileio). Readers refuse, with one line naming the file
+Writers build the JSON form (new_record -> dict) and write it atomically (benchmark.fileio);
+readers (read_record, gather) return a frozen `Record`: the fields above typed (`weights` a
+RecordWeights, `resume` a Resume), plus the `path` it was read from. Readers refuse, with one line naming the file
 and the field, a record of a schema_version they do not understand, one with a key they do not
 know, and one whose field has the wrong type, rather than guess at its meaning: a hand-edited or
 foreign file must not put a number on a board. Version 1 records (no kind, protocol_digest,
@@ -40,10 +42,12 @@ when a deviation says it was a smoke run, else "full"; protocol_digest None, so 
 them with no version 2 record. The last version 1 writer already stored some of the version 2
 fields; those are kept (and checked like any other).
 """
+import dataclasses
 import datetime
 import json
 import math
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from benchmark.fileio import write_json_atomic
@@ -66,6 +70,94 @@ WEIGHTS_KEYS = ("name", "sha256", "source", "source_sha256", "format")
 
 class RecordError(ValueError):
     """A results.json that cannot be used: torn, not a record, of an unknown schema or mistyped."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordWeights:
+    """The record's `weights`: what rows of a leaderboard are keyed by (`name`) and what was loaded."""
+    name: str
+    sha256: str | None
+    source: str
+    source_sha256: str | None
+    format: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """The record's `resume`: how often the trial was resumed, from which iterations, and whether exactly."""
+    count: int
+    from_iterations: tuple
+    exact: bool
+    note: str | None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Record(Mapping):
+    """A validated run record as read (read_record, gather): typed fields, frozen; `path` is the file it
+    was read from (None for one built in memory) and is not part of the schema.
+
+    It also reads as the mapping the file holds (`record["metrics"]["bbox"]["AP"]`, `.get`, `==` with
+    a dict), for callers that compare with or pass on the file's JSON (the engine's reuse checks and
+    their tests); the board and the reproduction read the typed fields.
+    """
+    schema_version: int
+    suite_version: str
+    task: str
+    kind: str
+    weights: RecordWeights
+    seed: int
+    trial: int
+    status: str
+    reason: str | None
+    metrics: dict  # {group: {metric: float | None}}
+    iterations: int
+    world_size: int
+    ims_per_batch: int
+    amp: bool
+    deviations: tuple
+    assumptions: tuple
+    duration_s: float
+    resume: Resume
+    config_digest: str
+    protocol_digest: str | None
+    environment: dict
+    created: str
+    path: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict, path=None) -> "Record":
+        """The record of `data` (validated and upgraded; RecordError when it is not a usable record)."""
+        data = validate(data, where=str(path) if path is not None else "record")
+        fields = {k: data[k] for k in REQUIRED}
+        fields["weights"] = RecordWeights(**data["weights"])
+        fields["resume"] = Resume(**{**data["resume"], "from_iterations": tuple(data["resume"]["from_iterations"])})
+        fields["deviations"] = tuple(data["deviations"])
+        fields["assumptions"] = tuple(data["assumptions"])
+        return cls(**fields, path=None if path is None else str(path))
+
+    def as_json(self) -> dict:
+        """The record as results.json holds it (schema version 2; `path` left out)."""
+        out = {k: getattr(self, k) for k in REQUIRED}
+        out["weights"] = dataclasses.asdict(self.weights)
+        out["resume"] = {**dataclasses.asdict(self.resume), "from_iterations": list(self.resume.from_iterations)}
+        out["deviations"] = list(self.deviations)
+        out["assumptions"] = list(self.assumptions)
+        return out
+
+    def metric(self, metric: str) -> float | None:
+        """The value of "group/name" (e.g. "bbox/AP"); None when absent or NaN."""
+        group, _, name = metric.partition("/")
+        value = self.metrics.get(group, {}).get(name)
+        return None if value is None or not math.isfinite(value) else float(value)
+
+    def __getitem__(self, key):
+        return self.as_json()[key]
+
+    def __iter__(self):
+        return iter(REQUIRED)
+
+    def __len__(self) -> int:
+        return len(REQUIRED)
 
 
 def new_record(**fields) -> dict:
@@ -239,7 +331,7 @@ def write_record(output_dir, record: dict) -> Path:
     return write_json_atomic(Path(output_dir) / RECORD_NAME, record)
 
 
-def read_record(path) -> dict:
+def read_record(path) -> Record:
     """The validated record at `path` (a version 1 record upgraded); RecordError when unusable."""
     path = Path(path)
     try:
@@ -261,22 +353,22 @@ def read_record(path) -> dict:
         raise RecordError(f"{path}: not valid JSON ({exc}); the record is torn or corrupt") from None
     except RecursionError:
         raise RecordError(f"{path}: nested too deeply to be a run record") from None
-    return validate(record, where=str(path))
+    return Record.from_json(record, path)
 
 
 def is_finished(output_dir) -> bool:
     """Whether `output_dir` holds a readable record of a finished run (used to skip reruns)."""
     try:
-        return read_record(Path(output_dir) / RECORD_NAME)["status"] == "finished"
+        return read_record(Path(output_dir) / RECORD_NAME).status == "finished"
     except RecordError:
         return False
 
 
-def gather(roots) -> tuple[list[dict], list[str]]:
+def gather(roots) -> tuple[list[Record], list[str]]:
     """All records under `roots` (folders or results.json files), sorted by path.
 
-    Returns (records, problems): each record gets its path under "_path"; each unreadable record
-    gives one line in problems instead of stopping the gathering.
+    Returns (records, problems): each record knows its `path`; each unreadable record gives one
+    line in problems instead of stopping the gathering.
     """
     paths = set()
     for root in map(Path, roots):
@@ -289,10 +381,7 @@ def gather(roots) -> tuple[list[dict], list[str]]:
     records, problems = [], []
     for path in sorted(paths):
         try:
-            record = read_record(path)
+            records.append(read_record(path))
         except RecordError as exc:
             problems.append(str(exc))
-            continue
-        record["_path"] = str(path)
-        records.append(record)
     return records, problems

@@ -174,16 +174,16 @@ def test_a_version_1_record_is_read_upgraded(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(v1))
     record = results.read_record(path)
-    assert (record["schema_version"], record["kind"], record["protocol_digest"]) == (2, "smoke", None)
-    assert record["weights"] == {"name": "old", "sha256": None, "source": "old.pth", "source_sha256": None, "format": None}
-    assert record["resume"] == results.NOT_RESUMED and record["assumptions"] == []
+    assert (record.schema_version, record.kind, record.protocol_digest) == (2, "smoke", None)
+    assert record.weights == results.RecordWeights(name="old", sha256=None, source="old.pth", source_sha256=None, format=None)
+    assert record.as_json()["resume"] == results.NOT_RESUMED and record.assumptions == ()
     assert json.loads(path.read_text()) == v1  # the file is not touched
     # the last version 1 writer already stored kind, protocol_digest, assumptions, resume: kept
     late = {**v1, "kind": "full", "protocol_digest": "7" * 64, "assumptions": ["voc07-schedule: x"],
             "resume": {"count": 1, "from_iterations": [10], "exact": True, "note": None}}
     path.write_text(json.dumps(late))
     record = results.read_record(path)
-    assert (record["kind"], record["protocol_digest"], record["resume"]["count"]) == ("full", "7" * 64, 1)
+    assert (record.kind, record.protocol_digest, record.resume.count) == ("full", "7" * 64, 1)
     path.write_text(json.dumps({**late, "kind": "best"}))
     with pytest.raises(results.RecordError, match="kind 'best' is not one of"):
         results.read_record(path)

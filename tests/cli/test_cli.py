@@ -104,8 +104,11 @@ def test_cheap_paths_import_neither_torch_nor_detectron2(tmp_path, name, flag):
 
 
 _LIGHT_MODULES = ["benchmark.records", "benchmark.records.results", "benchmark.records.leaderboard",
-                  "benchmark.records.paper", "benchmark.records.reproduce", "benchmark.records.launch",
-                  "benchmark.records.cost", "benchmark.cli", "benchmark.cli.run_transfer",
+                  "benchmark.records.pooling", "benchmark.records.render", "benchmark.records.page",
+                  "benchmark.reproduce", "benchmark.reproduce.paper", "benchmark.reproduce.published",
+                  "benchmark.reproduce.plan", "benchmark.reproduce.judge", "benchmark.reproduce.report",
+                  "benchmark.reproduce.run", "benchmark.reproduce.launch", "benchmark.reproduce.cost",
+                  "benchmark.cli", "benchmark.cli.run_transfer",
                   "benchmark.cli.leaderboard", "benchmark.cli.reproduce"]
 
 # In a fresh interpreter: warning filters, logging levels and handlers before and after the imports.

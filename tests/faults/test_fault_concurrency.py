@@ -48,13 +48,13 @@ def test_concurrent_writers_and_readers_lose_nothing(tmp_path, faults):
         while any(p.poll() is None for p in procs) or reads == 0:
             records, problems = results.gather([root])
             assert problems == []  # no torn or half-written record, ever
-            own = [r for r in records if "shared" not in r["_path"]]
+            own = [r for r in records if "shared" not in r.path]
             assert len(own) >= seen  # a record once seen never disappears
             seen = len(own)
             for r in records:  # whole: the padding is complete and metrics match the trial
-                w = r["weights"]["name"][-1]
-                assert r["environment"]["padding"] == w * 100000
-                assert r["metrics"]["bbox"] == {"AP": float(r["trial"]), "AP50": 2.0 * r["trial"]}
+                w = r.weights.name[-1]
+                assert r.environment["padding"] == w * 100000
+                assert r.metrics["bbox"] == {"AP": float(r.trial), "AP50": 2.0 * r.trial}
             if records:
                 board = leaderboard.build(records)
                 assert board.problems == [] and board.failures == []

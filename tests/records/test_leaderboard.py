@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from benchmark.records import leaderboard, results
+from benchmark.records import leaderboard, pooling, render, results
 from tests.helpers import ROOT, one_error_line, tool, write_record
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -39,7 +39,7 @@ def test_mean_and_sample_std_by_hand(board):
 
 
 def test_failed_runs_apart_and_other_schemas_refused(board):
-    assert board.failures == [leaderboard.Failure("supervised_b", "voc07", 2, "loss became NaN at iteration 120",
+    assert board.failures == [pooling.Failure("supervised_b", "voc07", 2, "loss became NaN at iteration 120",
                                                   "records/supervised_b/voc07/trial_2/results.json")]
     assert board.problems == ["records/old_schema/voc07/trial_0/results.json: schema_version 0 is not understood by "
                               "this suite (it reads versions 1, 2); re-run or convert the record"]
@@ -170,7 +170,7 @@ def test_welch_p_values_and_best_and_tied_marks_against_scipy(tmp_path):
     specs = [_ap(v, name=name, trial=i) for name, vs in values.items() for i, v in enumerate(vs)]
     board = _board(tmp_path, *specs)
     col = ("voc07", "bbox/AP")
-    assert board.stat("d", *col).mean == 45.0 and board.marks[("d",) + col] == leaderboard.BEST  # best mean, n = 1
+    assert board.stat("d", *col).mean == 45.0 and board.marks[("d",) + col] == render.BEST  # best mean, n = 1
     assert ("a",) + col not in board.marks and ("a",) + col not in board.p_vs_best  # best has one trial: untested
     pairs = {tuple(sorted((a, b))): p for task, metric, a, b, p in leaderboard.pairs(board) if metric == "bbox/AP"}
     for (a, b), p in pairs.items():
@@ -180,7 +180,7 @@ def test_welch_p_values_and_best_and_tied_marks_against_scipy(tmp_path):
     # without d, a is best; b not significantly different (tied), c significantly worse (unmarked)
     board = _board(tmp_path / "no_d", *[_ap(v, name=name, trial=i) for name, vs in values.items() if name != "d"
                                         for i, v in enumerate(vs)])
-    assert board.marks[("a",) + col] == leaderboard.BEST and board.marks[("b",) + col] == leaderboard.TIED
+    assert board.marks[("a",) + col] == render.BEST and board.marks[("b",) + col] == render.TIED
     assert ("c",) + col not in board.marks
     assert board.p_vs_best[("b",) + col] == pytest.approx(pairs[("a", "b")], rel=1e-12)
     rows = {line.split(",")[0]: line.split(",") for line in leaderboard.to_csv(board).splitlines()}
@@ -238,13 +238,13 @@ def test_error_analysis_table_and_chart(tmp_path, capsys):
 
 
 def test_reproduction_pools_one_kind_and_one_protocol_per_cell(tmp_path):
-    from benchmark.records.reproduce import one_pool_per_cell
+    from benchmark.records.pooling import one_pool_per_cell
 
     for i, over in enumerate([dict(trial=0), dict(trial=1), dict(trial=2, amp=True), dict(trial=3, kind="smoke")]):
         write_record(tmp_path / "runs" / f"t{i}", **_ap(40.0 + i, name="moco", protocol_digest="p" * 64, **over))
     records, _ = results.gather([tmp_path / "runs"])
     kept, unpooled = one_pool_per_cell(records, "full")
-    assert sorted(r["trial"] for r in kept) == [0, 1]
+    assert sorted(r.trial for r in kept) == [0, 1]
     reasons = {f.trial: f.reason for f in unpooled}
     assert reasons == {2: "not pooled with the other trials: AMP True vs False",
                        3: "a 'smoke' run, this reproduction counts 'full' runs"}

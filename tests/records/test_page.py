@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.records import leaderboard, results
-from benchmark.records.published import published_rows
+from benchmark.reproduce.published import published_rows
 from tests.helpers import tool, write_record
 
 

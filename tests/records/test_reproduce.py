@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.records import cost, launch, paper, reproduce, results
-from benchmark.records.leaderboard import Stat
+from benchmark.records import results
+from benchmark.records.pooling import Stat
+from benchmark.reproduce import cost, launch, paper
+from benchmark.reproduce.assumed import assumed
+from benchmark.reproduce.judge import judge, passed
+from benchmark.reproduce.plan import Options, ReproduceError, format_plan, parse_tolerances, plan, run_state
+from benchmark.reproduce.report import to_csv, to_markdown
+from benchmark.reproduce.run import command, reproduce
 from tests.helpers import ROOT, one_error_line, tool, write_record
 
 FIXTURES = ROOT / "tests" / "fixtures" / "paper"
@@ -91,7 +97,7 @@ def test_judge_cells_and_checks_by_hand():
              ("exemplar_v2", "voc07"): {"bbox/AP": s(46.0, 46.1, 46.2)},  # 48.8 secondary: outside, not judged
              ("moco_v2_imagenet", "voc07"): {"bbox/AP": s(45.0, 45.1, 45.2)}}
     runnable = {"supervised_baseline", "moco_v1", "exemplar_v1", "exemplar_v2", "moco_v2_imagenet"}
-    cells, checks = reproduce.judge(t3, stats, ("voc07",), runnable)
+    cells, checks = judge(t3, stats, ("voc07",), runnable)
     by = {(c.row, c.task, c.metric): c for c in cells}
     sup = by[("supervised_baseline", "voc07", "bbox/AP")]
     assert (sup.verdict, sup.judged, sup.ok) == ("holds", True, True) and sup.diff == pytest.approx(0.0)
@@ -113,12 +119,12 @@ def test_judge_cells_and_checks_by_hand():
         ("exemplar_v2 > moco_v2_imagenet", "imagenet_linear", "not run: task not selected"),
         ("exemplar_v1 > moco_v1", "voc07", f"{'holds' if p1 < 0.05 else 'does not hold'} (Welch p = {p1:.3g})"
                                            + ("" if p1 < 0.05 else ": the difference is not significant"))]
-    assert not reproduce.passed(cells, checks)  # moco_v1 differs
+    assert not passed(cells, checks)  # moco_v1 differs
     del stats[("moco_v1", "voc07")]
-    cells, checks = reproduce.judge(t3, stats, ("voc07",), runnable - {"moco_v1"})
-    assert reproduce.passed(cells, checks)  # the secondary exemplar_v2 cell, outside its tolerance, fails nothing
+    cells, checks = judge(t3, stats, ("voc07",), runnable - {"moco_v1"})
+    assert passed(cells, checks)  # the secondary exemplar_v2 cell, outside its tolerance, fails nothing
     del stats[("exemplar_v2", "voc07")]  # its runs failed: a secondary cell is still not judged; the check is
-    cells, checks = reproduce.judge(t3, stats, ("voc07",), runnable)
+    cells, checks = judge(t3, stats, ("voc07",), runnable)
     assert [c.verdict for c in cells if c.row == "exemplar_v2" and c.metric == "bbox/AP" and c.task == "voc07"] == [
         "no result (secondary value: not judged)"]
     assert checks[0].verdict == "no result" and not checks[0].ok
@@ -131,7 +137,7 @@ def test_verdicts_on_an_assumed_protocol_say_so():
              ("exemplar_v1", "voc07"): {"bbox/AP": s(47.0, 47.4)}, ("exemplar_v2", "voc07"): {"bbox/AP": s(49.0)},
              ("moco_v2_imagenet", "voc07"): {"bbox/AP": s(45.0)}}
     runnable = {"supervised_baseline", "exemplar_v1", "exemplar_v2", "moco_v2_imagenet"}
-    cells, checks = reproduce.judge(t3, stats, ("voc07", "coco"), runnable)
+    cells, checks = judge(t3, stats, ("voc07", "coco"), runnable)
     by = {(c.row, c.task, c.metric): c for c in cells}
     assert by[("supervised_baseline", "voc07", "bbox/AP")].assumptions == ("voc07-schedule",)
     assert by[("exemplar_v1", "voc07", "bbox/AP")].assumptions == ()  # secondary: not judged, no mark
@@ -143,21 +149,29 @@ def test_verdicts_on_an_assumed_protocol_say_so():
         ("coco", "no result", ("coco-1x-schedule",)),
         ("cityscapes", "not run: task not selected", ()), ("imagenet_linear", "not run: task not selected", ()),
         ("voc07", "not run: moco_v1 without weights", ())]
-    opts = reproduce.Options("table3", tasks=["voc07", "coco"], trials=2)
-    md = reproduce.to_markdown(t3, cells, checks, [], [], opts, "counts")
+    opts = Options("table3", tasks=["voc07", "coco"], trials=2)
+    md = to_markdown(t3, cells, checks, [], [], opts, "counts")
     assert "| +0.00 | 0.54 | holds [assumed protocol: voc07-schedule] |" in md
     assert "| not enough trials (exemplar_v2: 1" in md.split("## Checks")[1]
-    assumed = md.split("## Assumed protocols")[1].split("##")[0]
-    assert "- voc07: voc07-schedule: the VOC07 schedule" in assumed and "- coco: coco-1x-schedule:" in assumed
-    assert "cityscapes" not in assumed  # not a selected task
-    rows = reproduce.to_csv(cells, checks).splitlines()
+    section = md.split("## Assumed protocols")[1].split("##")[0]
+    assert "- voc07: voc07-schedule: the VOC07 schedule" in section and "- coco: coco-1x-schedule:" in section
+    assert "cityscapes" not in section  # not a selected task
+    rows = to_csv(cells, checks).splitlines()
     assert [r for r in rows if r.startswith("cell,supervised_baseline,voc07,bbox/AP,")][0].endswith(",holds,,voc07-schedule")
     assert [r for r in rows if r.startswith("cell,exemplar_v1,voc07,bbox/AP,")][0].endswith(
         ",within tolerance (secondary value: not judged),,")
     # a fully published protocol carries no mark
     moco = paper.load_table("moco_voc0712")
-    cells, _ = reproduce.judge(moco, {("supervised", "voc0712"): {"bbox/AP": s(53.5)}}, ("voc0712",), {"supervised"})
-    assert {c.assumptions for c in cells} == {()} and reproduce.assumed(("voc0712",)) == {}
+    cells, _ = judge(moco, {("supervised", "voc0712"): {"bbox/AP": s(53.5)}}, ("voc0712",), {"supervised"})
+    assert {c.assumptions for c in cells} == {()} and assumed(("voc0712",)) == {}
+
+
+def test_dry_run_of_table3_is_the_golden_text(capsys, tmp_path, monkeypatch):
+    """The whole --dry-run text of table3 (plan, zoo URLs, states, GPU-hours, assumed protocols) as the
+    command printed it before reproduction became its own package: a reshaping must not change it."""
+    monkeypatch.chdir(tmp_path)  # the default --output (output/reproduce) is relative and holds no run here
+    assert tool("reproduce")(["--table", "table3", "--dry-run"]) == 0
+    assert capsys.readouterr().out == (ROOT / "tests" / "fixtures" / "reproduce_table3_dry_run.txt").read_text()
 
 
 def test_dry_run_of_table3_marks_what_depends_on_an_assumption(capsys, tmp_path):
@@ -221,8 +235,8 @@ def test_dry_run_of_table3_lists_runs_with_zoo_urls_and_gpu_hours(capsys, tmp_pa
 
 def test_plan_options(tmp_path):
     table = paper.load_table("table3")
-    opts = reproduce.Options("table3", tasks=["voc07"], trials=2, seed=10, output=str(tmp_path), weights={"moco_v1": "/m.pth"})
-    runs, not_run = reproduce.plan(table, opts)
+    opts = Options("table3", tasks=["voc07"], trials=2, seed=10, output=str(tmp_path), weights={"moco_v1": "/m.pth"})
+    runs, not_run = plan(table, opts)
     assert [(r.row, r.task, r.trial, r.seed) for r in runs][:3] == [("moco_v1", "voc07", 0, 10), ("moco_v1", "voc07", 1, 11),
                                                                      ("exemplar_v1", "voc07", 0, 10)]
     assert len(runs) == 8 and not_run == [("supervised_baseline", "no weights: reported only (give --weights "
@@ -277,9 +291,9 @@ def test_a_table_given_as_a_path_is_planned_under_its_file_name(capsys, tmp_path
 
 def test_the_plan_is_a_table_with_right_aligned_numbers(tmp_path):
     table = paper.load_table("table3")
-    opts = reproduce.Options("table3", tasks=["voc07", "cityscapes"], trials=1, output=str(tmp_path))
-    runs, not_run = reproduce.plan(table, opts)
-    lines = reproduce.format_plan(table, runs, not_run, opts).splitlines()
+    opts = Options("table3", tasks=["voc07", "cityscapes"], trials=1, output=str(tmp_path))
+    runs, not_run = plan(table, opts)
+    lines = format_plan(table, runs, not_run, opts).splitlines()
     head, first, unknown = lines[3], lines[4], lines[5]
     assert head.split() == ["row", "task", "trial", "seed", "status", "GPU-h", "weights"]
     assert first.split() == ["exemplar_v1", "voc07", "0", "0", "to", "run", "14.9*", ZOO_BASE + "exemplar_v1.pth"]
@@ -290,12 +304,12 @@ def test_the_plan_is_a_table_with_right_aligned_numbers(tmp_path):
 
 
 def test_a_folder_holding_other_weights_is_refused(tmp_path):
-    opts = reproduce.Options("table3", tasks=["voc07"], trials=1, output=str(tmp_path))
-    run = reproduce.plan(paper.load_table("table3"), opts)[0][0]
+    opts = Options("table3", tasks=["voc07"], trials=1, output=str(tmp_path))
+    run = plan(paper.load_table("table3"), opts)[0][0]
     write_record(run.record_dir, weights={"name": "exemplar_v1", "sha256": None, "source": "zoo:exemplar_v2"})
-    with pytest.raises(reproduce.ReproduceError, match="holds a run of zoo:exemplar_v2 .* but the plan puts zoo:exemplar_v1 "
+    with pytest.raises(ReproduceError, match="holds a run of zoo:exemplar_v2 .* but the plan puts zoo:exemplar_v1 "
                                                        "\\(voc07, trial 0\\) there; use another --output"):
-        reproduce.run_state(run)
+        run_state(run)
 
 
 # --------------------------------------------------------------------------- --tolerance
@@ -361,16 +375,16 @@ def test_a_tolerance_given_by_hand_decides_the_verdict(capsys, tmp_path):
 
 
 def test_tolerance_zero_is_allowed():
-    assert reproduce.parse_tolerances(["voc07:bbox/AP=0", "coco:segm/AP=2.5"]) == {("voc07", "bbox/AP"): 0.0,
+    assert parse_tolerances(["voc07:bbox/AP=0", "coco:segm/AP=2.5"]) == {("voc07", "bbox/AP"): 0.0,
                                                                                  ("coco", "segm/AP"): 2.5}
 
 
 # --------------------------------------------------------------------------- launching
 
 def test_a_run_is_launched_as_the_module_of_this_package(tmp_path):
-    opts = reproduce.Options("table3", tasks=["voc07"], trials=1, output=str(tmp_path), smoke=True, opts=["SOLVER.MAX_ITER", "4"])
-    run = reproduce.plan(paper.load_table("table3"), opts)[0][0]
-    argv = reproduce.command(run, opts)
+    opts = Options("table3", tasks=["voc07"], trials=1, output=str(tmp_path), smoke=True, opts=["SOLVER.MAX_ITER", "4"])
+    run = plan(paper.load_table("table3"), opts)[0][0]
+    argv = command(run, opts)
     assert argv == [sys.executable, "-m", "benchmark.cli.run_transfer", "--task", "voc07", "--weights", "zoo:exemplar_v1",
                     "--output", str(tmp_path / "runs_smoke" / "exemplar_v1" / "voc07"), "--seed", "0", "--trial", "0",
                     "--name", "exemplar_v1", "--smoke", "--num-gpus", "1", "SOLVER.MAX_ITER", "4"]
@@ -430,10 +444,10 @@ def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_pa
     assert "smoke: 4 runs planned, 0 finished earlier (skipped), 4 to run" in said
     assert "PASS: 1/1 judged cells hold, 1/1 judged checks hold; 3 cells and 0 checks not judged" in said
     records, problems = results.gather([out / "runs_smoke"])
-    assert problems == [] and sorted((r["weights"]["name"], r["trial"], r["status"], r["seed"], r["iterations"]) for r in records) == [
+    assert problems == [] and sorted((r.weights.name, r.trial, r.status, r.seed, r.iterations) for r in records) == [
         ("synthetic_moco", 0, "finished", 0, 4), ("synthetic_moco", 1, "finished", 1, 4),
         ("synthetic_torchvision", 0, "finished", 0, 4), ("synthetic_torchvision", 1, "finished", 1, 4)]
-    ap = [r["metrics"]["bbox"]["AP"] for r in records if r["weights"]["name"] == "synthetic_moco"]
+    ap = [r.metrics["bbox"]["AP"] for r in records if r.weights.name == "synthetic_moco"]
     stat = Stat(tuple(ap))
     md = (out / "smoke.md").read_text()
     assert (f"| synthetic_moco | voc07 | bbox/AP | {stat.format()} | 50 | made up (machinery test) | "
@@ -469,11 +483,11 @@ def test_slurm_launcher_through_submitits_local_executor(tmp_path, capsys):
                      "rows: [{name: synth, synthetic: {layout: torchvision, seed: 2}, "
                      "cells: {voc07: {bbox/AP: {value: 50, source: machinery test}}}}]\n")
     out = tmp_path / "out"
-    opts = reproduce.Options(str(table), trials=1, launcher="slurm", smoke=True, output=str(out), cluster="local",
+    opts = Options(str(table), trials=1, launcher="slurm", smoke=True, output=str(out), cluster="local",
                              gpus_per_node=0, num_gpus=1, timeout_min=30, partition="ignored-locally",
                              opts=["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)"])
     said = []
-    assert reproduce.reproduce(opts, say=said.append) == 0
+    assert reproduce(opts, say=said.append) == 0
     assert said[1].startswith("submitted 1 jobs (local): ") and said[2].startswith("[1/1] synth voc07 trial 0: finished (job ")
     record = results.read_record(out / "runs_smoke" / "synth" / "voc07" / "trial_0" / "results.json")
     assert (record["status"], record["iterations"], record["weights"]["name"]) == ("finished", 4, "synth")
@@ -500,7 +514,7 @@ def test_a_two_row_check_holds_only_when_significant(case, tmp_path):
     table = tmp_path / "t.yaml"
     table.write_text("columns: {voc07: [bbox/AP]}\nrows: [{name: a}, {name: b}]\n"
                      f"checks: [{{task: voc07, metric: bbox/AP, expr: '{expr}'}}]\n")
-    (check,) = reproduce.judge(paper.load_table(str(table)), {("a", "voc07"): {"bbox/AP": Stat(a)},
+    (check,) = judge(paper.load_table(str(table)), {("a", "voc07"): {"bbox/AP": Stat(a)},
                                                              ("b", "voc07"): {"bbox/AP": Stat(b)}},
                                ("voc07",), {"a", "b"})[1]
     assert check.verdict.startswith(verdict)

@@ -59,7 +59,7 @@ def test_gather_reports_problems_and_keeps_going(tmp_path):
     (tmp_path / "run3").mkdir()
     (tmp_path / "run3" / "results.json").write_text("not json")
     records, problems = results.gather([tmp_path])
-    assert [(r["seed"], r["_path"]) for r in records] == [(1, str(tmp_path / "run1" / "results.json")),
+    assert [(r.seed, r.path) for r in records] == [(1, str(tmp_path / "run1" / "results.json")),
                                                           (2, str(tmp_path / "run2" / "results.json"))]
     assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'run3' / 'results.json'}: not valid JSON")
 

@@ -140,24 +140,27 @@ def test_error_metrics_of_the_detection_tasks_only():
     ((4.0, 4.1, 3.9), (6.0, 6.2, 5.8), "does not hold"),
 ])
 def test_table1_checks_the_localization_finding_on_the_records_errors_group(sup, moco, verdict):
-    from benchmark.records import paper, reproduce
-    from benchmark.records.leaderboard import aggregate
+    from benchmark.records.pooling import aggregate
+    from benchmark.records.results import Record
+    from benchmark.reproduce import paper
+    from benchmark.reproduce.judge import judge
     from tests.helpers import make_record
 
     table = paper.load_table("table1")
     (check,) = [c for c in table.checks if c.metric == "errors/loc"]
     assert (check.task, check.names) == ("voc07", ("supervised_imagenet", "moco_v2_imagenet"))
-    records = [make_record(name=name, task="voc07", trial=k, metrics={"bbox": {"AP": 40.0}, "errors": {"loc": v, "cls": 1.0}})
+    records = [Record.from_json(make_record(name=name, task="voc07", trial=k,
+                                            metrics={"bbox": {"AP": 40.0}, "errors": {"loc": v, "cls": 1.0}}))
                for name, values in (("supervised_imagenet", sup), ("moco_v2_imagenet", moco)) for k, v in enumerate(values)]
     stats, _ = aggregate(records)
     assert stats[("supervised_imagenet", "voc07")]["errors/loc"].mean == pytest.approx(np.mean(sup))
-    _, checks = reproduce.judge(table, stats, ("voc07",), {"supervised_imagenet", "moco_v2_imagenet"})
+    _, checks = judge(table, stats, ("voc07",), {"supervised_imagenet", "moco_v2_imagenet"})
     (mine,) = [c for c in checks if c.check is check]
     assert mine.verdict.split(" (")[0] == verdict and mine.judged and mine.ok == (verdict == "holds"), mine.verdict
 
 
 def test_a_table_column_on_errors_of_a_task_without_them_is_refused(tmp_path):
-    from benchmark.records import paper
+    from benchmark.reproduce import paper
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("columns: {cityscapes: [errors/loc]}\nrows: [{name: a}]\n")

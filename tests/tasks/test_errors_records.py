@@ -31,8 +31,8 @@ def smoke_record(work, task):
 
 
 def assert_error_group(record):
-    errors = record["metrics"]["errors"]
-    print(record["task"], "bbox/AP", record["metrics"]["bbox"]["AP"], "errors", errors)  # pytest -rP shows it
+    errors = record.metrics["errors"]
+    print(record.task, "bbox/AP", record.metrics["bbox"]["AP"], "errors", errors)  # pytest -rP shows it
     assert sorted(errors) == KEYS
     for k, v in errors.items():  # None where TIDE's AP is undefined (e.g. no detection at all)
         assert v is None or (math.isfinite(v) and (k in ("fp", "fn") or v >= 0.0)), (k, v)
@@ -41,14 +41,14 @@ def assert_error_group(record):
 @pytest.mark.slow
 def test_voc07_smoke_record_carries_the_error_breakdown(work):
     _, record = smoke_record(work, "voc07")
-    assert record["status"] == "finished" and "bbox" in record["metrics"]
+    assert record.status == "finished" and "bbox" in record.metrics
     assert_error_group(record)
 
 
 @pytest.mark.slow
 def test_coco_smoke_record_carries_the_error_breakdown_of_its_detections(work):
     trial, record = smoke_record(work, "coco")
-    assert record["status"] == "finished" and "bbox" in record["metrics"]
+    assert record.status == "finished" and "bbox" in record.metrics
     assert_error_group(record)
     dets = json.loads((trial / "inference" / "coco_2017_val" / "coco_instances_results.json").read_text())
     (gt_file,) = (work[0] / "cache" / "synthetic").rglob("instances_val2017.json")  # what --smoke wrote
@@ -63,5 +63,5 @@ def test_coco_smoke_record_carries_the_error_breakdown_of_its_detections(work):
     expected = analyse(images).errors
     print(f"{len(dets)} detections; recomputed: {expected}")
     for k in KEYS:
-        got = record["metrics"]["errors"][k]
+        got = record.metrics["errors"][k]
         assert (got is None) == (expected[k] is None) and (got is None or got == pytest.approx(expected[k], abs=1e-4)), k

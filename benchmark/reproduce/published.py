@@ -1,5 +1,8 @@
 """Published baselines as leaderboard rows, built from the shipped paper tables.
 
+The leaderboard (records.leaderboard.build) takes these rows as data; it never imports this module,
+so records stays below reproduce (reproduce imports records, never the other way round).
+
 Every published value comes from a paper table (benchmark/configs/paper/*.yaml), whose values
 come from docs/REFERENCES.md with their sources; nothing else is a published number. A published
 row is labelled `NAME [published]`, carries each cell's source, shows a std and the number of runs
@@ -9,12 +12,12 @@ Rows of one name with identical cells in several tables are shown once, naming e
 """
 import dataclasses
 
-from benchmark.records import paper
+from benchmark.reproduce import paper
 
 
 @dataclasses.dataclass(frozen=True)
 class PublishedStat:
-    """One published number, shaped like leaderboard.Stat where the writers read it."""
+    """One published number, shaped like records.pooling.Stat where the leaderboard's writers read it."""
     mean: float
     std: float | None
     n: int | None  # runs the value averages; None: not stated

@@ -146,7 +146,7 @@ def _refuse_unknown_keys(where, mapping, known, what):
 def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
     """Read and check a table: tasks registered, metrics the task's, rows unique, zoo names known,
     checks parse and name rows, every published value judgeable. Raises TableError."""
-    from benchmark.tasks.errors import error_metrics  # here: it imports numpy, which records must not at import
+    from benchmark.tasks.errors import error_metrics  # here: it imports numpy, which this package must not at import
     from benchmark.weights import zoo
 
     path = table_path(name_or_path)

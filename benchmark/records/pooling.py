@@ -1,0 +1,179 @@
+"""Which run records are averaged together, and how cells are compared: shared by the leaderboard
+and the reproduction.
+
+A cell averages only records that measure the same thing, i.e. that agree on `pool_key` -- kind
+(full, smoke, sanity, eval-only), AMP, world size and protocol digest. The leaderboard keeps every
+pool as its own row, named by `row_tags`; a reproduction keeps one pool per (row, task) cell
+(`one_pool_per_cell`) and reports the other records as not pooled. `aggregate` turns records into
+`Stat`s (mean, sample std, n) and `Failure`s; `welch` tests two cells.
+
+Nothing here imports torch, detectron2 or numpy at import time (scipy is imported by `welch`,
+the error groups' names by `error_metrics`, when called).
+"""
+import dataclasses
+import math
+
+from benchmark.records.results import Record
+from benchmark.tasks import UnknownTaskError, get_task
+
+ALPHA = 0.05  # significance level of the leaderboard's tied marks and of a reproduction's two-row checks
+POOL_FIELDS = ("kind", "AMP", "world size", "protocol digest")  # pool_key's parts, in words
+
+
+@dataclasses.dataclass(frozen=True)
+class Stat:
+    values: tuple  # one per finished trial, in trial order
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return math.fsum(self.values) / self.n
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (ddof=1); None for a single value."""
+        if self.n < 2:
+            return None
+        m = self.mean
+        return math.sqrt(math.fsum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+    def format(self, digits=2) -> str:
+        if self.std is None:
+            return f"{self.mean:.{digits}f} ({self.n})"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} ({self.n})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    name: str
+    task: str
+    trial: int
+    reason: str
+    path: str
+
+
+def pool_key(record: Record) -> tuple:
+    """What two records must share to be averaged into one cell."""
+    return (record.kind, record.amp, record.world_size, record.protocol_digest)
+
+
+def describe_pool_difference(a: tuple, b: tuple) -> str:
+    """The first way pool keys `a` and `b` differ, in words."""
+    for name, x, y in zip(POOL_FIELDS, a, b):
+        if x != y:
+            return f"{name} {x!r} vs {y!r}"
+    return "nothing"
+
+
+def row_tags(records) -> dict:
+    """{id(record): tags} naming how each record's pool differs from the board's usual one."""
+    world_sizes, protocols = {}, {}
+    for r in records:
+        world_sizes.setdefault((r.task,) + pool_key(r)[:2], set()).add(r.world_size)
+        protocols.setdefault((r.task,) + pool_key(r)[:3], set()).add(r.protocol_digest)
+    tags = {}
+    for r in records:
+        kind, amp, world_size, digest = pool_key(r)
+        t = []
+        if kind != "full":
+            t.append(kind)
+        if amp:
+            t.append("AMP")
+        if len(world_sizes[(r.task, kind, amp)]) > 1:
+            t.append(f"world size {world_size}")
+        if len(protocols[(r.task, kind, amp, world_size)]) > 1:
+            t.append(f"protocol {digest[:8]}" if digest else "protocol unrecorded (schema 1)")
+        tags[id(r)] = tuple(t)
+    return tags
+
+
+def label_of(name: str, tags: tuple) -> str:
+    return f"{name} [{', '.join(tags)}]" if tags else name
+
+
+def one_pool_per_cell(records, kind: str) -> tuple[list, list]:
+    """The records a cell may average: of `kind`, and of the most common pool (pool_key) of their
+    (row, task); each other record is a Failure naming how it differs, never pooled."""
+    by_cell = {}
+    for r in records:
+        by_cell.setdefault((r.weights.name, r.task), []).append(r)
+    kept, unpooled = [], []
+    for cell in sorted(by_cell):
+        group = sorted(by_cell[cell], key=lambda r: (r.trial, r.path or ""))
+        keys = [pool_key(r) for r in group if r.kind == kind]
+        common = max(keys, key=keys.count) if keys else None
+        for r in group:
+            if pool_key(r) == common:
+                kept.append(r)
+            else:
+                why = (f"a {r.kind!r} run, this reproduction counts {kind!r} runs" if r.kind != kind
+                       else f"not pooled with the other trials: {describe_pool_difference(pool_key(r), common)}")
+                unpooled.append(Failure(r.weights.name, r.task, r.trial, why, r.path or ""))
+    return kept, unpooled
+
+
+def deduplicated(records) -> list:
+    """Records sorted by (name, task, trial, path); a trial found twice (same pool) counts once."""
+    seen, out = set(), []
+    for r in sorted(records, key=lambda r: (r.weights.name, r.task, r.trial, r.path or "")):
+        key = (r.weights.name, r.task, r.trial, pool_key(r))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def task_metrics(task: str, records=()) -> tuple:
+    """The task's metrics in registry order; for an unregistered task, those its records carry."""
+    try:
+        return get_task(task).metrics
+    except UnknownTaskError:
+        from benchmark.tasks.errors import ERROR_GROUP  # here: that module imports numpy
+
+        found = {f"{g}/{m}" for r in records for g, ms in r.metrics.items() for m in ms if g != ERROR_GROUP}
+        return tuple(sorted(found))
+
+
+def error_metrics(records) -> tuple:
+    """The "errors/<type>" metrics (a detection error analysis) that `records` carry, TIDE's order first."""
+    from benchmark.tasks.errors import ERROR_GROUP, MAIN_ERRORS  # here: that module imports numpy
+
+    found = {m for r in records for m in r.metrics.get(ERROR_GROUP, {})}
+    return tuple(f"{ERROR_GROUP}/{m}" for m in [e for e in MAIN_ERRORS if e in found] + sorted(found - set(MAIN_ERRORS)))
+
+
+def aggregate(records, label=None) -> tuple[dict, list]:
+    """({(row, task): {metric: Stat}}, [Failure]) over finished and failed records.
+
+    `label(record)` names a record's row (default: its weights name). Callers must give records of
+    one pool per (row, task) or a label that separates pools (the leaderboard tags its rows; a
+    reproduction selects one pool first, one_pool_per_cell). Duplicate trials (the same row, task
+    and trial found twice) count once: the first by path.
+    """
+    label = label or (lambda r: r.weights.name)
+    values, failures = {}, []
+    for r in deduplicated(records):
+        row, task = label(r), r.task
+        if r.status != "finished":
+            failures.append(Failure(row, task, r.trial, r.reason or "", r.path or ""))
+            continue
+        for metric in task_metrics(task, [r]) + error_metrics([r]):
+            v = r.metric(metric)
+            if v is not None:
+                values.setdefault((row, task), {}).setdefault(metric, []).append(v)
+    stats = {k: {m: Stat(tuple(v)) for m, v in ms.items()} for k, ms in values.items()}
+    return stats, failures
+
+
+def welch(a: Stat, b: Stat) -> float | None:
+    """Two-sided p-value of Welch's t-test between two cells; None when either has < 2 trials."""
+    if a.n < 2 or b.n < 2:
+        return None
+    from scipy import stats
+
+    if a.std == 0 and b.std == 0:  # scipy gives NaN: equal constants do not differ, unequal ones do
+        return 1.0 if a.mean == b.mean else 0.0
+    return float(stats.ttest_ind(a.values, b.values, equal_var=False).pvalue)
