@@ -94,10 +94,9 @@ def _reuse_finished(job: Job) -> bool:
         record = results.read_record(path)
     except results.RecordError:
         record = None  # none yet, or torn by a kill: the trial runs (again)
-    if record is not None and record["status"] == "finished":
+    if record is not None and record.status == "finished":
         problem = trial_folder.same_run_problem(record, task=job.task.name, sha256=job.weights["sha256"],
-                                                digest=job.digest, smoke=bool(job.cfg.BENCHMARK.SMOKE),
-                                                kind=job.kind.value)
+                                                digest=job.digest, kind=job.kind.value)
         if problem is None:
             logger.info("trial %d: %s is this run, finished; skipped", job.trial, path)
             return True

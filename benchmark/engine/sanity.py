@@ -132,12 +132,13 @@ def build_sanity_config(task, weights_settings=None, opts=(), **kwargs):
     return cfg, [head] + deviations
 
 
-def score_of(record: dict, task):
-    """(score, passed) of a sanity run's record: its check's metric against the threshold (None: absent)."""
+def score_of(record, task):
+    """(score, passed) of a sanity run's record (records.results.Record, None when there is none): its
+    check's metric against the threshold; score None when the run failed or did not report the metric."""
     check = check_for(task)
     group, _, name = check.metric.partition("/")
-    value = ((record or {}).get("metrics") or {}).get(group, {}).get(name)
-    if value is None or record.get("status") != "finished":
+    value = record.metrics.get(group, {}).get(name) if record is not None else None
+    if value is None or record.status != "finished":
         return None, False
     value = float(value)
     return value, value >= check.threshold

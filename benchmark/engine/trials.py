@@ -57,30 +57,21 @@ def locked(folder):
         os.close(fd)  # closing releases the lock
 
 
-def recorded_kind(record: dict) -> str:
-    """The record's kind ("full", "smoke", "sanity", "eval-only"); a v1 record's from its deviations."""
-    if isinstance(record.get("kind"), str):
-        return record["kind"]
-    return "smoke" if any(str(d).startswith("smoke run") for d in record.get("deviations") or []) else "full"
+def same_run_problem(record, *, task: str, sha256: str, digest: str, kind: str):
+    """Why a finished `record` (records.results.Record) is not the run now asked for (None: it is the same run).
 
-
-def same_run_problem(record: dict, *, task: str, sha256: str, digest: str, smoke: bool, kind: str = None):
-    """Why a finished `record` is not the run now asked for (None: it is the same run).
-
-    `kind`: the run kind asked for (default: "smoke" or "full" from `smoke`).
+    `kind`: the run kind asked for. A version 1 record's kind was read from its deviations when it was read.
     """
-    if record.get("task") != task:
-        return f"it is a {record.get('task')!r} run, not {task!r}"
-    recorded_sha = (record.get("weights") or {}).get("sha256")
-    if recorded_sha != sha256:
-        return f"its weights have sha256 {str(recorded_sha)[:12]}..., the weights given now {sha256[:12]}..."
-    kind = kind or ("smoke" if smoke else "full")
-    was = recorded_kind(record)
-    if was != kind:
-        if "smoke" in (was, kind) and {was, kind} <= {"smoke", "full"}:  # the common case, said as the flag
-            return "it is a --smoke run and this one is not" if was == "smoke" else "this is a --smoke run and it is not"
-        return f"it is a {was!r} run and this one is {kind!r}"
-    if record.get("config_digest") != digest:
+    if record.task != task:
+        return f"it is a {record.task!r} run, not {task!r}"
+    if record.weights.sha256 != sha256:
+        return f"its weights have sha256 {record.weights.sha256[:12]}..., the weights given now {sha256[:12]}..."
+    if record.kind != kind:
+        if {record.kind, kind} == {"smoke", "full"}:  # the common case, said as the flag
+            return ("it is a --smoke run and this one is not" if record.kind == "smoke"
+                    else "this is a --smoke run and it is not")
+        return f"it is a {record.kind!r} run and this one is {kind!r}"
+    if record.config_digest != digest:
         return "its config differs (another option, seed, world size or suite version); see its config.yaml"
     return None
 

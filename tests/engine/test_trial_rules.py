@@ -360,10 +360,19 @@ def test_the_attempts_log_counts_every_attempt(tmp_path):
     ({"kind": "smoke"}, "full", "it is a --smoke run and this one is not"),
     ({"kind": "full"}, "smoke", "this is a --smoke run and it is not"),
     ({"kind": "sanity"}, "smoke", "it is a 'sanity' run and this one is 'smoke'"),
-    ({"deviations": ["smoke run: synthetic data"]}, "full", "it is a --smoke run and this one is not"),  # a v1 record
-], ids=["smoke-for-full", "full-for-smoke", "sanity-for-smoke", "v1-smoke-for-full"])
+    ({"schema_version": 1, "deviations": ["smoke run: synthetic data"]}, "full",
+     "it is a --smoke run and this one is not"),  # a v1 record: its kind read from its deviations
+    ({"kind": "full"}, "full", None),
+], ids=["smoke-for-full", "full-for-smoke", "sanity-for-smoke", "v1-smoke-for-full", "same"])
 def test_a_finished_run_of_another_kind_is_not_reused(recorded, asked, problem):
     from benchmark.engine.trials import same_run_problem
+    from benchmark.records.results import Record
+    from tests.helpers import make_record
 
-    record = {"task": "voc07", "weights": {"sha256": "s"}, "config_digest": "d", **recorded}
-    assert same_run_problem(record, task="voc07", sha256="s", digest="d", smoke=asked == "smoke", kind=asked) == problem
+    data = make_record(task="voc07", weights={"name": "m", "sha256": "s" * 64, "source": "m.pth"}, config_digest="d",
+                       **{k: v for k, v in recorded.items() if k != "schema_version"})
+    if recorded.get("schema_version") == 1:  # as the last version 1 release wrote it: none of version 2's keys
+        data = {k: v for k, v in data.items() if k not in ("kind", "protocol_digest", "assumptions", "resume")}
+        data["schema_version"] = 1
+    record = Record.from_json(data)
+    assert same_run_problem(record, task="voc07", sha256="s" * 64, digest="d", kind=asked) == problem
