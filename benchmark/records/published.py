@@ -1,6 +1,6 @@
 """Published baselines as leaderboard rows, built from the shipped paper tables.
 
-Every published value comes from a paper table (benchmark/configs/paper/*.yaml), whose values
+Every published value comes from a paper table (configs/paper/*.yaml), whose values
 come from docs/REFERENCES.md with their sources; nothing else is a published number. A published
 row is labelled `NAME [published]`, carries each cell's source, shows a std and the number of runs
 only where the table says they are the publication's own (`spread_published`; otherwise n is "not
