@@ -1,5 +1,7 @@
 # `make test` / `make demo` set everything up on a fresh machine: a virtual environment at .venv
-# (or the interpreter given as PYTHON=...), torch, detectron2 and the project; see tools/setup_env.py.
+# (or the interpreter given as PYTHON=...), torch, detectron2 and the project, and the system
+# packages the tests need (chromium, chromium-driver: apt-get as root or with passwordless sudo,
+# else one line naming the command to run, before any test); see tools/setup_env.py.
 PYTHON ?=
 VENV ?= .venv
 PYTEST_ARGS ?=
@@ -11,7 +13,7 @@ PY := $(PYTHON)
 ENV_DEP :=
 endif
 
-.PHONY: env test test-fast lint demo bench clean
+.PHONY: env env-system test test-fast lint demo bench clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -19,17 +21,21 @@ $(VENV)/bin/python:
 env: $(ENV_DEP)
 	$(PY) tools/setup_env.py
 
-test: env
+# env, and the system packages the tests need (the HTML page is checked in a headless chromium)
+env-system: $(ENV_DEP)
+	$(PY) tools/setup_env.py --system
+
+test: env-system
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-test-fast: env
+test-fast: env-system
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 # ruff: pyflakes, pycodestyle and import order over the whole tree (settings in ruff.toml)
 lint: env
 	$(PY) -m ruff check .
 
-demo: env
+demo: env-system
 	$(PY) tools/demo.py
 
 bench: env

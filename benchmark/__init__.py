@@ -16,5 +16,20 @@ from pathlib import Path
 
 __version__ = "0.2.0"
 
-# Shipped inside the package (package data), so an installed copy finds them from any directory.
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+def _config_dir() -> Path:
+    """The YAML configs: the checkout's top-level configs/, or the copy an installed package carries.
+
+    As detectron2 does with its model zoo, the configs live at the repository's top level and
+    setup.py links (or copies) them into the package at build time, so `pip install .` ships them
+    as package data. A checkout (in-tree or `pip install -e .` runs) is recognised by the setup.py
+    beside the package and reads configs/ itself, never a link or copy left by a build.
+    """
+    package = Path(__file__).resolve().parent
+    top = package.parent / "configs"
+    if (package.parent / "setup.py").is_file() and top.is_dir():
+        return top
+    return package / "configs"
+
+
+CONFIG_DIR = _config_dir()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""`make demo`: the whole suite on its built-in default, on a CPU, in a few minutes.
+"""`make demo`: two checkpoints converted, fine-tuned, evaluated and ranked on a CPU, in a few minutes.
 
 A thin entry point over `benchmark.cli.demo` (also installed as a console script; see setup.py).
 """

@@ -27,7 +27,7 @@ def main(argv=None):
     p.add_argument("--name", default="leaderboard", help="file stem of the written files")
     p.add_argument("--published", default="all", metavar="TABLES",
                    help="published baselines to show: all (every paper table, the default), none, or "
-                        "comma-separated names of benchmark/configs/paper/NAME.yaml tables or paths of .yaml tables")
+                        "comma-separated names of configs/paper/NAME.yaml tables or paths of .yaml tables")
     args = p.parse_args(argv)
     from benchmark.records import leaderboard, results
     from benchmark.reproduce import paper

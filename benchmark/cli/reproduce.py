@@ -1,4 +1,4 @@
-"""Reproduce a paper table (benchmark/configs/paper/NAME.yaml or a .yaml file) and judge it cell by cell.
+"""Reproduce a paper table (configs/paper/NAME.yaml or a .yaml file) and judge it cell by cell.
 
   python tools/reproduce.py --table table3 --dry-run            # the plan, zoo URLs, GPU-hours
   python tools/reproduce.py --table table3 --trials 5 --num-gpus 8
@@ -27,7 +27,7 @@ def _pairs(items, what) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--table", help="a paper table's name (benchmark/configs/paper/NAME.yaml) or the path of a .yaml file")
+    p.add_argument("--table", help="a paper table's name (configs/paper/NAME.yaml) or the path of a .yaml file")
     p.add_argument("--list-zoo", action="store_true", help="print the model zoo and exit")
     p.add_argument("--tasks", nargs="+", help="only these of the table's tasks")
     p.add_argument("--trials", type=int, default=5, help="trials per row and task (seeds S..S+K-1)")

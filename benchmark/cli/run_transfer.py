@@ -67,7 +67,7 @@ def format_task_table() -> str:
     table = tabulate(rows, headers=("task", "data", "primary metric", "config", "description"), tablefmt="plain",
                      disable_numparse=True)
     lines = ["", "assumptions (protocol values no publication gives for the task; run records store them; "
-             "sources of every value: benchmark/configs/sources.yaml):"]
+             "sources of every value: configs/sources.yaml):"]
     for t in tasks:
         lines += [f"  {t.name}: {a}" for a in t.assumptions] or [f"  {t.name}: none (every value published)"]
     return table + "\n" + "\n".join(lines)

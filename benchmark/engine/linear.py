@@ -1,6 +1,6 @@
 """LinearTrainer: the linear readoff (imagenet_linear) on detectron2's training loop, epoch by epoch.
 
-The protocol is MoCo's main_lincls.py (benchmark/configs/imagenet_linear.yaml cites it): the
+The protocol is MoCo's main_lincls.py (configs/imagenet_linear.yaml cites it): the
 converted backbone frozen and in eval mode (benchmark.tasks.classification.LinearClassifier), SGD
 on the linear layer only, the LR multiplied by SOLVER.GAMMA at the start of each epoch of
 BENCHMARK.LINEAR.LR_STEPS, RandomResizedCrop + flip for training, Resize + CenterCrop at test.

@@ -103,7 +103,7 @@ class PaperTable:
 
 
 def list_tables() -> list[str]:
-    """Names of the paper tables shipped with the package (benchmark/configs/paper/NAME.yaml)."""
+    """Names of the paper tables shipped with the package (configs/paper/NAME.yaml)."""
     return sorted(p.stem for p in PAPER_DIR.glob("*.yaml"))
 
 

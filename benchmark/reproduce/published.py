@@ -3,7 +3,7 @@
 The leaderboard (records.leaderboard.build) takes these rows as data; it never imports this module,
 so records stays below reproduce (reproduce imports records, never the other way round).
 
-Every published value comes from a paper table (benchmark/configs/paper/*.yaml), whose values
+Every published value comes from a paper table (configs/paper/*.yaml), whose values
 come from docs/REFERENCES.md with their sources; nothing else is a published number. A published
 row is labelled `NAME [published]`, carries each cell's source, shows a std and the number of runs
 only where the table says they are the publication's own (`spread_published`; otherwise n is "not

@@ -57,7 +57,7 @@ def to_markdown(table, cells, checks, failures, problems, opts, counts) -> str:
     if under:
         out += ["", "## Assumed protocols", "",
                 "A verdict marked [assumed protocol: ID] is judged on runs of a protocol that no publication gives "
-                "for that task (benchmark/configs/sources.yaml); it says how this suite's protocol compares, not "
+                "for that task (configs/sources.yaml); it says how this suite's protocol compares, not "
                 "necessarily the paper's.", ""]
         out += [f"- {task}: {esc(a)}" for task, items in under.items() for a in items]
     notes = [f"- {r.name}: {esc(r.note)}" for r in table.rows if r.note]

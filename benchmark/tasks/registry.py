@@ -3,7 +3,7 @@
 A task names its config (under configs/), its datasets, its dataset family (which gives the
 evaluator) and the metrics it reports. The protocol values themselves live in the config files
 and are pinned by tests/tasks/test_config.py against the published protocols; where each comes from is in their
-[tags] (benchmark/configs/sources.yaml), and a task's `assumptions` are read from those tags.
+[tags] (configs/sources.yaml), and a task's `assumptions` are read from those tags.
 """
 import fnmatch
 from dataclasses import dataclass

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import yaml
 
+from benchmark import CONFIG_DIR
 from benchmark.fileio import write_json_atomic
 from benchmark.weights import download
 
-ZOO_FILE = Path(__file__).resolve().parents[1] / "configs" / "zoo.yaml"
+ZOO_FILE = CONFIG_DIR / "zoo.yaml"
 CACHE_SUBDIR = "zoo"
 RECORD_NAME = "sha256.json"
 

@@ -24,7 +24,7 @@ def test_list_tasks_prints_the_registry_as_a_table():
     assert out.returncode == 0, out.stderr
     table, assumptions = out.stdout.split("\n\n")
     lines = table.splitlines()
-    # each task's assumptions follow the table (benchmark/configs/sources.yaml)
+    # each task's assumptions follow the table (configs/sources.yaml)
     assert [ln.split(":")[:2] for ln in assumptions.splitlines()[1:]] == [
         ["  cityscapes", " cityscapes-codebase"], ["  coco", " coco-1x-schedule"], ["  coco_2x", " none (every value published)"],
         ["  imagenet_linear", " linear-readoff-recipe"], ["  voc07", " voc07-schedule"],

@@ -1,9 +1,11 @@
 """The package installs like any package: `pip install --target DIR .` works from any directory.
 
-An installed copy must find its configs (package data) and run its tools without the checkout:
-no path through tools/ or the repository root.
+An installed copy must find its configs (the top-level configs/, packaged at build time as
+detectron2 packages its model-zoo configs) and run its tools without the checkout: no path
+through tools/ or the repository root.
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,13 +14,31 @@ import pytest
 from tests.helpers import ROOT
 
 
+def _git(*args):
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+
 @pytest.fixture(scope="module")
-def installed(module_tmp):
+def source(module_tmp):
+    """The working tree as a fresh clone has it: the files git tracks or would track, nothing a build left."""
+    listed = _git("ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    assert listed.returncode == 0, listed.stderr
+    tree = module_tmp / "clone"
+    for name in filter(None, listed.stdout.split("\0")):
+        path = ROOT / name
+        if path.is_file() and not path.is_symlink():  # a file deleted but not yet committed is skipped
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, tree / name)
+    assert not (tree / "benchmark" / "configs").exists()  # the build makes it, from configs/
+    return tree
+
+
+@pytest.fixture(scope="module")
+def installed(module_tmp, source):
     target = module_tmp / "site"
-    # --no-build-isolation: build with this interpreter's setuptools (no index needed); a copy of
-    # the tree keeps the build's egg-info/build folders out of the checkout.
+    # --no-build-isolation: build with this interpreter's setuptools (no index needed).
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(ROOT)], check=True, cwd=module_tmp)
+                    "--target", str(target), str(source)], check=True, cwd=module_tmp)
     return target
 
 
@@ -32,10 +52,33 @@ def test_installed_copy_ships_its_configs(installed, tmp_path):
     out = _python(installed, tmp_path, "-c", "import benchmark; print(benchmark.__file__); print(benchmark.CONFIG_DIR)")
     module_file, config_dir = out.stdout.split()
     assert module_file.startswith(str(installed)), out.stdout  # the installed copy, not the checkout
-    names = sorted(p.name for p in (installed / "benchmark" / "configs").rglob("*.yaml"))
+    packaged = installed / "benchmark" / "configs"
+    names = sorted(p.name for p in packaged.rglob("*.yaml"))
     assert {"voc07.yaml", "voc0712.yaml", "coco.yaml", "coco_2x.yaml", "cityscapes.yaml", "zoo.yaml",
             "table1.yaml", "detection.yaml"} <= set(names)
-    assert config_dir == str(installed / "benchmark" / "configs")
+    assert config_dir == str(packaged)
+    # every YAML of the top-level configs/ (and the tree under it), byte for byte, and nothing else
+    top = sorted(p.relative_to(ROOT / "configs") for p in (ROOT / "configs").rglob("*.yaml"))
+    assert {"smoke", "sanity", "paper"} <= {p.parts[0] for p in top if len(p.parts) > 1}
+    assert sorted(p.relative_to(packaged) for p in packaged.rglob("*.yaml")) == top
+    for rel in top:
+        assert (packaged / rel).read_bytes() == (ROOT / "configs" / rel).read_bytes(), rel
+    assert not (packaged / "zoo.yaml").is_symlink()  # a copy in site-packages, not a link into the source
+
+
+def test_the_build_leaves_nothing_for_git(installed, source):
+    # The build put configs/ inside the package of the tree it built (as a link, or a copy where links are
+    # refused); in a checkout that path is ignored, never tracked, so no build leaves the tree dirty.
+    assert (source / "benchmark" / "configs" / "zoo.yaml").is_file()
+    assert _git("ls-files", "benchmark/configs").stdout == ""
+    assert _git("check-ignore", "-q", "benchmark/configs").returncode == 0
+    assert _git("status", "--porcelain", "--", "benchmark/configs").stdout == ""
+
+
+def test_a_checkout_reads_its_top_level_configs():
+    import benchmark
+
+    assert benchmark.CONFIG_DIR == ROOT / "configs"
 
 
 def test_installed_copy_lists_tasks_from_another_directory(installed, tmp_path):

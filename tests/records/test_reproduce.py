@@ -365,7 +365,7 @@ def test_a_tolerance_given_by_hand_decides_the_verdict(capsys, tmp_path):
     argv = ["--table", str(table), "--trials", "1", "--smoke", "--output", str(out)]
     assert tool("reproduce")(argv) == 1
     rule = 2 * 0.2 * math.sqrt(2) + 0.05
-    mark = " [assumed protocol: voc07-schedule]"  # voc07's schedule is VISSL's (benchmark/configs/sources.yaml)
+    mark = " [assumed protocol: voc07-schedule]"  # voc07's schedule is VISSL's (configs/sources.yaml)
     assert f"| ghost | voc07 | bbox/AP | 41.00 (1) | 40 | test | +1.00 | {rule:.2f} | differs{mark} |" in (out / "t.md").read_text()
     assert tool("reproduce")([*argv, "--tolerance", "voc07:bbox/AP=1.5"]) == 0
     assert f"| ghost | voc07 | bbox/AP | 41.00 (1) | 40 | test | +1.00 | 1.50 | holds{mark} |" in (out / "t.md").read_text()
@@ -466,7 +466,7 @@ def test_smoke_reproduction_passes_then_the_failing_table_reuses_its_runs(tmp_pa
     assert "FAIL: 0/1 judged cells hold, 0/1 judged checks hold; 3 cells and 0 checks not judged" in said
     assert _mtimes(out / "runs_smoke") == before  # nothing was rerun
     md = (out / "smoke_fail.md").read_text()
-    A = " [assumed protocol: voc07-schedule]"  # voc07's schedule is VISSL's (benchmark/configs/sources.yaml)
+    A = " [assumed protocol: voc07-schedule]"  # voc07's schedule is VISSL's (configs/sources.yaml)
     assert f"| {stat.mean - 100:+.2f} | 0.01 | differs{A} |" in md and f"| does not hold{A} |" in md
 
     assert main(["--table", str(SMOKE), "--smoke", "--trials", "2", "--output", str(out), *short]) == 0  # a restart: all reused
