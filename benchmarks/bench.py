@@ -156,7 +156,7 @@ def synthetic_data(task, root, num_train=8, num_test=4, image_size=(256, 320)) -
 
     path = write_synthetic(get_task(task).data_format, Path(root), num_train=num_train, num_test=num_test,
                            image_size=image_size)
-    return register_datasets(task, path)
+    return register_datasets(get_task(task), path)
 
 
 def synthetic_weights(workdir):
@@ -514,7 +514,9 @@ def eval_figures(workdir, *, num_images=300, repeats=3, progress=None) -> dict:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from benchmark.tasks.evaluation import build_evaluator, coco_eval_backend
+    from benchmark.env import coco_eval_backend
+    from benchmark.tasks import get_task
+    from benchmark.tasks.evaluation import build_evaluator
 
     workdir = Path(workdir)
     out = {"images": num_images, "repeats": repeats}
@@ -528,7 +530,7 @@ def eval_figures(workdir, *, num_images=300, repeats=3, progress=None) -> dict:
         times = []
         for _ in range(repeats):
             pascal_voc_evaluation.parse_rec.cache_clear()  # every run parses its XML, as a real run does
-            t, res = timed_evaluation(build_evaluator("voc07", test, distributed=False), dicts, preds)
+            t, res = timed_evaluation(build_evaluator(get_task("voc07"), test, distributed=False), dicts, preds)
             times.append(t)
         out["voc_s"] = _median(times)
         out["voc_spread_s"] = _spread(times)
@@ -548,7 +550,7 @@ def eval_figures(workdir, *, num_images=300, repeats=3, progress=None) -> dict:
         with _quiet():  # loaded once per implementation, untimed (the suite's evaluator: in its constructor)
             gt = {"pycocotools": COCO(meta.json_file), "faster": faster[0](meta.json_file) if faster else None}
         runs = {"pycocotools": lambda: cocoeval_run(gt["pycocotools"], COCOeval, results),
-                "suite": lambda: timed_evaluation(build_evaluator("coco", test, distributed=False), dicts, preds)}
+                "suite": lambda: timed_evaluation(build_evaluator(get_task("coco"), test, distributed=False), dicts, preds)}
         if faster:
             runs["faster"] = lambda: cocoeval_run(gt["faster"], faster[1], results)
         times, numbers = {name: [] for name in runs}, {}

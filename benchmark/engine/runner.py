@@ -241,7 +241,7 @@ def _run_one(job: Job) -> dict:
         return time.perf_counter() - start
 
     with _run_logging(job.record_dir, rank):
-        cfg = _with_registered_datasets(job.cfg, register_datasets(job.task, job.data_root))
+        cfg = _with_registered_datasets(job.cfg, register_datasets(get_task(job.task), job.data_root))
         seed_all_rng(job.seed + rank)  # per-rank augmentation streams, reproducible per trial
         if rank == 0:
             _remove_stale_temporaries(job.output_dir)
@@ -419,7 +419,7 @@ def prepare(opts):
         except (OSError, ValueError) as exc:
             raise RunError(f"synthetic {task.data_format} dataset for --smoke: {exc}") from None
     else:
-        from benchmark.data import default_data_root
+        from benchmark.env import default_data_root
 
         data_root = default_data_root()
     try:

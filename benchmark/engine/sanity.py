@@ -5,7 +5,8 @@ handling and official evaluator, the weights converted by benchmark.weights -- w
 of ONE overlay per family (configs/sanity/<family>.yaml: image size, ROIs per image, iterations,
 LR; nothing else) and ONE data set per family (`CHECKS`): a few synthetic images of large,
 distinctive objects written in the dataset's real on-disk format (benchmark.data.synthetic,
-sanity=True), whose test split holds the training images again. Fine-tuned on them and evaluated
+sanity=True), whose test split holds the training images again (the rule is
+benchmark.data.synthetic.test_split_copies_training). Fine-tuned on them and evaluated
 on them, the task's metric must reach the family's threshold; a class id off by one, boxes in the
 wrong format or label PNGs with shifted ids keep it far below (tests/learning proves each).
 The tests and the CLI use this module alone, so what CI checks is what a user runs.
@@ -30,7 +31,7 @@ class SanityCheck:
     overlay: str  # file under configs/sanity/
     metric: str  # "group/name" of the task's evaluator
     threshold: float  # the check passes at metric >= threshold
-    num_images: int  # training images; the test split holds the same images again
+    num_images: int  # training images (the test split holds them again: benchmark.data.synthetic)
     image_size: tuple  # (height, width)
     chance: str  # why the threshold cannot be reached by chance (said in the test and the deviation)
 
@@ -69,11 +70,7 @@ class SanityError(ConfigError):
 
 
 def check_for(task) -> SanityCheck:
-    """The learning check of `task` (a Task or a task name): its family's."""
-    if isinstance(task, str):
-        from benchmark.tasks import get_task
-
-        task = get_task(task)
+    """The learning check of `task` (a Task): its family's."""
     return CHECKS[task.data_format]
 
 
@@ -87,10 +84,10 @@ def write_data(task, root=None) -> Path:
         from benchmark.weights.download import cache_dir
 
         root = cache_dir() / "synthetic" / f"sanity-{check.family}"
-    from benchmark.data.synthetic import write_synthetic
+    from benchmark.data import get_family
 
-    return write_synthetic(check.family, root, num_train=check.num_images, num_test=check.num_images,
-                           image_size=check.image_size, sanity=True)
+    return get_family(check.family).write_synthetic(root, num_train=check.num_images, image_size=check.image_size,
+                                                    sanity=True)
 
 
 def overlay_pairs(task) -> list:
@@ -150,17 +147,19 @@ def run_sanity(opts) -> int:
     """The --sanity command: run (runner.run), then print each trial's score and verdict; the exit status."""
     from benchmark.engine import runner
     from benchmark.records import results
+    from benchmark.tasks import get_task
 
     jobs = runner.prepare(opts)  # RunError propagates (bad input: exit 1); run() prepares again, cached
     rc = runner.run(opts)
-    check = check_for(opts.task)
+    task = get_task(opts.task)  # known: prepare() resolved it
+    check = check_for(task)
     passed_all = rc == 0
     for job in jobs:
         try:
             record = results.read_record(job.output_dir / results.RECORD_NAME)
         except results.RecordError:
             record = None
-        score, passed = score_of(record, opts.task)
+        score, passed = score_of(record, task)
         shown = "none (the run failed)" if score is None else f"{score:.1f}"
         verdict = "PASS" if passed else "FAIL"
         print(f"sanity {opts.task} trial {job.trial}: {check.metric} = {shown} (threshold {check.threshold:g}): "

@@ -2,7 +2,7 @@
 
 A task names its config (under configs/), its datasets, its dataset family (which gives the
 evaluator) and the metrics it reports. The protocol values themselves live in the config files
-and are pinned by tests/tasks/test_config.py against DESIGN.md; where each comes from is in their
+and are pinned by tests/tasks/test_config.py against the protocol facts; where each comes from is in their
 [tags] (benchmark/configs/sources.yaml), and a task's `assumptions` are read from those tags.
 """
 import fnmatch
@@ -18,8 +18,8 @@ class Task:
     config: str  # path under configs/
     train: tuple  # protocol dataset names (voc_2007_trainval); registered per data root under names of ours
     test: tuple
-    # Its dataset family (benchmark.data.families): "voc" | "coco" | "cityscapes". The family says
-    # where the datasets live, how they are registered, validated, synthesized and evaluated.
+    # Its dataset family (benchmark.data.families.FAMILIES): "voc" | "coco" | "cityscapes" | "imagenet".
+    # The family says where the datasets live, how they are registered, validated, synthesized and evaluated.
     data_format: str
     primary_metric: str  # "group/metric" in the run record's metrics
     metrics: tuple  # every "group/metric" the task reports, primary first

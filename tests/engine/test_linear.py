@@ -13,6 +13,7 @@ import torch
 
 from benchmark.engine import runner
 from benchmark.records import results
+from benchmark.tasks import get_task
 from tests.helpers import tool
 
 
@@ -50,7 +51,7 @@ def _trainer(work, data_root, *opts):
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, cfg.SEED = str(weights.path), str(work.root / "direct"), 0
-    cfg = _with_registered_datasets(cfg, register_datasets("imagenet_linear", data_root))
+    cfg = _with_registered_datasets(cfg, register_datasets(get_task("imagenet_linear"), data_root))
     seed_all_rng(0)  # the linear layer's initialisation, as the runner seeds it; else it follows test order
     return LinearTrainer(cfg)
 
@@ -58,7 +59,6 @@ def _trainer(work, data_root, *opts):
 # ----------------------------------------------------------------------------- units (fast)
 
 def test_the_protocol_is_main_lincls():
-    from benchmark.tasks import get_task
     from benchmark.tasks.config import protocol_config
 
     cfg = protocol_config(get_task("imagenet_linear"))
@@ -92,7 +92,7 @@ def test_the_model_normalizes_as_torchvision_and_trains_only_the_linear_layer():
 
 
 def test_the_evaluator_counts_top1_and_top5():
-    from benchmark.tasks.classification import ClassificationEvaluator
+    from benchmark.data.evaluators import ClassificationEvaluator
 
     logits = torch.tensor([[9.0, 1, 2, 3, 4, 5, 6], [0.0, 9, 8, 7, 6, 5, 4], [0.0, 1, 2, 3, 4, 5, 6]])
     labels = torch.tensor([0, 5, 0])  # right; 5th highest: in the top 5 only; lowest: in neither
@@ -106,7 +106,7 @@ def test_each_epochs_order_and_crops_are_a_function_of_seed_and_epoch(tmp_path):
     from detectron2.config import CfgNode
 
     from benchmark.data import write_synthetic
-    from benchmark.data.validate import imagefolder_files
+    from benchmark.data.imagenet import imagefolder_files
     from benchmark.engine.linear import EpochLoader, ImageSplit, train_transform
 
     root = write_synthetic("imagenet", tmp_path, num_train=12, num_test=4)
@@ -293,13 +293,13 @@ def test_the_learning_check_passes(work, tmp_path, capsys):
     """--sanity: 8 synthetic images of 4 colour classes, trained and evaluated on (benchmark.engine.sanity)."""
     from benchmark.engine import sanity
 
-    check = sanity.check_for("imagenet_linear")
+    check = sanity.check_for(get_task("imagenet_linear"))
     out = tmp_path / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCHMARK_CACHE", str(work.cache))
         rc = _cli("--task", "imagenet_linear", "--weights", work.ckpt, "--sanity", "--output", out)
     record = results.read_record(out / "trial_0" / "results.json")
-    score, passed = sanity.score_of(record, "imagenet_linear")
+    score, passed = sanity.score_of(record, get_task("imagenet_linear"))
     print(f"imagenet_linear sanity: {check.metric} = {score} (threshold {check.threshold}; {check.chance})")
     assert rc == 0 and passed and record["kind"] == "sanity" and record["iterations"] == 30
     assert "PASS" in capsys.readouterr().out

@@ -14,6 +14,7 @@ evaluator reads the test split's correct files (the same images).
 Why the thresholds cannot be passed by chance: see SanityCheck.chance of each family
 (benchmark.engine.sanity.CHECKS); the injected-bug runs below show how far a wrong label falls.
 """
+import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from PIL import Image
 
 from benchmark.engine import sanity
 from benchmark.records import results
+from benchmark.tasks import get_task
 from tests.helpers import tool
 
 
@@ -40,7 +42,7 @@ def sanity_run(tmp_path, task, weights, data_root=None):
         args += ["--data-root", str(data_root)]
     rc = tool("run_transfer")(args)
     record = results.read_record(out / "trial_0" / results.RECORD_NAME)
-    score, _ = sanity.score_of(record, task)
+    score, _ = sanity.score_of(record, get_task(task))
     return rc, score, record
 
 
@@ -49,7 +51,7 @@ def sanity_run(tmp_path, task, weights, data_root=None):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["voc07", "coco", "cityscapes"])
 def test_learning_check_passes(task, tmp_path, initialised_r50, capsys):
-    check = sanity.check_for(task)
+    check = sanity.check_for(get_task(task))
     rc, score, record = sanity_run(tmp_path, task, initialised_r50)
     printed = capsys.readouterr().out
     print(f"learning check {task}: {check.metric} = {score} in {record['duration_s']:.0f} s")  # pytest -rP shows it
@@ -62,7 +64,7 @@ def test_learning_check_passes(task, tmp_path, initialised_r50, capsys):
 
 
 def sanity_iterations(task):
-    pairs = sanity.overlay_pairs(task)
+    pairs = sanity.overlay_pairs(get_task(task))
     return int(pairs[pairs.index("SOLVER.MAX_ITER") + 1])
 
 
@@ -96,16 +98,16 @@ def shift_voc_class_ids(root):
 def voc_boxes_as_xywh(monkeypatch):
     """Bug: the training dataset's boxes are x, y, width, height where detectron2's XYXY_ABS is expected.
 
-    Injected in our dataset registration (benchmark.data.register), not in the files: written into
-    the XML, the bug leaves boxes outside the image or empty, which the dataset check refuses before
-    any training (benchmark.data.validate) -- a good catch, but not the learning check's.
+    Injected in our dataset registration (the voc family's `register_split`), not in the files: written
+    into the XML, the bug leaves boxes outside the image or empty, which the dataset check refuses
+    before any training (benchmark.data.voc.check) -- a good catch, but not the learning check's.
     """
     from detectron2.data import DatasetCatalog
     from detectron2.data.datasets.pascal_voc import CLASS_NAMES, load_voc_instances
 
-    from benchmark.data import register
+    from benchmark.data import families, voc
 
-    correct = register.register_voc
+    correct = voc.register
 
     def register_voc(registered, *, dirname, split, year):
         correct(registered, dirname=dirname, split=split, year=year)  # the metadata the evaluator reads
@@ -123,7 +125,7 @@ def voc_boxes_as_xywh(monkeypatch):
         DatasetCatalog.remove(registered)
         DatasetCatalog.register(registered, load)
 
-    monkeypatch.setattr(register, "register_voc", register_voc)
+    monkeypatch.setattr(families, "FAMILIES", {**families.FAMILIES, "voc": dataclasses.replace(voc.FAMILY, register_split=register_voc)})
 
 
 def shift_cityscapes_train_ids(root):
@@ -147,8 +149,8 @@ BUGS = {
 @pytest.mark.parametrize("bug", list(BUGS))
 def test_learning_check_fails_on_an_injected_bug(bug, tmp_path, initialised_r50, capsys, monkeypatch):
     task, inject = BUGS[bug]
-    check = sanity.check_for(task)
-    data = sanity.write_data(task, tmp_path / "data")  # the check's own data; the run reuses it as it is
+    check = sanity.check_for(get_task(task))
+    data = sanity.write_data(get_task(task), tmp_path / "data")  # the check's own data; the run reuses it as it is
     if inject is voc_boxes_as_xywh:  # in the registration, not the files
         inject(monkeypatch)
     else:
