@@ -4,12 +4,15 @@ import json
 import os
 import platform
 import sys
+from pathlib import Path
+
+COCO_EVAL_BACKENDS = ("pycocotools", "detectron2")
 
 
 def has_compiled_ops() -> bool:
     """Whether detectron2's compiled extension (`detectron2._C`) is installed.
 
-    Without it (detectron2 installed from its Python sources, see DESIGN.md) every registered
+    Without it (detectron2 installed from its Python sources, see README.md) every registered
     task still runs: detectron2 imports fine and its evaluators fall back to pycocotools. The
     suite asks, it never replaces the module.
     """
@@ -19,14 +22,33 @@ def has_compiled_ops() -> bool:
         return False
 
 
+def default_data_root() -> Path:
+    """`$DETECTRON2_DATASETS` when set, else `datasets/` in the working directory (detectron2's rule)."""
+    return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
+
+
+def coco_eval_backend() -> str:
+    """The COCO evaluation backend in use: "pycocotools" | "detectron2" (for run records).
+
+    pycocotools (the official implementation) by default; detectron2's compiled fast evaluation
+    (same numbers, faster) with `BENCHMARK_COCO_EVAL=detectron2` where the compiled ops are installed.
+    The coco family passes the choice to `COCOEvaluator(use_fast_impl=...)`.
+    """
+    choice = os.environ.get("BENCHMARK_COCO_EVAL") or "pycocotools"
+    if choice not in COCO_EVAL_BACKENDS:
+        raise ValueError(f"unknown COCO evaluation backend BENCHMARK_COCO_EVAL={choice!r}; choose one of "
+                         f"{', '.join(COCO_EVAL_BACKENDS)}")
+    if choice == "detectron2" and not has_compiled_ops():
+        raise ValueError("BENCHMARK_COCO_EVAL=detectron2 needs detectron2's compiled ops, absent here; "
+                         "unset it to evaluate with pycocotools")
+    return choice
+
+
 def environment() -> dict:
     """Versions and devices, as recorded in every run record and printed by `python -m benchmark.env`."""
     import detectron2
     import torch
     import torchvision
-
-    from benchmark.data import default_data_root
-    from benchmark.tasks.evaluation import coco_eval_backend
 
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {

@@ -104,7 +104,7 @@ def synthetic_data(task, root, num_train=8, num_test=4, image_size=(256, 320)) -
 
     path = write_synthetic(get_task(task).data_format, Path(root), num_train=num_train, num_test=num_test,
                            image_size=image_size)
-    return register_datasets(task, path)
+    return register_datasets(get_task(task), path)
 
 
 def synthetic_weights(workdir):

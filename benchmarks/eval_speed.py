@@ -132,6 +132,7 @@ def voc_figures(workdir, num_images, repeats) -> dict:
     from detectron2.data import DatasetCatalog
     from detectron2.evaluation import pascal_voc_evaluation
 
+    from benchmark.tasks import get_task
     from benchmark.tasks.evaluation import build_evaluator
 
     test = synthetic_data("voc07", Path(workdir) / "eval_voc", num_train=2, num_test=num_images,
@@ -141,7 +142,7 @@ def voc_figures(workdir, num_images, repeats) -> dict:
     times = []
     for _ in range(repeats):
         pascal_voc_evaluation.parse_rec.cache_clear()  # every run parses its XML, as a real run does
-        t, res = timed_evaluation(build_evaluator("voc07", test, distributed=False), dicts, preds)
+        t, res = timed_evaluation(build_evaluator(get_task("voc07"), test, distributed=False), dicts, preds)
         times.append(t)
     return {"voc_s": median(times), "voc_spread_s": spread(times),
             "voc_detections": int(sum(len(p) for p in preds)), "voc_AP50": float(res["bbox"]["AP50"])}
@@ -154,7 +155,9 @@ def coco_figures(workdir, num_images, repeats, progress=None) -> dict:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from benchmark.tasks.evaluation import build_evaluator, coco_eval_backend
+    from benchmark.env import coco_eval_backend
+    from benchmark.tasks import get_task
+    from benchmark.tasks.evaluation import build_evaluator
 
     out = {}
     test = synthetic_data("coco", Path(workdir) / "eval_coco", num_train=2, num_test=num_images,
@@ -170,7 +173,7 @@ def coco_figures(workdir, num_images, repeats, progress=None) -> dict:
     with quiet_stdout():  # loaded once per implementation, untimed (the suite's evaluator: in its constructor)
         gt = {"pycocotools": COCO(meta.json_file), "faster": faster[0](meta.json_file) if faster else None}
     runs = {"pycocotools": lambda: cocoeval_run(gt["pycocotools"], COCOeval, results),
-            "suite": lambda: timed_evaluation(build_evaluator("coco", test, distributed=False), dicts, preds)}
+            "suite": lambda: timed_evaluation(build_evaluator(get_task("coco"), test, distributed=False), dicts, preds)}
     if faster:
         runs["faster"] = lambda: cocoeval_run(gt["faster"], faster[1], results)
     times, numbers = {name: [] for name in runs}, {}

@@ -1,40 +1,33 @@
-"""Datasets: the families (VOC, COCO, Cityscapes), registration by root, layout checks, synthetic data.
+"""Datasets, one module per family: layout, registration with detectron2, layout check, synthetic data, evaluator.
 
-    families.py   DatasetFamily per family, get_family, registered_name (pure Python)
-    register.py   register_datasets(task, root) -> {protocol name: registered name} (detectron2)
-    validate.py   validate_layout(task, root), DatasetLayoutError
-    synthetic.py  write_synthetic(data_format, root, ...)
+    families.py    FAMILIES (the registry), get_family, registered_name, and what is done to a task's
+                   datasets: task_datasets, register_datasets, validate_layout; write_synthetic by name
+    family.py      the DatasetFamily type (layouts, paths, register/validate/write/evaluate one dataset),
+                   protocol_name
+    voc.py         PASCAL VOC 2007/2012: its layout, registration, check, synthetic writer, evaluator
+    coco.py        COCO 2017 instances: the same
+    cityscapes.py  Cityscapes fine semantic segmentation: the same
+    imagenet.py    ImageNet as an ImageFolder (the linear readoff): the same
+    checks.py      DatasetLayoutError and the file, JSON and image checks the families share
+    drawing.py     the seeded textures and class-styled shapes the synthetic writers share
+    synthetic.py   writing a family's synthetic tree under a root safely, once; the learning-check rule
+    evaluators.py  the evaluator classes of ours the families build (Cityscapes mIoU, classification)
 
-Importing this package imports neither torch nor detectron2: `register_datasets`,
-`validate_layout`, `write_synthetic` and `DatasetLayoutError` are loaded from their modules on
-first use.
+Importing this package imports neither torch nor detectron2: the families' modules import
+detectron2 inside the functions that need it, and evaluators.py is imported when an evaluator is built.
 """
-import importlib
-import os
-from pathlib import Path
-
-from benchmark.data.families import (  # noqa: F401
+from benchmark.data.checks import DatasetLayoutError
+from benchmark.data.families import (
     FAMILIES,
-    DatasetFamily,
+    family_of_dataset,
     get_family,
-    protocol_name,
+    register_datasets,
     registered_name,
     task_datasets,
+    validate_layout,
+    write_synthetic,
 )
+from benchmark.data.family import DatasetFamily, protocol_name
 
-
-def default_data_root() -> Path:
-    """`$DETECTRON2_DATASETS` when set, else `datasets/` in the working directory (detectron2's rule)."""
-    return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
-
-
-_LAZY = {"register_datasets": "register", "write_synthetic": "synthetic",
-         "validate_layout": "validate", "DatasetLayoutError": "validate"}
-__all__ = ["default_data_root", "FAMILIES", "DatasetFamily", "get_family", "protocol_name", "registered_name",
-           "task_datasets", *_LAZY]
-
-
-def __getattr__(name):  # PEP 562: the heavy modules load when a name of theirs is first used
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"benchmark.data.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["FAMILIES", "DatasetFamily", "DatasetLayoutError", "family_of_dataset", "get_family", "protocol_name",
+           "register_datasets", "registered_name", "task_datasets", "validate_layout", "write_synthetic"]

@@ -204,7 +204,8 @@ def synthetic_root(task) -> Path:
 def _data_root(task, opts: Options) -> Path:
     """The data root of the run, its layout checked: the learning check's and --smoke's synthetic data are
     written here (once) unless --data-root is given; else $DETECTRON2_DATASETS or datasets/."""
-    from benchmark.data import DatasetLayoutError, default_data_root, validate_layout
+    from benchmark.data import DatasetLayoutError, validate_layout
+    from benchmark.env import default_data_root
 
     if opts.kind is RunKind.SANITY:
         from benchmark.engine.sanity import write_data

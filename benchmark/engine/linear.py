@@ -42,11 +42,12 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from benchmark.data.evaluators import ClassificationEvaluator
 from benchmark.engine.checkpointer import SafeCheckpointer
 from benchmark.engine.hooks import NonFiniteGuard
 from benchmark.engine.sampler import derived_seed
 from benchmark.fileio import atomic_write
-from benchmark.tasks.classification import ClassificationEvaluator
+from benchmark.tasks.classification import LinearClassifier  # noqa: F401  (registers the model build_model names)
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ handling and official evaluator, the weights converted by benchmark.weights -- w
 of ONE overlay per family (configs/sanity/<family>.yaml: image size, ROIs per image, iterations,
 LR; nothing else) and ONE data set per family (`CHECKS`): a few synthetic images of large,
 distinctive objects written in the dataset's real on-disk format (benchmark.data.synthetic,
-sanity=True), whose test split holds the training images again. Fine-tuned on them and evaluated
+sanity=True), whose test split holds the training images again (the rule is
+benchmark.data.synthetic.test_split_copies_training). Fine-tuned on them and evaluated
 on them, the task's metric must reach the family's threshold; a class id off by one, boxes in the
 wrong format or label PNGs with shifted ids keep it far below (tests/learning proves each).
 The tests and the CLI (benchmark.cli.run_transfer, which prints the verdict) use this module alone,
@@ -31,7 +32,7 @@ class SanityCheck:
     overlay: str  # file under configs/sanity/
     metric: str  # "group/name" of the task's evaluator
     threshold: float  # the check passes at metric >= threshold
-    num_images: int  # training images; the test split holds the same images again
+    num_images: int  # training images (the test split holds them again: benchmark.data.synthetic)
     image_size: tuple  # (height, width)
     chance: str  # why the threshold cannot be reached by chance (said in the test and the deviation)
 
@@ -84,10 +85,10 @@ def write_data(task, root=None) -> Path:
         from benchmark.weights.download import cache_dir
 
         root = cache_dir() / "synthetic" / f"sanity-{check.family}"
-    from benchmark.data.synthetic import write_synthetic
+    from benchmark.data import get_family
 
-    return write_synthetic(check.family, root, num_train=check.num_images, num_test=check.num_images,
-                           image_size=check.image_size, sanity=True)
+    return get_family(check.family).write_synthetic(root, num_train=check.num_images, image_size=check.image_size,
+                                                    sanity=True)
 
 
 def overlay_pairs(task) -> list:

@@ -120,9 +120,11 @@ class Trainer(TrainerBase):
     @classmethod
     def build_evaluators(cls, cfg):
         from benchmark.data import protocol_name
+        from benchmark.tasks import get_task
         from benchmark.tasks.evaluation import build_evaluator
 
-        return [build_evaluator(cfg.BENCHMARK.TASK, name, os.path.join(cfg.OUTPUT_DIR, "inference", protocol_name(name)),
+        task = get_task(cfg.BENCHMARK.TASK)
+        return [build_evaluator(task, name, os.path.join(cfg.OUTPUT_DIR, "inference", protocol_name(name)),
                                 distributed=True) for name in cfg.DATASETS.TEST]
 
     @classmethod

@@ -1,4 +1,4 @@
-"""The linear readoff's model and evaluator (imagenet_linear), registered with detectron2 on import.
+"""The linear readoff's model (imagenet_linear), registered with detectron2 on import.
 
 RULE (frozen backbone, MoCo's main_lincls.py): only the linear layer learns. The backbone is
 detectron2's ResNet (`build_resnet_backbone`, so converted weights load through the suite's
@@ -15,14 +15,13 @@ style checkpoint these are RGB and torchvision's mean/std x 255, which is exactl
 
 A batch is a dict {"image": N x 3 x H x W uint8 tensor, "label": N int64 tensor}
 (benchmark.engine.linear's loaders); in training the model returns {"loss_cls": cross entropy},
-in eval the N x NUM_CLASSES logits.
+in eval the N x NUM_CLASSES logits, which the imagenet family's evaluator scores
+(benchmark.data.evaluators.ClassificationEvaluator).
 """
 import torch
 import torch.nn.functional as F
-from detectron2.evaluation import DatasetEvaluator
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, build_resnet_backbone
-from detectron2.utils import comm
 from torch import nn
 
 
@@ -70,46 +69,3 @@ class LinearClassifier(nn.Module):
             labels = batch["label"].to(self.device, non_blocking=True)
             return {"loss_cls": F.cross_entropy(logits, labels)}
         return logits
-
-
-def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list:
-    """How many of the N labels are among the k highest logits, for each k (k capped at the class count)."""
-    labels = labels.to(logits.device)
-    k_max = min(max(ks), logits.shape[1])
-    top = logits.topk(k_max, dim=1).indices
-    hits = top.eq(labels.view(-1, 1))
-    return [int(hits[:, : min(k, k_max)].any(dim=1).sum()) for k in ks]
-
-
-class ClassificationEvaluator(DatasetEvaluator):
-    """Top-1 and top-5 accuracy (percent) over every image the processes saw: {"cls": {"top1", "top5"}}.
-
-    Each process counts its own share (benchmark.engine.linear shards the test set without repeats),
-    and the counts are summed over processes, so every image counts once. With fewer than 5 classes,
-    top-5 is top-(number of classes), i.e. 100.
-    """
-
-    def __init__(self, distributed: bool = True):
-        self.distributed = distributed
-        self.reset()
-
-    def reset(self):
-        self.counts = [0, 0, 0]  # top-1 hits, top-5 hits, images
-
-    def process(self, inputs, outputs):
-        top1, top5 = topk_correct(outputs, inputs["label"])
-        self.counts = [self.counts[0] + top1, self.counts[1] + top5, self.counts[2] + len(inputs["label"])]
-
-    def evaluate(self):
-        counts = self.counts
-        if self.distributed and comm.get_world_size() > 1:
-            counts = [sum(c) for c in zip(*comm.all_gather(counts))]
-        top1, top5, n = counts
-        if n == 0:
-            return {"cls": {"top1": None, "top5": None}}
-        return {"cls": {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}}
-
-
-def classification_evaluator(dataset_name, output_dir=None, distributed=True):
-    """The imagenet family's evaluator (benchmark.data.families); `output_dir` is not used."""
-    return ClassificationEvaluator(distributed=distributed)

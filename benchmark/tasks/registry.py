@@ -18,8 +18,8 @@ class Task:
     config: str  # path under configs/
     train: tuple  # protocol dataset names (voc_2007_trainval); registered per data root under names of ours
     test: tuple
-    # Its dataset family (benchmark.data.families): "voc" | "coco" | "cityscapes". The family says
-    # where the datasets live, how they are registered, validated, synthesized and evaluated.
+    # Its dataset family (benchmark.data.families.FAMILIES): "voc" | "coco" | "cityscapes" | "imagenet".
+    # The family says where the datasets live, how they are registered, validated, synthesized and evaluated.
     data_format: str
     primary_metric: str  # "group/metric" in the run record's metrics
     metrics: tuple  # every "group/metric" the task reports, primary first

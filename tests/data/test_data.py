@@ -122,7 +122,7 @@ def test_unknown_dataset_name_is_refused():
 
 
 def test_voc_registered_under_root(root):
-    validate_layout("voc0712", root)
+    validate_layout(get_task("voc0712"), root)
     names = register_datasets(get_task("voc0712"), root)
     protocol = ["voc_2007_trainval", "voc_2012_trainval", "voc_2007_test"]
     assert names == {n: registered_name(n, root) for n in protocol} and list(names) == protocol
@@ -138,8 +138,8 @@ def test_voc_registered_under_root(root):
 
 
 def test_coco_registered_under_root(root):
-    validate_layout("coco", root)
-    names = register_datasets("coco", root)
+    validate_layout(get_task("coco"), root)
+    names = register_datasets(get_task("coco"), root)
     for split, n in (("train", 6), ("val", 3)):
         data = json.loads((root / f"coco/annotations/instances_{split}2017.json").read_text())
         assert _count(names[f"coco_2017_{split}"]) == (n, len(data["annotations"]))
@@ -153,8 +153,8 @@ def test_coco_registered_under_root(root):
 
 
 def test_cityscapes_registered_under_root(root):
-    validate_layout("cityscapes", root)
-    names = register_datasets("cityscapes", root)
+    validate_layout(get_task("cityscapes"), root)
+    names = register_datasets(get_task("cityscapes"), root)
     assert _count(names["cityscapes_fine_sem_seg_train"]) == (6, 0)
     assert _count(names["cityscapes_fine_sem_seg_val"]) == (3, 0)
     d = DatasetCatalog.get(names["cityscapes_fine_sem_seg_val"])[0]
@@ -167,22 +167,22 @@ def test_cityscapes_registered_under_root(root):
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_validates_and_registers_on_synthetic_data(root, task):
     validate_layout(get_task(task), root)
-    names = register_datasets(task, root)
+    names = register_datasets(get_task(task), root)
     assert list(names) == list(dict.fromkeys(get_task(task).train + get_task(task).test))
     for name in names.values():
         assert len(DatasetCatalog.get(name)) in (3, 6)
 
 
 def test_registration_is_idempotent(root):
-    first = register_datasets("coco", root)
+    first = register_datasets(get_task("coco"), root)
     loader = DatasetCatalog[first["coco_2017_val"]]  # the registered function itself
-    assert register_datasets("coco", root) == first
+    assert register_datasets(get_task("coco"), root) == first
     assert DatasetCatalog[first["coco_2017_val"]] is loader
 
 
 def test_two_roots_coexist(root, tmp_path):
     other = write_synthetic("coco", tmp_path, num_train=2, num_test=2)
-    here, there = register_datasets("coco", root), register_datasets("coco", other)
+    here, there = register_datasets(get_task("coco"), root), register_datasets(get_task("coco"), other)
     assert here["coco_2017_val"] != there["coco_2017_val"]
     assert _count(here["coco_2017_val"])[0] == 3 and _count(there["coco_2017_val"])[0] == 2
     assert MetadataCatalog.get(there["coco_2017_val"]).image_root == str(other / "coco/val2017")
@@ -199,7 +199,7 @@ def test_builtin_catalog_entries_are_untouched(root):
     assert metadata["voc_2007_trainval"]["dirname"] != str(root / "VOC2007")
     everything = set(DatasetCatalog)
     for task in TASKS:
-        register_datasets(task, root)
+        register_datasets(get_task(task), root)
     assert all(DatasetCatalog[n] is loaders[n] for n in BUILTIN)
     assert {n: MetadataCatalog.get(n).as_dict() for n in BUILTIN} == metadata
     added = set(DatasetCatalog) - everything
@@ -228,7 +228,7 @@ def test_missing_path_is_named(root, tmp_path, task, tops, missing):
     elif p.exists():
         p.unlink()  # (VOC2012 is simply not copied)
     with pytest.raises(DatasetLayoutError) as exc:
-        validate_layout(task, data)
+        validate_layout(get_task(task), data)
     msg = str(exc.value)
     assert f" {p} " in msg and "datasets.md" in msg and "\n" not in msg
     assert isinstance(exc.value, ValueError)
@@ -239,12 +239,12 @@ def test_missing_label_train_ids_says_how_to_make_them(root, tmp_path):
     for p in (data / "cityscapes/gtFine").rglob("*_labelTrainIds.png"):
         p.unlink()
     with pytest.raises(DatasetLayoutError, match="createTrainIdLabelImgs"):
-        validate_layout("cityscapes", data)
+        validate_layout(get_task("cityscapes"), data)
 
 
 def test_missing_root(tmp_path):
     with pytest.raises(DatasetLayoutError, match=f"data root {tmp_path / 'nope'} does not exist"):
-        validate_layout("voc07", tmp_path / "nope")
+        validate_layout(get_task("voc07"), tmp_path / "nope")
 
 
 def test_corrupt_xml_is_named(root, tmp_path):
@@ -252,7 +252,7 @@ def test_corrupt_xml_is_named(root, tmp_path):
     xml = data / "VOC2007/Annotations/000002.xml"
     xml.write_text(xml.read_text()[:150])
     with pytest.raises(DatasetLayoutError, match=f"corrupt annotation .*{xml}"):
-        validate_layout("voc07", data)
+        validate_layout(get_task("voc07"), data)
 
 
 def test_unknown_voc_class_is_named(root, tmp_path):
@@ -262,7 +262,7 @@ def test_unknown_voc_class_is_named(root, tmp_path):
     name = text.split("<name>")[1].split("</name>")[0]
     xml.write_text(text.replace(f"<name>{name}</name>", "<name>unicorn</name>", 1))
     with pytest.raises(DatasetLayoutError, match=f"unknown class 'unicorn' {xml}"):
-        validate_layout("voc07", data)
+        validate_layout(get_task("voc07"), data)
 
 
 def test_corrupt_json_is_named(root, tmp_path):
@@ -270,19 +270,19 @@ def test_corrupt_json_is_named(root, tmp_path):
     js = data / "coco/annotations/instances_val2017.json"
     js.write_text(js.read_text()[:-10])
     with pytest.raises(DatasetLayoutError, match=f"corrupt JSON annotation file .*{js}"):
-        validate_layout("coco", data)
+        validate_layout(get_task("coco"), data)
 
 
 def test_big_truncated_json_is_caught_without_parsing(root, tmp_path, monkeypatch):
-    from benchmark.data import validate
+    from benchmark.data import checks
 
     data = _copy(root, tmp_path, "coco")
     js = data / "coco/annotations/instances_train2017.json"
-    monkeypatch.setattr(validate, "FULL_PARSE_MAX_BYTES", 100)
-    validate_layout("coco", data)  # intact: the ends are checked only
+    monkeypatch.setattr(checks, "FULL_PARSE_MAX_BYTES", 100)
+    validate_layout(get_task("coco"), data)  # intact: the ends are checked only
     js.write_text(js.read_text()[:-3])
     with pytest.raises(DatasetLayoutError, match=f"truncated.*{js}"):
-        validate_layout("coco", data)
+        validate_layout(get_task("coco"), data)
 
 
 def test_corrupt_polygons_json_is_named(root, tmp_path):
@@ -290,7 +290,7 @@ def test_corrupt_polygons_json_is_named(root, tmp_path):
     js = next((data / "cityscapes/gtFine/val").rglob("*_polygons.json"))
     js.write_text("{not json")
     with pytest.raises(DatasetLayoutError, match=f"corrupt JSON annotation file .*{js}"):
-        validate_layout("cityscapes", data)
+        validate_layout(get_task("cityscapes"), data)
 
 
 # ----------------------------------------------------------------------------- cheap content checks
@@ -299,29 +299,29 @@ def test_compressed_rle_counts_read_as_pycocotools_writes_them():
     import numpy as np
     from pycocotools import mask as mask_util
 
-    from benchmark.data.validate import _rle_counts
+    from benchmark.data.coco import rle_counts
 
     rng = np.random.default_rng(0)
     for h, w in ((128, 160), (7, 300), (1, 1)):
         m = np.asfortranarray((rng.random((h, w)) > 0.7).astype(np.uint8))
         rle = mask_util.encode(m)
-        runs = _rle_counts(rle["counts"].decode())
+        runs = rle_counts(rle["counts"].decode())
         assert sum(runs) == h * w
         assert sum(runs[1::2]) == int(m.sum())  # odd runs are the mask's pixels
-    assert _rle_counts("0a") is None and _rle_counts([3, -1]) is None and _rle_counts(5) is None
+    assert rle_counts("0a") is None and rle_counts([3, -1]) is None and rle_counts(5) is None
 
 
 def test_a_complete_image_with_trailing_bytes_passes_and_a_cut_one_is_named(tmp_path):
     from PIL import Image
 
-    from benchmark.data.validate import _check_image_complete
+    from benchmark.data.checks import check_image_complete
 
     for suffix in ("jpg", "png"):
         path = tmp_path / f"x.{suffix}"
         Image.new("RGB", (40, 30), (10, 200, 30)).save(path)
-        _check_image_complete("d", path)
+        check_image_complete("d", path)
         path.write_bytes(path.read_bytes() + b"\0" * 16)  # padding after the end marker: still complete
-        _check_image_complete("d", path)
+        check_image_complete("d", path)
         path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
         with pytest.raises(DatasetLayoutError, match=rf"dataset d: truncated image .* {path} "):
-            _check_image_complete("d", path)
+            check_image_complete("d", path)

@@ -9,8 +9,9 @@ from detectron2.data import DatasetCatalog
 from PIL import Image
 
 from benchmark.data import get_family, register_datasets, validate_layout, write_synthetic
-from benchmark.data.synthetic import imagenet_classes
-from benchmark.data.validate import DatasetLayoutError
+from benchmark.data.checks import DatasetLayoutError
+from benchmark.data.imagenet import synthetic_classes
+from benchmark.tasks import get_task
 from tests.helpers import tool
 
 
@@ -20,7 +21,7 @@ def root(module_tmp):
 
 
 def test_synthetic_tree_is_an_imagefolder_of_colour_classes(root):
-    classes = imagenet_classes(8)
+    classes = synthetic_classes(8)
     assert classes == ["n90000000", "n90000001", "n90000002", "n90000003"]
     for split, per_class in (("train", 3), ("val", 2)):
         assert sorted(p.name for p in (root / "imagenet" / split).iterdir()) == classes
@@ -43,18 +44,18 @@ def test_sanity_tree_copies_the_training_images_into_val(tmp_path):
 
 
 def test_registration_labels_index_the_training_classes(root):
-    names = register_datasets("imagenet_linear", root)
+    names = register_datasets(get_task("imagenet_linear"), root)
     assert list(names) == ["imagenet_train", "imagenet_val"]
     train, val = (DatasetCatalog.get(names[n]) for n in names)
     assert (len(train), len(val)) == (12, 8)
     for dicts in (train, val):
         for d in dicts:
-            assert d["file_name"].split("/")[-2] == imagenet_classes(8)[d["label"]]
+            assert d["file_name"].split("/")[-2] == synthetic_classes(8)[d["label"]]
     assert sorted({d["label"] for d in val}) == [0, 1, 2, 3]
 
 
 def test_the_synthetic_tree_validates(root):
-    validate_layout("imagenet_linear", root)
+    validate_layout(get_task("imagenet_linear"), root)
     assert get_family("imagenet").tops == ("imagenet",)
 
 
@@ -131,7 +132,7 @@ def test_a_bad_layout_is_refused_by_the_check_in_one_line(bad_root, case):
     damage, message = BAD[case]
     damage(bad_root)
     with pytest.raises(DatasetLayoutError) as exc:
-        validate_layout("imagenet_linear", bad_root)
+        validate_layout(get_task("imagenet_linear"), bad_root)
     text = str(exc.value)
     assert "\n" not in text and text.startswith(message.format(root=bad_root)), text
     assert text.endswith("(expected layout and preparation: see datasets.md)")

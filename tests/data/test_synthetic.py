@@ -11,8 +11,12 @@ import pytest
 from PIL import Image
 
 from benchmark.data import FAMILIES, get_family, write_synthetic
-from benchmark.data.synthetic import COCO_CATEGORY_IDS, VOC_CLASSES, class_style
+from benchmark.data.coco import CATEGORY_IDS as COCO_CATEGORY_IDS
+from benchmark.data.drawing import class_style
+from benchmark.data.voc import classes as voc_classes
 from tests.helpers import run_tool, tool
+
+VOC_CLASSES = voc_classes()
 
 
 def _tree_digest(root):

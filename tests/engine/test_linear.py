@@ -51,7 +51,7 @@ def _trainer(work, data_root, *opts):
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, cfg.SEED = str(weights.path), str(work.root / "direct"), 0
-    cfg = _with_registered_datasets(cfg, register_datasets("imagenet_linear", data_root))
+    cfg = _with_registered_datasets(cfg, register_datasets(get_task("imagenet_linear"), data_root))
     seed_all_rng(0)  # the linear layer's initialisation, as the runner seeds it; else it follows test order
     return LinearTrainer(cfg)
 
@@ -59,7 +59,6 @@ def _trainer(work, data_root, *opts):
 # ----------------------------------------------------------------------------- units (fast)
 
 def test_the_protocol_is_main_lincls():
-    from benchmark.tasks import get_task
     from benchmark.tasks.config import protocol_config
 
     cfg = protocol_config(get_task("imagenet_linear"))
@@ -93,7 +92,7 @@ def test_the_model_normalizes_as_torchvision_and_trains_only_the_linear_layer():
 
 
 def test_the_evaluator_counts_top1_and_top5():
-    from benchmark.tasks.classification import ClassificationEvaluator
+    from benchmark.data.evaluators import ClassificationEvaluator
 
     logits = torch.tensor([[9.0, 1, 2, 3, 4, 5, 6], [0.0, 9, 8, 7, 6, 5, 4], [0.0, 1, 2, 3, 4, 5, 6]])
     labels = torch.tensor([0, 5, 0])  # right; 5th highest: in the top 5 only; lowest: in neither
@@ -107,7 +106,7 @@ def test_each_epochs_order_and_crops_are_a_function_of_seed_and_epoch(tmp_path):
     from detectron2.config import CfgNode
 
     from benchmark.data import write_synthetic
-    from benchmark.data.validate import imagefolder_files
+    from benchmark.data.imagenet import imagefolder_files
     from benchmark.engine.linear import EpochLoader, ImageSplit, train_transform
 
     root = write_synthetic("imagenet", tmp_path, num_train=12, num_test=4)

@@ -14,6 +14,7 @@ evaluator reads the test split's correct files (the same images).
 Why the thresholds cannot be passed by chance: see SanityCheck.chance of each family
 (benchmark.engine.sanity.CHECKS); the injected-bug runs below show how far a wrong label falls.
 """
+import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -97,16 +98,16 @@ def shift_voc_class_ids(root):
 def voc_boxes_as_xywh(monkeypatch):
     """Bug: the training dataset's boxes are x, y, width, height where detectron2's XYXY_ABS is expected.
 
-    Injected in our dataset registration (benchmark.data.register), not in the files: written into
-    the XML, the bug leaves boxes outside the image or empty, which the dataset check refuses before
-    any training (benchmark.data.validate) -- a good catch, but not the learning check's.
+    Injected in our dataset registration (the voc family's `register_split`), not in the files: written
+    into the XML, the bug leaves boxes outside the image or empty, which the dataset check refuses
+    before any training (benchmark.data.voc.check) -- a good catch, but not the learning check's.
     """
     from detectron2.data import DatasetCatalog
     from detectron2.data.datasets.pascal_voc import CLASS_NAMES, load_voc_instances
 
-    from benchmark.data import register
+    from benchmark.data import families, voc
 
-    correct = register.register_voc
+    correct = voc.register
 
     def register_voc(registered, *, dirname, split, year):
         correct(registered, dirname=dirname, split=split, year=year)  # the metadata the evaluator reads
@@ -124,7 +125,7 @@ def voc_boxes_as_xywh(monkeypatch):
         DatasetCatalog.remove(registered)
         DatasetCatalog.register(registered, load)
 
-    monkeypatch.setattr(register, "register_voc", register_voc)
+    monkeypatch.setattr(families, "FAMILIES", {**families.FAMILIES, "voc": dataclasses.replace(voc.FAMILY, register_split=register_voc)})
 
 
 def shift_cityscapes_train_ids(root):

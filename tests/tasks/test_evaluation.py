@@ -20,15 +20,11 @@ from detectron2.structures import BitMasks, Boxes, BoxMode, Instances, PolygonMa
 from PIL import Image
 
 from benchmark.data import register_datasets, write_synthetic
-from benchmark.env import has_compiled_ops
+from benchmark.data.evaluators import CityscapesMIoUEvaluator
+from benchmark.env import coco_eval_backend, has_compiled_ops
+from benchmark.tasks import get_task
 from benchmark.tasks.errors import MAIN_ERRORS
-from benchmark.tasks.evaluation import (
-    CityscapesMIoUEvaluator,
-    DetectionErrorsEvaluator,
-    WithErrorAnalysis,
-    build_evaluator,
-    coco_eval_backend,
-)
+from benchmark.tasks.evaluation import DetectionErrorsEvaluator, WithErrorAnalysis, build_evaluator
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 ERROR_KEYS = MAIN_ERRORS + ("fp", "fn")
@@ -75,9 +71,9 @@ def root(module_tmp):
                                       ("coco", COCOEvaluator), ("coco_2x", COCOEvaluator),
                                       ("cityscapes", CityscapesMIoUEvaluator)])
 def test_build_evaluator_is_the_familys(root, tmp_path, task, cls):
-    test = register_datasets(task, root)
+    test = register_datasets(get_task(task), root)
     name = test[list(test)[-1]]
-    ev = build_evaluator(task, name, str(tmp_path), distributed=False)
+    ev = build_evaluator(get_task(task), name, str(tmp_path), distributed=False)
     if cls is CityscapesMIoUEvaluator:
         assert type(ev) is cls
         return
@@ -89,10 +85,10 @@ def test_build_evaluator_is_the_familys(root, tmp_path, task, cls):
 # ----------------------------------------------------------------------------- VOC
 
 def test_voc_ground_truth_scores_100(root):
-    name = register_datasets("voc07", root)["voc_2007_test"]
+    name = register_datasets(get_task("voc07"), root)["voc_2007_test"]
     dicts = DatasetCatalog.get(name)
     assert len({a["category_id"] for d in dicts for a in d["annotations"]}) == 20  # all classes present
-    ev = build_evaluator("voc07", name, None, distributed=False)
+    ev = build_evaluator(get_task("voc07"), name, None, distributed=False)
     res = _evaluate(ev, dicts, [_instances(d, masks=False) for d in dicts])
     assert res["bbox"] == {"AP": pytest.approx(100.0), "AP50": pytest.approx(100.0), "AP75": pytest.approx(100.0)}
     assert_errors(res)  # nothing lost to any error type
@@ -101,7 +97,10 @@ def test_voc_ground_truth_scores_100(root):
 def _hand_voc(tmp_path):
     """VOC2007 test: a 600x600 image with 4 dogs and one object of each other class, on a grid, and
     an empty image (detectron2's VOC loader cannot read a one-line image list)."""
-    from benchmark.data.synthetic import VOC_CLASSES, _voc_xml
+    from benchmark.data.voc import annotation_xml as _voc_xml
+    from benchmark.data.voc import classes
+
+    VOC_CLASSES = classes()
 
     dog = VOC_CLASSES.index("dog")
     classes = [dog] * 3 + list(range(20))
@@ -115,7 +114,7 @@ def _hand_voc(tmp_path):
     (d / "Annotations/000001.xml").write_text(_voc_xml("VOC2007", "000001.jpg", 600, 600, objects))
     (d / "Annotations/000002.xml").write_text(_voc_xml("VOC2007", "000002.jpg", 600, 600, []))
     (d / "ImageSets/Main/test.txt").write_text("000001\n000002\n")
-    name = register_datasets("voc07", tmp_path)["voc_2007_test"]
+    name = register_datasets(get_task("voc07"), tmp_path)["voc_2007_test"]
     return name, DatasetCatalog.get(name), dog
 
 
@@ -134,7 +133,7 @@ def test_voc_one_wrong_box_lowers_ap_by_the_expected_amount(tmp_path, wrong_scor
     i = next(k for k, a in enumerate(d["annotations"]) if a["category_id"] == dog)
     boxes[i] = [540.0, 500.0, 590.0, 590.0]  # empty corner: IoU 0 with every box
     scores[i] = wrong_score
-    ev = build_evaluator("voc07", name, None, distributed=False)
+    ev = build_evaluator(get_task("voc07"), name, None, distributed=False)
     res = _evaluate(ev, [d, empty], [_instances(d, boxes, scores, masks=False), _instances(empty, masks=False)])
     expected = (19 * 100 + 100 * dog_ap) / 20  # mean over the 20 classes, same at every IoU threshold
     for key in ("AP", "AP50", "AP75"):
@@ -150,9 +149,10 @@ def test_voc_one_wrong_box_lowers_ap_by_the_expected_amount(tmp_path, wrong_scor
 def test_voc_nothing_detected_leaves_the_miss_dap_undefined(root):
     # A model that detects nothing (a tiny smoke run may): TIDE's AP is 0, and with every object
     # missed and fixed away no class is left to average: NaN, which the run record keeps as null.
-    name = register_datasets("voc07", root)["voc_2007_test"]
+    name = register_datasets(get_task("voc07"), root)["voc_2007_test"]
     dicts = DatasetCatalog.get(name)
-    res = _evaluate(build_evaluator("voc07", name, None, distributed=False), dicts, [_instances(d, masks=False)[:0] for d in dicts])
+    ev = build_evaluator(get_task("voc07"), name, None, distributed=False)
+    res = _evaluate(ev, dicts, [_instances(d, masks=False)[:0] for d in dicts])
     assert {k for k, v in res["errors"].items() if np.isnan(v)} == {"miss", "fn"}
     assert all(res["errors"][k] == 0.0 for k in ("cls", "loc", "both", "dupe", "bkg", "fp"))
 
@@ -165,7 +165,7 @@ def test_voc_difficult_objects_are_ignored_by_the_error_analysis(tmp_path):
     assert d["annotations"][0]["category_id"] == dog
     boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]]
     keep = _instances(d, boxes, [0.9] * len(boxes), masks=False)[1:]  # no box for the difficult dog
-    res = _evaluate(build_evaluator("voc07", name, None, distributed=False), [d, empty], [keep, _instances(empty, masks=False)])
+    res = _evaluate(build_evaluator(get_task("voc07"), name, None, distributed=False), [d, empty], [keep, _instances(empty, masks=False)])
     assert res["bbox"]["AP50"] == pytest.approx(100.0)
     assert_errors(res)
 
@@ -181,12 +181,12 @@ def _size_expectation(areas):
 
 
 def test_coco_ground_truth_scores_100(root, tmp_path):
-    name = register_datasets("coco", root)["coco_2017_val"]
+    name = register_datasets(get_task("coco"), root)["coco_2017_val"]
     dicts = DatasetCatalog.get(name)
     areas = [a["area"] for a in json.loads((root / "coco/annotations/instances_val2017.json").read_text())["annotations"]]
     sizes = _size_expectation(areas)
     assert sizes["APs"] == sizes["APm"] == 100.0  # the synthetic val set spans sizes
-    ev = build_evaluator("coco", name, str(tmp_path), distributed=False)
+    ev = build_evaluator(get_task("coco"), name, str(tmp_path), distributed=False)
     res = _evaluate(ev, dicts, [_instances(d) for d in dicts])
     for task in ("bbox", "segm"):
         for key in ("AP", "AP50", "AP75"):
@@ -202,7 +202,7 @@ def test_coco_ground_truth_scores_100(root, tmp_path):
 
 def _hand_coco(tmp_path):
     """One 300x300 image: 3 dogs and 1 car, rectangles far apart."""
-    from benchmark.data.synthetic import coco_categories
+    from benchmark.data.coco import categories as coco_categories
 
     boxes = [(10, 10, 60, 50), (100, 10, 50, 60), (10, 100, 70, 40), (150, 150, 80, 80)]
     cats = [18, 18, 18, 3]
@@ -213,7 +213,7 @@ def _hand_coco(tmp_path):
             "images": [{"id": 1, "file_name": "000000000001.jpg", "height": 300, "width": 300}]}
     (tmp_path / "coco/annotations").mkdir(parents=True)
     (tmp_path / "coco/annotations/instances_val2017.json").write_text(json.dumps(data))
-    name = register_datasets("coco", tmp_path)["coco_2017_val"]
+    name = register_datasets(get_task("coco"), tmp_path)["coco_2017_val"]
     return name, DatasetCatalog.get(name)[0]
 
 
@@ -222,7 +222,7 @@ def test_coco_one_wrong_box_lowers_bbox_ap_only(tmp_path):
     boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]]
     boxes[0] = [250.0, 10.0, 290.0, 60.0]  # a dog box moved where nothing is: IoU 0
     scores = [0.5, 0.9, 0.9, 0.9]  # ... and ranked last
-    ev = build_evaluator("coco", name, str(tmp_path), distributed=False)
+    ev = build_evaluator(get_task("coco"), name, str(tmp_path), distributed=False)
     res = _evaluate(ev, [d], [_instances(d, boxes, scores)])
     # dog: recall reaches 2/3 at precision 1; COCO's 101 recall points 0, .01, ..., .66 (67 of
     # them) get precision 1, the rest 0. car: 100. AP is the mean over the two classes.
@@ -355,7 +355,7 @@ def _logits(train_ids):
 
 
 def _cityscapes_eval(name, dicts, preds):
-    ev = build_evaluator("cityscapes", name, None, distributed=False)
+    ev = build_evaluator(get_task("cityscapes"), name, None, distributed=False)
     ev.reset()
     for d, p in zip(dicts, preds):
         ev.process([d], [{"sem_seg": _logits(p)}])
@@ -363,7 +363,7 @@ def _cityscapes_eval(name, dicts, preds):
 
 
 def test_cityscapes_ground_truth_scores_miou_100(root):
-    name = register_datasets("cityscapes", root)["cityscapes_fine_sem_seg_val"]
+    name = register_datasets(get_task("cityscapes"), root)["cityscapes_fine_sem_seg_val"]
     dicts = DatasetCatalog.get(name)
     res = _cityscapes_eval(name, dicts, [_train_ids(d) for d in dicts])
     assert res["mIoU"] == res["IoU"] == pytest.approx(100.0)
@@ -373,7 +373,7 @@ def test_cityscapes_ground_truth_scores_miou_100(root):
 def test_cityscapes_miou_of_a_known_confusion(root):
     # Every "car" pixel predicted as "road": car IoU 0, road IoU |road| / (|road| + |car|), other
     # classes 100; mIoU is the mean over the classes that occur (cityscapesscripts skips the rest).
-    name = register_datasets("cityscapes", root)["cityscapes_fine_sem_seg_val"]
+    name = register_datasets(get_task("cityscapes"), root)["cityscapes_fine_sem_seg_val"]
     dicts = DatasetCatalog.get(name)
     gts = [_train_ids(d) for d in dicts]
     road, car = 0, 13
@@ -402,7 +402,7 @@ def _errors_on_ranks(root, out):
     """One rank of a 2-process (gloo) evaluation: each rank processes every other image."""
     from detectron2.utils import comm
 
-    name = register_datasets("voc07", root)["voc_2007_test"]
+    name = register_datasets(get_task("voc07"), root)["voc_2007_test"]
     dicts = DatasetCatalog.get(name)
     ev = DetectionErrorsEvaluator(name, voc_difficult=True)
     ev.reset()
@@ -421,7 +421,7 @@ def test_error_analysis_gathers_every_rank_on_rank_0(root, tmp_path):
 
     out = tmp_path / "errors.json"
     launch(_errors_on_ranks, 2, dist_url="auto", args=(str(root), str(out)))
-    name = register_datasets("voc07", root)["voc_2007_test"]
+    name = register_datasets(get_task("voc07"), root)["voc_2007_test"]
     dicts = DatasetCatalog.get(name)
     one = _evaluate(DetectionErrorsEvaluator(name, voc_difficult=True), dicts, [_imperfect(d) for d in dicts])
     assert json.loads(out.read_text()) == json.loads(json.dumps(one))

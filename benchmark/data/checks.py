@@ -1,0 +1,93 @@
+"""What every family's layout check shares: the error it raises and the file, JSON and image checks.
+
+detectron2's loaders fail late and obscurely (an `assert` deep in a dataloader worker, minutes
+into a run, or a `ValueError: 'cat' is not in list`). Each family's `check` (benchmark.data.voc,
+.coco, .cityscapes, .imagenet) walks what its loader will read and raises one `DatasetLayoutError`
+naming the first missing or corrupt path and pointing to datasets.md, where the expected trees
+are written out.
+
+RULE: what is cheap to check is checked before compute: every file exists; every image is
+complete (its JPEG/PNG end marker is there: a truncated file fails here naming it, not in a loader
+worker without a name); every annotation file has the shape its loader expects, its boxes and
+masks fit its images, and its categories are the task's (COCO: exactly detectron2's 80).
+Decoding pixels (label ids) is left to the run, where they are decoded anyway.
+"""
+import json
+import os
+from pathlib import Path
+
+DOC = "datasets.md"
+# A JSON annotation file bigger than this is checked for truncation only (its ends), not parsed:
+# parsing instances_train2017.json (448 MB) costs ~20 s and GBs of memory, and the loader parses it anyway.
+FULL_PARSE_MAX_BYTES = 64 << 20
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder or file is missing or unreadable; the message names it."""
+
+
+def fail(name, problem, path):
+    raise DatasetLayoutError(f"dataset {name}: {problem} {path} (expected layout and preparation: see {DOC})")
+
+
+def need_dir(name, path):
+    if not Path(path).is_dir():
+        fail(name, "missing folder", path)
+
+
+def need_file(name, path, what="missing file"):
+    if not Path(path).is_file():
+        fail(name, what, path)
+
+
+_JPEG_END, _PNG_END = b"\xff\xd9", b"IEND\xaeB`\x82"
+_TAIL = 1024  # bytes read from an image's end: its end marker lies there (trailing padding tolerated)
+
+
+def check_image_complete(name, path):
+    """An image file that is cut short fails here, naming it (two small reads, no decoding).
+
+    JPEG ends with the EOI marker FFD9, which entropy-coded data never holds (0xFF is stuffed), and
+    PNG with its IEND chunk; any other file must at least be an image PIL recognises.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - _TAIL))
+            tail = f.read()
+    except OSError as e:
+        fail(name, f"unreadable image ({e.strerror or e})", path)
+    if head.startswith(b"\xff\xd8"):
+        if _JPEG_END not in tail:
+            fail(name, "truncated image (its JPEG end marker is missing; copy or download the file again)", path)
+    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if _PNG_END not in tail:
+            fail(name, "truncated image (its PNG IEND chunk is missing; copy or download the file again)", path)
+    else:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, UnidentifiedImageError) as e:
+            fail(name, f"unreadable image ({type(e).__name__}: not an image PIL can read)", path)
+
+
+def check_json_file(name, path):
+    """Parse `path` (or, when huge, check its ends); return the parsed value or None."""
+    size = path.stat().st_size
+    if size > FULL_PARSE_MAX_BYTES:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip()
+            f.seek(max(0, size - 64))
+            tail = f.read().rstrip()
+        if not (head.startswith(b"{") and tail.endswith(b"}")):
+            fail(name, "corrupt (truncated?) JSON annotation file", path)
+        return None
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        fail(name, f"corrupt JSON annotation file ({e})", path)
