@@ -236,7 +236,7 @@ def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, 
     before = _flatten(cfg)
     _merge_pairs(cfg, opts, "command-line option")
     after = _flatten(cfg)
-    for key in opts[::2]:
+    for key in dict.fromkeys(opts[::2]):  # a key given twice (an overlay's, then the user's) is one deviation
         if after[key] != before[key] and key not in _SPLIT_KEYS:  # their effect is the world-size line
             deviations.append(f"{key}: {protocol.get(key)!r} in the protocol, {after[key]!r} from the command line")
     _check_values(cfg)

@@ -239,3 +239,11 @@ def test_ims_per_gpu_must_be_a_whole_number_of_at_least_one(value, capsys):
     with pytest.raises(SystemExit) as exc:
         parser().parse_args(["--ims-per-gpu", value])
     assert exc.value.code == 2 and f"expected a whole number >= 1, got '{value}'" in capsys.readouterr().err
+
+
+def test_a_key_given_twice_is_one_deviation_with_its_last_value():
+    """The learning check's overlay and then the user both set a key: the record lists it once, with the user's value."""
+    key = "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE"
+    cfg, deviations = build_config(get_task("voc07"), opts=[key, "16", key, "32"], device_memory_gb=None)
+    assert cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 32
+    assert [d for d in deviations if d.startswith(key)] == [f"{key}: 512 in the protocol, 32 from the command line"]
