@@ -11,7 +11,7 @@ from PIL import Image
 from benchmark.data import get_family, register_datasets, validate_layout, write_synthetic
 from benchmark.data.synthetic import imagenet_classes
 from benchmark.data.validate import DatasetLayoutError
-from tests.helpers import tool
+from tests.helpers.tools import tool
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from benchmark.data import FAMILIES, get_family, write_synthetic
 from benchmark.data.synthetic import COCO_CATEGORY_IDS, VOC_CLASSES, class_style
-from tests.helpers import run_tool, tool
+from tests.helpers.tools import run_tool, tool
 
 
 def _tree_digest(root):
