@@ -1,11 +1,10 @@
 """Shared fixtures: an isolated cache, synthetic checkpoints, a local HTTP server."""
 import functools
-import http.server
 import shutil
-import threading
-from pathlib import Path
 
 import pytest
+
+from tests.helpers.server import serve_files
 
 
 @pytest.fixture(autouse=True)
@@ -47,36 +46,11 @@ def synthetic_checkpoint(tmp_path_factory):
     return make
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves files from the server's folder; under /cut/ it announces the full length, sends
-    half the bytes and closes the connection (a download cut short)."""
-
-    def do_GET(self):
-        if not self.path.startswith("/cut/"):
-            return super().do_GET()
-        data = Path(self.directory, self.path[len("/cut/"):]).read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data[: len(data) // 2])
-        self.wfile.flush()
-        self.close_connection = True
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def http_server(tmp_path):
-    """(base_url, folder): files put in `folder` are served at base_url/NAME (and base_url/cut/NAME)."""
+    """(base_url, folder): files put in `folder` are served at base_url/NAME, cut short half-way at
+    base_url/cut/NAME, and stalling half-way (until the test ends) at base_url/stall/NAME."""
     folder = tmp_path / "served"
     folder.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", folder
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_files(folder) as base:
+        yield base, folder

@@ -9,7 +9,7 @@ the packages above it (importing `benchmark.data.voc`, or `from benchmark.data i
 import ast
 from pathlib import Path
 
-from tests.helpers import ROOT
+from tests.helpers.tools import ROOT
 
 
 def module_names(package: Path) -> dict:

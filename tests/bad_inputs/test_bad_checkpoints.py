@@ -15,9 +15,11 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from badlib import ROOT, count, refused, tool
 
-from tests.helpers import CodeRunningPickle, write_code_running_pickle
+from tests.helpers.hostile import CodeRunningPickle, write_code_running_pickle
+from tests.helpers.refusal import refused
+from tests.helpers.tally import BAD_INPUTS
+from tests.helpers.tools import ROOT, tool
 
 convert = tool("convert")
 WIDTH = 8
@@ -206,7 +208,7 @@ def test_cli_stderr_is_one_line_in_a_real_process(tmp_path):
     assert run.returncode == 1, run.stderr
     assert len(lines) == 1 and lines[0].startswith(f"error: {evil}: "), run.stderr
     assert not marker.exists()
-    count("convert (real process): code-running .pkl", True)
+    BAD_INPUTS.count("convert (real process): code-running .pkl", True)
 
 
 def test_a_converted_pkl_with_nan_is_refused_as_weights(tmp_path, synthetic_checkpoint, capsys):
@@ -239,7 +241,7 @@ def test_the_checkpointer_reads_model_weights_pkl_safely(tmp_path, hostile_envir
     with pytest.raises(ConversionError, match="refused global posix.system"):
         SafeCheckpointer(model, str(tmp_path)).load(str(_hostile_pkl(tmp_path / "evil.pkl", marker)))
     assert not marker.exists()
-    count("checkpointer: code-running .pkl", True)
+    BAD_INPUTS.count("checkpointer: code-running .pkl", True)
 
 
 def _last_checkpoint(folder, model, marker, suffix):
@@ -257,7 +259,7 @@ def test_the_checkpointer_resumes_with_weights_only(tmp_path, hostile_environmen
     with pytest.raises(pickle.UnpicklingError, match="posix.system"):
         SafeCheckpointer(model, str(tmp_path / "trial_0")).resume_or_load("", resume=True)
     assert not marker.exists()
-    count("checkpointer: code-running resume .pth", True)
+    BAD_INPUTS.count("checkpointer: code-running resume .pth", True)
 
 
 def test_the_checkpointer_does_not_read_pyth_files(tmp_path, hostile_environment):
@@ -268,10 +270,10 @@ def test_the_checkpointer_does_not_read_pyth_files(tmp_path, hostile_environment
     with pytest.raises(ValueError, match=".pyth files are not read"):
         SafeCheckpointer(model, str(tmp_path / "trial_0")).resume_or_load("", resume=True)
     assert not marker.exists()
-    count("checkpointer: .pyth", True)
+    BAD_INPUTS.count("checkpointer: .pyth", True)
 
 
-# ----------------------------------------------------------------------------- forged provenance (issue 10, item 2)
+# ----------------------------------------------------------------------------- forged provenance: tampered weights get their own sha256
 
 @pytest.fixture(scope="module")
 def genuine(module_tmp, synthetic_checkpoint):
@@ -299,7 +301,7 @@ def test_a_tampered_pkl_reports_its_own_sha256_not_the_genuine_ones(genuine, tmp
     assert fake.sha256 == hashlib.sha256(forged.read_bytes()).hexdigest() != real.sha256
     assert fake.source_sha256 == real.source_sha256 == data["__provenance__"]["sha256"]  # a claim, copied
     assert (fake.format, fake.path) == ("torchvision", forged)
-    count("forged provenance: tampered .pkl gets its own sha256", True)
+    BAD_INPUTS.count("forged provenance: tampered .pkl gets its own sha256", True)
 
 
 def _pkl_with(raw, change):

@@ -10,9 +10,11 @@ import math
 import os
 
 import pytest
-from badlib import TALLY, refused
 
-from tests.helpers import make_record, tool, write_record
+from tests.helpers.records import make_record, write_record
+from tests.helpers.refusal import refused
+from tests.helpers.tally import BAD_INPUTS
+from tests.helpers.tools import tool
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +93,9 @@ GOOD_METRICS = {"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 42.0}}
 @contextlib.contextmanager
 def tallied(name):
     """Count an input checked by the test's own assertions: tried now, handled cleanly if they pass."""
-    TALLY.tried.append(name)
+    BAD_INPUTS.attempt(name)
     yield
-    TALLY.clean.append(name)
+    BAD_INPUTS.succeed(name)
 
 
 def _good(name):

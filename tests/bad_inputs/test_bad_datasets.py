@@ -8,10 +8,11 @@ import shutil
 
 import numpy as np
 import pytest
-from badlib import count, refused
 from PIL import Image
 
-from tests.helpers import tool
+from tests.helpers.refusal import refused
+from tests.helpers.tally import BAD_INPUTS
+from tests.helpers.tools import tool
 
 run_transfer = tool("run_transfer")
 TASK_OF = {"voc": "voc07", "coco": "coco", "cityscapes": "cityscapes"}
@@ -305,7 +306,7 @@ def test_cityscapes_label_ids_out_of_range_fail_the_run_naming_the_file(pristine
     assert record["status"] == "failed" and record["iterations"] == 0
     assert re.search(r"_gtFine_labelTrainIds\.png: label ids 40 are outside 0\.\.18 and the ignore value 255",
                      record["reason"]), record["reason"]
-    count("Cityscapes: label ids out of range (at the first batch)", True)
+    BAD_INPUTS.count("Cityscapes: label ids out of range (at the first batch)", True)
 
 
 # ----------------------------------------------------------------------------- make_synthetic

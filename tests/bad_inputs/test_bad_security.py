@@ -17,11 +17,14 @@ import base64
 import hashlib
 import http.server
 import json
-import threading
 import time
 
 import pytest
-from badlib import ROOT, count, refused, tool
+
+from tests.helpers.refusal import refused
+from tests.helpers.server import serve
+from tests.helpers.tally import BAD_INPUTS
+from tests.helpers.tools import ROOT, tool
 
 convert = tool("convert")
 
@@ -73,7 +76,7 @@ def test_no_unsafe_call_in_the_package():
     files = sorted((ROOT / "benchmark").rglob("*.py")) + sorted((ROOT / "tools").rglob("*.py"))
     assert len(files) > 20
     found = [hit for path in files for hit in unsafe_calls(path.read_text(), str(path.relative_to(ROOT)))]
-    count("package scan: eval/exec/pickle.load/torch.load without weights_only/yaml.load/shell", not found)
+    BAD_INPUTS.count("package scan: eval/exec/pickle.load/torch.load without weights_only/yaml.load/shell", not found)
     assert found == []
 
 
@@ -101,15 +104,10 @@ class _Redirect(http.server.BaseHTTPRequestHandler):
 def test_a_redirect_off_http_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
     handler = type("H", (_Redirect,), {"target": "ftp://127.0.0.1:9/secret.pth"})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/moco.pth"
+    with serve(handler) as base:
+        url = f"{base}/moco.pth"
         refused(capsys, "URL: redirect to ftp://", lambda: convert([url]), url,
                 problem="refused redirect to 'ftp' URL ftp://127.0.0.1:9/secret.pth", protect=[tmp_path])
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("spec", ["zoo:../../outside", "zoo:/etc/passwd", "zoo:..", "zoo:~root", "zoo:a/b"])
@@ -135,7 +133,7 @@ def test_url_names_cannot_leave_the_cache(tmp_path, capsys, monkeypatch):
             download.safe_cache_path(name, root=cache)
     # a %2F-encoded traversal decodes to a plain file name inside the cache
     assert download.url_filename("http://h/..%2F..%2Fevil.pth") == "evil.pth"
-    count("cache names: .., absolute, backslash, encoded", True)
+    BAD_INPUTS.count("cache names: .., absolute, backslash, encoded", True)
 
 
 def test_symlinks_out_of_the_cache_are_refused(tmp_path, synthetic_checkpoint, monkeypatch):
@@ -155,7 +153,7 @@ def test_symlinks_out_of_the_cache_are_refused(tmp_path, synthetic_checkpoint, m
     with pytest.raises(ValueError, match="resolves outside"):
         download.safe_cache_path("zoo/moco.pth", root=cache)
     ok = list(outside.iterdir()) == []
-    count("cache: symlinks pointing outside", ok)
+    BAD_INPUTS.count("cache: symlinks pointing outside", ok)
     assert ok
 
 
@@ -167,7 +165,7 @@ def test_a_zoo_file_entry_cannot_name_a_path(tmp_path):
                     "    supervision: s\n    data: d\n    paper: []\n")
     with pytest.raises(zoo.ZooError, match="unsafe zoo file '../../.bashrc'"):
         zoo._load(str(path))
-    count("zoo.yaml: file entry with ..", True)
+    BAD_INPUTS.count("zoo.yaml: file entry with ..", True)
 
 
 def test_the_zoo_mirror_must_be_http(tmp_path, monkeypatch):
@@ -179,7 +177,7 @@ def test_the_zoo_mirror_must_be_http(tmp_path, monkeypatch):
     with pytest.raises(download.DownloadError, match="refused scheme 'file'"):
         zoo.fetch(zoo.list_zoo()[0].name, progress=False)
     ok = not (tmp_path / "cache" / "zoo" / zoo.list_zoo()[0].file).exists()
-    count("zoo mirror: file://", ok)
+    BAD_INPUTS.count("zoo mirror: file://", ok)
     assert ok
 
 
@@ -209,7 +207,7 @@ def _package_hits(needles):
 @pytest.mark.parametrize("what", sorted(PATCHING))
 def test_the_package_patches_nothing(what):
     hits = _package_hits(PATCHING[what])
-    count(f"no patching: {what}", not hits)
+    BAD_INPUTS.count(f"no patching: {what}", not hits)
     assert hits == []
 
 
@@ -263,7 +261,7 @@ def test_importing_every_module_changes_no_global_state():
     assert report == {**report, "filters_same": True, "levels_same": True, "handlers_same": True}
 
 
-# ----------------------------------------------------------------------------- the poisoned cache (issue 10, item 9)
+# ----------------------------------------------------------------------------- the poisoned cache: bad downloads never enter it
 
 HTML = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please sign in</body></html>\n"
 
@@ -340,7 +338,7 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def hostile_server(tmp_path, synthetic_checkpoint, monkeypatch):
     """(base URL, marker, cache): the server above; the genuine file is a width-8 MoCo checkpoint."""
-    from tests.helpers import CodeRunningPickle
+    from tests.helpers.hostile import CodeRunningPickle
 
     marker, cache = tmp_path / "MARKER_code_ran", tmp_path / "cache"
     monkeypatch.setenv("BENCHMARK_CACHE", str(cache))
@@ -349,14 +347,8 @@ def hostile_server(tmp_path, synthetic_checkpoint, monkeypatch):
     handler = type("H", (_Hostile,), {"body": synthetic_checkpoint("moco", width=8).read_bytes(), "hits": {},
                                       "marker_body": pickle.dumps({"state_dict": CodeRunningPickle(marker)}, protocol=2),
                                       "auth": "Basic " + base64.b64encode(b"me:s3cret").decode()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", marker, cache
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(handler) as base:
+        yield base, marker, cache
 
 
 def _cached_files(cache):
@@ -406,7 +398,7 @@ def test_a_poisoned_entry_an_older_version_cached_is_replaced(hostile_server, ca
     dest.parent.mkdir(parents=True)
     dest.write_bytes(HTML)
     assert convert([url]) == 0 and dest.read_bytes().startswith(b"PK")  # the genuine zip, not the page
-    count("download: poisoned entry of an older cache replaced", True)
+    BAD_INPUTS.count("download: poisoned entry of an older cache replaced", True)
 
 
 def test_a_zoo_download_of_an_html_page_pins_nothing(hostile_server, monkeypatch, capsys):
@@ -495,7 +487,7 @@ def test_url_secrets_never_appear_in_provenance_output_or_cache_names(hostile_se
     assert prepared.source == base.replace("http://", "http://***@") + "/auth/moco.pth?token=***"
     assert _no_secret(json.dumps(load_converted(prepared.path)["__provenance__"]))
     assert _no_secret(repr(prepared)) and all(_no_secret(p) for p in _cached_files(cache))
-    count("URL secrets: provenance, output, cache names", True)
+    BAD_INPUTS.count("URL secrets: provenance, output, cache names", True)
 
 
 def test_url_secrets_never_appear_in_run_transfer_errors(hostile_server, tmp_path, capsys):
@@ -551,7 +543,7 @@ EVIL_LOADS = {  # name -> (input settings of a forged weights file | None, KEY V
 
 
 def _evil_case(name, run_inputs, folder):
-    from tests.helpers import write_code_running_pickle
+    from tests.helpers.hostile import write_code_running_pickle
 
     marker = folder / "MARKER_code_ran"
     evil = write_code_running_pickle(folder / "evil.pkl", marker)
@@ -583,7 +575,7 @@ def test_detectron2_is_never_asked_to_unpickle_a_file_reproduce(name, run_inputs
     logs = "".join(p.read_text() for p in (out / "logs").rglob("*.log"))
     assert rc == 1 and problem in logs and "Traceback" not in logs, logs[-3000:]
     assert not marker.exists() and not list(out.rglob("results.json"))
-    count(f"reproduce: {name}", True)
+    BAD_INPUTS.count(f"reproduce: {name}", True)
 
 
 def test_the_config_detectron2_gets_loads_nothing_but_the_prepared_weights(run_inputs, tmp_path):
@@ -599,7 +591,7 @@ def test_the_config_detectron2_gets_loads_nothing_but_the_prepared_weights(run_i
         assert list(cfg.DATASETS.PROPOSAL_FILES_TRAIN) == [] and list(cfg.DATASETS.PROPOSAL_FILES_TEST) == []
         assert cfg.MODEL.WEIGHTS == str(run_inputs[0])
     assert not (tmp_path / "o").exists()
-    count("config: proposals off, MODEL.WEIGHTS the prepared .pkl", True)
+    BAD_INPUTS.count("config: proposals off, MODEL.WEIGHTS the prepared .pkl", True)
 
 
 # detectron2 objects that load files with plain pickle when the package builds them itself
@@ -610,7 +602,7 @@ D2_LOADERS = ("DetectionCheckpointer(", "DefaultPredictor(", "DefaultTrainer(", 
 def test_the_package_builds_no_detectron2_loader_but_the_safe_checkpointer():
     hits = [h for h in _package_hits(D2_LOADERS)
             if "SafeCheckpointer(" not in h and "PeriodicCheckpointer(" not in h and "class SafeCheckpointer" not in h]
-    count("package scan: detectron2 loaders other than SafeCheckpointer", not hits)
+    BAD_INPUTS.count("package scan: detectron2 loaders other than SafeCheckpointer", not hits)
     assert hits == []
 
 

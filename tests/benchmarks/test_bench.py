@@ -15,7 +15,7 @@ import torch
 
 from benchmark.tasks import get_task
 from benchmarks import bench, convert_speed, data_speed, eval_speed, train_speed
-from tests.helpers import ROOT
+from tests.helpers.tools import ROOT
 
 
 def positive(fig, *keys):

@@ -10,7 +10,8 @@ import pytest
 
 from benchmark.tasks import list_tasks
 from benchmark.weights import zoo
-from tests.helpers import ROOT, one_error_line, run_tool
+from tests.helpers.refusal import one_error_line
+from tests.helpers.tools import ROOT, run_tool
 
 HEAVY = ("torch", "detectron2")
 

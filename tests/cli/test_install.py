@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers.tools import ROOT
 
 
 def _git(*args):

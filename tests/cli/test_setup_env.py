@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers.tools import ROOT
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from benchmark.data import (
     write_synthetic,
 )
 from benchmark.tasks import Task, get_task, list_tasks
-from tests.helpers import ROOT
+from tests.helpers.tools import ROOT
 
 TASKS = [t.name for t in list_tasks()]
 

@@ -12,7 +12,7 @@ from benchmark.data import get_family, register_datasets, validate_layout, write
 from benchmark.data.checks import DatasetLayoutError
 from benchmark.data.imagenet import synthetic_classes
 from benchmark.tasks import get_task
-from tests.helpers import tool
+from tests.helpers.tools import tool
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from benchmark.data import FAMILIES, get_family, write_synthetic
 from benchmark.data.coco import CATEGORY_IDS as COCO_CATEGORY_IDS
 from benchmark.data.drawing import class_style
 from benchmark.data.voc import classes as voc_classes
-from tests.helpers import run_tool, tool
+from tests.helpers.tools import run_tool, tool
 
 VOC_CLASSES = voc_classes()
 

@@ -10,7 +10,7 @@ import torch
 from benchmark.engine import runner, worker
 from benchmark.engine.trainer import Trainer
 from benchmark.records import results
-from tests.helpers import tool
+from tests.helpers.tools import tool
 
 
 def _cli(*args):

@@ -16,7 +16,8 @@ from benchmark.engine.runner import digest_of_config_file
 from benchmark.records import results
 from benchmark.tasks import get_task
 from benchmark.tasks.config import config_digest
-from tests.helpers import tool
+from tests.helpers.refusal import one_error_line
+from tests.helpers.tools import tool
 
 
 def _config_of(trial):
@@ -198,10 +199,10 @@ def voc_data(module_tmp):
 def refused(capsys, out, *args):
     """Run the CLI; assert exit 1, one `error:` line on stderr, and nothing written to `out`."""
     rc = cli(*args, "--output", out)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and len(err) == 1 and err[0].startswith("error: "), err
+    line = one_error_line(capsys.readouterr().err)
+    assert rc == 1, (rc, line)
     assert not Path(out).exists()
-    return err[0]
+    return line
 
 
 def test_unknown_task(capsys, tmp_path):

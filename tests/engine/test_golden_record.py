@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, tool
+from tests.helpers.tools import ROOT, tool
 
 GOLDEN = ROOT / "tests" / "fixtures" / "golden" / "voc07_smoke_record.json"
 

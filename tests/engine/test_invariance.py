@@ -13,7 +13,7 @@ from benchmark.engine.mapper import GlobalSeededMapper
 from benchmark.engine.sampler import GLOBAL_INDEX_KEY, GlobalBatchSampler, GlobalOrder, GlobalOrderDataset
 from benchmark.engine.trainer import rng_state, set_rng_state
 from benchmark.records import results
-from tests.helpers import tool
+from tests.helpers.tools import tool
 
 
 def _take(sampler, n):

@@ -14,7 +14,7 @@ import torch
 from benchmark.engine import runner, worker
 from benchmark.records import results
 from benchmark.tasks import get_task
-from tests.helpers import tool
+from tests.helpers.tools import tool
 
 
 def _cli(*args):

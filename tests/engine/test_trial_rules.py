@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from benchmark.tasks import get_task
-from tests.helpers import one_error_line, tool, tree_digest, write_code_running_pickle, write_record
+from tests.helpers.hostile import tree_digest, write_code_running_pickle
+from tests.helpers.records import write_record
+from tests.helpers.refusal import one_error_line
+from tests.helpers.tools import tool
 
 
 @pytest.fixture(scope="module")
@@ -367,7 +370,7 @@ def test_the_attempts_log_counts_every_attempt(tmp_path):
 def test_a_finished_run_of_another_kind_is_not_reused(recorded, asked, problem):
     from benchmark.engine.trials import same_run_problem
     from benchmark.records.results import Record
-    from tests.helpers import make_record
+    from tests.helpers.records import make_record
 
     data = make_record(task="voc07", weights={"name": "m", "sha256": "s" * 64, "source": "m.pth"}, config_digest="d",
                        **{k: v for k, v in recorded.items() if k != "schema_version"})

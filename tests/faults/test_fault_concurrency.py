@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest
-from faultlib import ROOT, child_env
 
 from benchmark.records import leaderboard, results
+from tests.helpers.tools import ROOT, child_env
 
 WRITERS, RECORDS = 4, 25
 
@@ -21,13 +21,12 @@ import sys, time
 from pathlib import Path
 root, w, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
 from benchmark.records import results
+from tests.helpers.records import make_record
 while not go.exists():
     time.sleep(0.01)
 for j in range(int(sys.argv[4])):
-    rec = results.new_record(task="voc07", weights={"name": f"writer{w}", "sha256": None, "source": "x"},
-                             seed=j, trial=j, status="finished", metrics={"bbox": {"AP": float(j), "AP50": 2.0 * j}},
-                             iterations=1, world_size=1, ims_per_batch=2, duration_s=1.0, config_digest="0" * 64,
-                             environment={"padding": str(w) * 100000})
+    rec = make_record(name=f"writer{w}", seed=j, trial=j, metrics={"bbox": {"AP": float(j), "AP50": 2.0 * j}},
+                      environment={"padding": str(w) * 100000})
     results.write_record(root / f"writer{w}" / f"trial_{j}", rec)
     results.write_record(root / "shared", rec)
 """
@@ -40,7 +39,7 @@ def test_concurrent_writers_and_readers_lose_nothing(tmp_path, faults):
     logs = [open(tmp_path / f"writer{w}.log", "wb") for w in range(WRITERS)]
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(w), str(go), str(RECORDS)], cwd=ROOT,
                               env=child_env(), stdout=log, stderr=subprocess.STDOUT) for w, log in enumerate(logs)]
-    faults.inject(f"{WRITERS} concurrent writers + gather/leaderboard readers on one root")
+    faults.attempt(f"{WRITERS} concurrent writers + gather/leaderboard readers on one root")
     time.sleep(3)  # let the children import before they all start at once
     go.touch()
     reads, seen, cli_runs = 0, 0, 0
@@ -79,7 +78,7 @@ def test_concurrent_writers_and_readers_lose_nothing(tmp_path, faults):
         f"writer{w}": RECORDS for w in range(WRITERS)}
     assert not list(root.rglob("*.tmp"))
     assert reads > 1 and cli_runs >= 1, (reads, cli_runs)
-    faults.survive(f"{WRITERS} concurrent writers + gather/leaderboard readers on one root")
+    faults.succeed(f"{WRITERS} concurrent writers + gather/leaderboard readers on one root")
 
 
 def test_files_written_atomically_are_readable_like_any_other(tmp_path, faults):
@@ -89,7 +88,7 @@ def test_files_written_atomically_are_readable_like_any_other(tmp_path, faults):
 
     from benchmark.fileio import atomic_write
 
-    faults.inject("another user reading a shared output root")
+    faults.attempt("another user reading a shared output root")
     old = os.umask(0o022)
     try:
         with atomic_write(tmp_path / "results.json", "w") as f:
@@ -100,4 +99,4 @@ def test_files_written_atomically_are_readable_like_any_other(tmp_path, faults):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "results.json").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o644
-    faults.survive("another user reading a shared output root")
+    faults.succeed("another user reading a shared output root")

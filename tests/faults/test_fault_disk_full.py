@@ -15,11 +15,12 @@ import uuid
 
 import pytest
 import torch
-from faultlib import sha256
 
 from benchmark.records import results
 from benchmark.tasks import get_task
-from tests.helpers import tool
+from tests.helpers.hostile import sha256
+from tests.helpers.records import make_record
+from tests.helpers.tools import tool
 
 FULL = (errno.ENOSPC, errno.EFBIG)
 
@@ -65,32 +66,26 @@ def small_disk(tmp_path):
             subprocess.run(["umount", "-l", str(path)], check=True)
 
 
-def _record(name="moco"):
-    return results.new_record(task="voc07", weights={"name": name, "sha256": None, "source": "x"}, seed=0, trial=0,
-                              status="finished", metrics={"bbox": {"AP": 1.0}}, iterations=1, world_size=1,
-                              ims_per_batch=2, duration_s=1.0, config_digest="0" * 64, environment={})
-
-
 def _temporaries(folder):
     return [p.name for p in folder.rglob("*.tmp")]
 
 
 def test_record_on_a_full_disk(small_disk, faults):
-    earlier = results.write_record(small_disk.path / "a", _record("earlier"))
+    earlier = results.write_record(small_disk.path / "a", make_record(name="earlier"))
     before = sha256(earlier)
-    faults.inject("disk full writing a record")
+    faults.attempt("disk full writing a record")
     with small_disk.full():
         with pytest.raises(OSError) as new:
-            results.write_record(small_disk.path / "b", _record("new"))
+            results.write_record(small_disk.path / "b", make_record(name="new"))
         with pytest.raises(OSError) as over:
-            results.write_record(small_disk.path / "a", _record("overwrite"))
+            results.write_record(small_disk.path / "a", make_record(name="overwrite"))
     assert new.value.errno in FULL and over.value.errno in FULL
     assert sha256(earlier) == before and results.read_record(earlier)["weights"]["name"] == "earlier"
     assert not (small_disk.path / "b" / "results.json").exists()
     assert _temporaries(small_disk.path) == []
-    results.write_record(small_disk.path / "b", _record("new"))  # space again: it works again
+    results.write_record(small_disk.path / "b", make_record(name="new"))  # space again: it works again
     assert results.gather([small_disk.path])[1] == []
-    faults.survive("disk full writing a record")
+    faults.succeed("disk full writing a record")
 
 
 def test_checkpoint_on_a_full_disk(small_disk, faults):
@@ -104,7 +99,7 @@ def test_checkpoint_on_a_full_disk(small_disk, faults):
     before = sha256(small_disk.path / "model_0000000.pth")
     with torch.no_grad():
         model.weight += 1
-    faults.inject("disk full writing a checkpoint")
+    faults.attempt("disk full writing a checkpoint")
     with small_disk.full():
         with pytest.raises(OSError) as exc:
             checkpointer.save("model_0000001", iteration=1)
@@ -115,14 +110,14 @@ def test_checkpoint_on_a_full_disk(small_disk, faults):
     assert sha256(small_disk.path / "model_0000000.pth") == before
     extra = SafeCheckpointer(model, str(small_disk.path)).resume_or_load("", resume=True)
     assert extra["iteration"] == 0 and torch.equal(model.weight, saved)
-    faults.survive("disk full writing a checkpoint")
+    faults.succeed("disk full writing a checkpoint")
 
 
 def test_convert_on_a_full_disk(small_disk, synthetic_checkpoint, faults, capsys):
     convert_main = tool("convert")
 
     out, src = small_disk.path / "weights.pkl", synthetic_checkpoint("torchvision", width=8)
-    faults.inject("disk full writing converted weights (tools/convert.py)")
+    faults.attempt("disk full writing converted weights (tools/convert.py)")
     with small_disk.full():
         rc = convert_main([str(src), "-o", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -130,7 +125,7 @@ def test_convert_on_a_full_disk(small_disk, synthetic_checkpoint, faults, capsys
     assert err[0].startswith(f"error: {out}: cannot write the converted weights (")
     assert ("No space left on device" if small_disk.tmpfs else "File too large") in err[0]
     assert not out.exists() and _temporaries(small_disk.path) == []
-    faults.survive("disk full writing converted weights (tools/convert.py)")
+    faults.succeed("disk full writing converted weights (tools/convert.py)")
 
 
 def test_failed_run_on_a_full_disk_still_says_why(small_disk, faults):
@@ -145,9 +140,9 @@ def test_failed_run_on_a_full_disk_still_says_why(small_disk, faults):
     os.makedirs(cfg.OUTPUT_DIR)
     job = Job(task=get_task("voc07"), cfg=cfg, data_root="data", weights={"name": "moco", "sha256": None, "source": "x"},
               seed=0, trial=0, resume=False, kind=RunKind.SMOKE, deviations=[])
-    faults.inject("disk full writing a failed run's record")
+    faults.attempt("disk full writing a failed run's record")
     with small_disk.full():
         reason = write_failed(job, "OSError: [Errno 28] No space left on device", 3, 1.0)
     assert reason.startswith("OSError: [Errno 28] No space left on device; its failed record could not be written either (")
     assert os.listdir(cfg.OUTPUT_DIR) == []
-    faults.survive("disk full writing a failed run's record")
+    faults.succeed("disk full writing a failed run's record")

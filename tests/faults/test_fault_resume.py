@@ -11,10 +11,11 @@ import subprocess
 
 import pytest
 import torch
-from faultlib import ROOT, child_env, kill, start, wait_for
-from test_fault_training import _command, _iterations_logged, smoke_inputs  # noqa: F401  (smoke_inputs: a fixture)
 
 from benchmark.records import results
+from tests.faults.test_fault_training import _command, _iterations_logged, smoke_inputs  # noqa: F401  (smoke_inputs: a fixture)
+from tests.helpers.processes import kill, start, wait_for
+from tests.helpers.tools import ROOT, child_env
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def test_killed_and_resumed_trial_equals_an_uninterrupted_one(smoke_inputs, tmp_
     straight = tmp_path / "straight" / "trial_0"
     _run(_command(weights, data, straight.parent, *SCHEDULE), env)
 
-    faults.inject("SIGKILL mid-training, then resumed (default --trials)")
+    faults.attempt("SIGKILL mid-training, then resumed (default --trials)")
     out = tmp_path / "killed"
     argv = _command(weights, data, out, *SCHEDULE)
     trial = out / "trial_0"
@@ -73,4 +74,4 @@ def test_killed_and_resumed_trial_equals_an_uninterrupted_one(smoke_inputs, tmp_
     assert record["metrics"] == reference["metrics"] and "AP50" in record["metrics"]["bbox"]
     assert _iterations_logged(trial) == _iterations_logged(straight) == list(range(MAX_ITER))
     assert _training_rows(trial) == _training_rows(straight)
-    faults.survive("SIGKILL mid-training, then resumed (default --trials)")
+    faults.succeed("SIGKILL mid-training, then resumed (default --trials)")

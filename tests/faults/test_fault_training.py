@@ -11,9 +11,12 @@ import subprocess
 import sys
 
 import pytest
-from faultlib import ROOT, child_env, kill, sha256, start, wait_for
 
 from benchmark.records import results
+from tests.helpers.hostile import sha256
+from tests.helpers.processes import kill, start, wait_for
+from tests.helpers.records import write_record
+from tests.helpers.tools import ROOT, child_env
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +51,14 @@ def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp
     env = {"BENCHMARK_CACHE": root / "cache"}
     t0, t1 = out / "trial_0", out / "trial_1"
 
-    faults.inject("SIGKILL mid-way through trial 0 of 2")
+    faults.attempt("SIGKILL mid-way through trial 0 of 2")
     with open(tmp_path / "first.log", "wb") as log:
         proc = start(argv, log, **env)
         wait_for((t0 / "last_checkpoint").exists, proc, tmp_path / "first.log", what="trial 0's first checkpoint")
         kill(proc)
     assert not (t0 / "results.json").exists() and (t0 / "model_0000001.pth").exists()
 
-    faults.inject("SIGKILL mid-way through trial 1 of 2")
+    faults.attempt("SIGKILL mid-way through trial 1 of 2")
     with open(tmp_path / "second.log", "wb") as log:
         proc = start(argv, log, **env)
         wait_for((t1 / "last_checkpoint").exists, proc, tmp_path / "second.log", what="trial 1's first checkpoint")
@@ -68,7 +71,7 @@ def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp
     # BENCHMARK.CHECKPOINTS_TO_KEEP 1: the resumed run removed the killed run's model_0000001.pth
     # once it had written model_0000003.pth.
     assert sorted(p.name for p in t0.glob("model_*.pth")) == ["model_0000003.pth", "model_final.pth"]
-    faults.survive("SIGKILL mid-way through trial 0 of 2")
+    faults.succeed("SIGKILL mid-way through trial 0 of 2")
     finished0 = sha256(t0 / "results.json")
 
     third = subprocess.run([str(a) for a in argv], cwd=ROOT, env=child_env(**env), capture_output=True, text=True,
@@ -83,7 +86,7 @@ def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp
     assert sorted(p.name for p in t1.glob("model_*.pth")) == ["model_0000003.pth", "model_final.pth"]
     assert set(record1["metrics"]["bbox"]) >= {"AP", "AP50", "AP75"}
     assert not list(out.rglob("*.tmp"))
-    faults.survive("SIGKILL mid-way through trial 1 of 2")
+    faults.succeed("SIGKILL mid-way through trial 1 of 2")
 
 
 @pytest.mark.slow
@@ -95,7 +98,7 @@ def test_killed_run_with_default_trials_resumes_and_its_record_says_so(smoke_inp
     argv = _command(weights, data, out, "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.STEPS", "(5,)")
     env = {"BENCHMARK_CACHE": root / "cache"}
     trial = out / "trial_0"
-    faults.inject("SIGKILL mid-way through a default --trials run")
+    faults.attempt("SIGKILL mid-way through a default --trials run")
     with open(tmp_path / "first.log", "wb") as log:
         proc = start(argv, log, **env)
         wait_for((trial / "last_checkpoint").exists, proc, tmp_path / "first.log", what="the first checkpoint")
@@ -116,14 +119,14 @@ def test_killed_run_with_default_trials_resumes_and_its_record_says_so(smoke_inp
     assert record["resume"]["count"] == 1 and record["resume"]["from_iterations"] == [3]
     assert isinstance(record["resume"]["exact"], bool) and (record["resume"]["note"] is None) == record["resume"]["exact"]
     assert record["duration_s"] == round(first["duration_s"] + second["duration_s"], 3) > second["duration_s"]
-    faults.survive("SIGKILL mid-way through a default --trials run")
+    faults.succeed("SIGKILL mid-way through a default --trials run")
 
 
 @pytest.mark.slow
 def test_diverging_run_fails_fast_and_is_listed_as_a_failure(smoke_inputs, tmp_path, faults):
     root, weights, data = smoke_inputs
     out = tmp_path / "runs" / "diverged"
-    faults.inject("loss diverging to NaN/Inf")
+    faults.attempt("loss diverging to NaN/Inf")
     run = subprocess.run([str(a) for a in _command(weights, data, out, "--name", "unstable", "SOLVER.BASE_LR", "1e4",
                                                    "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", "30")],
                          cwd=ROOT, env=child_env(BENCHMARK_CACHE=root / "cache"), capture_output=True, text=True,
@@ -136,10 +139,8 @@ def test_diverging_run_fails_fast_and_is_listed_as_a_failure(smoke_inputs, tmp_p
     assert record["iterations"] <= 5, record  # stopped within a few of its 30 iterations
     assert len(_iterations_logged(out / "trial_0")) <= 5
     # beside a finished run of another checkpoint, the leaderboard lists it apart with its reason
-    results.write_record(tmp_path / "runs" / "stable" / "trial_0", results.new_record(
-        task="voc07", weights={"name": "stable", "sha256": None, "source": "x"}, seed=0, trial=0, status="finished",
-        metrics={"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 42.0}}, iterations=30, world_size=1, ims_per_batch=2,
-        duration_s=1.0, config_digest="0" * 64, environment={}))
+    write_record(tmp_path / "runs" / "stable" / "trial_0", name="stable", metrics={"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 42.0}},
+                 iterations=30)
     board = subprocess.run([sys.executable, "-m", "benchmark.cli.leaderboard", str(tmp_path / "runs")], cwd=ROOT, env=child_env(),
                            capture_output=True, text=True, timeout=120)
     assert board.returncode == 0, board.stderr
@@ -148,4 +149,4 @@ def test_diverging_run_fails_fast_and_is_listed_as_a_failure(smoke_inputs, tmp_p
     assert "| unstable [smoke] | - | - | - |" in table  # no value counted from the failed (smoke) run
     reason = record["reason"].replace("|", "\\|")
     assert f"| unstable [smoke] | voc07 | 0 | {reason} | {out / 'trial_0' / 'results.json'} |" in failures
-    faults.survive("loss diverging to NaN/Inf")
+    faults.succeed("loss diverging to NaN/Inf")

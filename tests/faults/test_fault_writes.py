@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from faultlib import run_python_and_kill, sha256
 
 from benchmark.records import results
 from benchmark.weights.convert import load_converted, prepare_weights
-from tests.helpers import tool
+from tests.helpers.hostile import sha256
+from tests.helpers.processes import run_python_and_kill
+from tests.helpers.records import make_record
+from tests.helpers.tools import tool
 
 TORN_RECORD = """
 import json, os, sys, time
@@ -95,13 +97,9 @@ else:
 """
 
 
-def _record(**overrides):
-    fields = dict(task="voc07", weights={"name": "moco", "sha256": None, "source": "moco.pth"}, seed=0, trial=0,
-                  status="finished", metrics={"bbox": {"AP": 46.6, "AP50": 70.1, "AP75": 50.2}}, iterations=16,
-                  world_size=1, ims_per_batch=2, duration_s=1.0, config_digest="0" * 64,
-                  environment={"padding": "x" * 20000})  # big enough that half of it is a torn file
-    fields.update(overrides)
-    return results.new_record(**fields)
+def _record(**over):
+    """A record big enough that half of it is a torn file."""
+    return make_record(environment={"padding": "x" * 20000}, **over)
 
 
 def _leftovers(folder):
@@ -112,7 +110,7 @@ def test_kill_while_writing_the_first_record(tmp_path, faults):
     out = tmp_path / "run" / "trial_0"
     spec = tmp_path / "record.json"
     spec.write_text(json.dumps(_record()))
-    faults.inject("kill writing a new results.json")
+    faults.attempt("kill writing a new results.json")
     run_python_and_kill(TORN_RECORD, tmp_path, out, spec)
     assert not (out / "results.json").exists()  # absent, not torn
     assert len(_leftovers(out)) == 1  # the half-written temporary, invisible to readers
@@ -120,7 +118,7 @@ def test_kill_while_writing_the_first_record(tmp_path, faults):
     assert not results.is_finished(out)  # so the next run runs the trial again ...
     results.write_record(out, _record())  # ... and its record lands whole
     assert results.read_record(out / "results.json")["metrics"]["bbox"]["AP"] == 46.6
-    faults.survive("kill writing a new results.json")
+    faults.succeed("kill writing a new results.json")
 
 
 def test_kill_while_overwriting_a_record_keeps_the_old_one(tmp_path, faults):
@@ -129,17 +127,17 @@ def test_kill_while_overwriting_a_record_keeps_the_old_one(tmp_path, faults):
     before = sha256(old)
     spec = tmp_path / "record.json"
     spec.write_text(json.dumps(_record()))
-    faults.inject("kill overwriting results.json")
+    faults.attempt("kill overwriting results.json")
     run_python_and_kill(TORN_RECORD, tmp_path, out, spec)
     assert sha256(old) == before
     assert results.read_record(old)["reason"] == "killed by the scheduler"
-    faults.survive("kill overwriting results.json")
+    faults.succeed("kill overwriting results.json")
 
 
 def test_kill_while_converting_leaves_no_output_and_a_rerun_converts(tmp_path, synthetic_checkpoint, faults, capsys):
     src = synthetic_checkpoint("torchvision", width=8)
     out = tmp_path / "weights.pkl"
-    faults.inject("kill writing a converted .pkl (tools/convert.py)")
+    faults.attempt("kill writing a converted .pkl (tools/convert.py)")
     run_python_and_kill(TORN_PICKLE, tmp_path, "cli", src, "-o", out)
     assert not out.exists()
     assert len(_leftovers(tmp_path)) == 1
@@ -147,7 +145,7 @@ def test_kill_while_converting_leaves_no_output_and_a_rerun_converts(tmp_path, s
 
     assert convert_main([str(src), "-o", str(out)]) == 0  # no --force needed: nothing was there
     assert sorted(load_converted(out)["model"]) and "torchvision" in capsys.readouterr().out
-    faults.survive("kill writing a converted .pkl (tools/convert.py)")
+    faults.succeed("kill writing a converted .pkl (tools/convert.py)")
 
 
 def test_kill_while_overwriting_a_converted_file_keeps_it(tmp_path, synthetic_checkpoint, faults):
@@ -157,21 +155,21 @@ def test_kill_while_overwriting_a_converted_file_keeps_it(tmp_path, synthetic_ch
 
     assert convert_main([str(src), "-o", str(out)]) == 0
     before = sha256(out)
-    faults.inject("kill overwriting a converted .pkl (--force)")
+    faults.attempt("kill overwriting a converted .pkl (--force)")
     run_python_and_kill(TORN_PICKLE, tmp_path, "cli", synthetic_checkpoint("moco", width=8), "-o", out, "--force")
     assert sha256(out) == before
     assert load_converted(out)["__author__"] == "torchvision"
-    faults.survive("kill overwriting a converted .pkl (--force)")
+    faults.succeed("kill overwriting a converted .pkl (--force)")
 
 
 def test_kill_while_converting_into_the_cache(tmp_path, synthetic_checkpoint, faults):
     src, cache = synthetic_checkpoint("torchvision", width=8), tmp_path / "cache"
-    faults.inject("kill converting --weights into the cache")
+    faults.attempt("kill converting --weights into the cache")
     run_python_and_kill(TORN_PICKLE, tmp_path, "prepare", src, cache)
     assert [p.name for p in (cache / "converted").glob("*.pkl")] == []
     prepared = prepare_weights(src, cache_dir=cache)  # the next run converts again
     assert prepared.path.parent == cache / "converted" and load_converted(prepared.path)["__author__"] == "torchvision"
-    faults.survive("kill converting --weights into the cache")
+    faults.succeed("kill converting --weights into the cache")
 
 
 def test_a_torn_file_in_the_conversion_cache_is_converted_again(tmp_path, synthetic_checkpoint, faults):
@@ -179,11 +177,11 @@ def test_a_torn_file_in_the_conversion_cache_is_converted_again(tmp_path, synthe
     src, cache = synthetic_checkpoint("torchvision", width=8), tmp_path / "cache"
     good = prepare_weights(src, cache_dir=cache).path
     data = good.read_bytes()
-    faults.inject("torn .pkl in the conversion cache")
+    faults.attempt("torn .pkl in the conversion cache")
     good.write_bytes(data[: len(data) // 2])
     again = prepare_weights(src, cache_dir=cache)
     assert again.path == good and good.read_bytes() == data
-    faults.survive("torn .pkl in the conversion cache")
+    faults.succeed("torn .pkl in the conversion cache")
 
 
 @pytest.mark.slow  # a fresh interpreter importing torch and detectron2
@@ -192,7 +190,7 @@ def test_kill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, faults)
     from benchmark.engine.worker import remove_stale_temporaries
 
     out = tmp_path / "trial_0"
-    faults.inject("kill while saving a training checkpoint")
+    faults.attempt("kill while saving a training checkpoint")
     run_python_and_kill(TORN_CHECKPOINT, tmp_path, out)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["last_checkpoint", "model_0000000.pth"]
     assert (out / "last_checkpoint").read_text() == "model_0000000.pth"
@@ -206,36 +204,36 @@ def test_kill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, faults)
     assert len(_leftovers(out)) == 1
     remove_stale_temporaries(out)  # what the next run does first
     assert _leftovers(out) == []
-    faults.survive("kill while saving a training checkpoint")
+    faults.succeed("kill while saving a training checkpoint")
 
 
-def test_kill_during_a_download_then_download_again(tmp_path, stalling_server, faults):
+def test_kill_during_a_download_then_download_again(tmp_path, http_server, faults):
     from benchmark.weights import download
 
-    base, served = stalling_server
+    base, served = http_server
     payload = np.random.default_rng(0).bytes(3 << 20)  # > 2 chunks: half of it reaches the disk
     (served / "ckpt.pth").write_bytes(payload)
     dest = tmp_path / "cache" / "downloads" / "ckpt.pth"
-    faults.inject("kill during a download")
+    faults.attempt("kill during a download")
     run_python_and_kill(SLOW_DOWNLOAD, tmp_path, "fetch", f"{base}/stall/ckpt.pth", dest)
     assert not dest.exists()
     assert len(_leftovers(dest.parent)) == 1  # the partial temporary, never under the final name
     download.fetch(f"{base}/ckpt.pth", dest, progress=False)
     assert dest.read_bytes() == payload
-    faults.survive("kill during a download")
+    faults.succeed("kill during a download")
 
 
-def test_kill_during_a_zoo_download_then_fetch_records_the_right_sha(tmp_path, stalling_server, faults, monkeypatch):
+def test_kill_during_a_zoo_download_then_fetch_records_the_right_sha(tmp_path, http_server, faults, monkeypatch):
     from benchmark.weights import zoo
 
-    base, served = stalling_server
+    base, served = http_server
     entry = zoo.list_zoo()[0]
     # a loadable checkpoint (a zoo download enters the cache only as one), > 2 chunks long
     torch.save({"state_dict": {"w": torch.from_numpy(np.random.default_rng(1).random(800_000, np.float32))}},
                served / entry.file)
     payload = (served / entry.file).read_bytes()
     cache = tmp_path / "cache"
-    faults.inject("kill during a zoo download (holding the cache lock)")
+    faults.attempt("kill during a zoo download (holding the cache lock)")
     run_python_and_kill(SLOW_DOWNLOAD, tmp_path, "zoo", entry.name, BENCHMARK_CACHE=cache,
                         BENCHMARK_ZOO_MIRROR=f"{base}/stall")
     assert not (cache / "zoo" / entry.file).exists()
@@ -247,4 +245,4 @@ def test_kill_during_a_zoo_download_then_fetch_records_the_right_sha(tmp_path, s
     assert path.read_bytes() == payload
     assert _leftovers(cache / "zoo") == []  # its partial temporary too
     assert zoo.recorded_sha256() == {entry.file: sha256(path)}
-    faults.survive("kill during a zoo download (holding the cache lock)")
+    faults.succeed("kill during a zoo download (holding the cache lock)")

@@ -25,7 +25,7 @@ from PIL import Image
 from benchmark.engine import sanity
 from benchmark.records import results
 from benchmark.tasks import get_task
-from tests.helpers import tool
+from tests.helpers.tools import tool
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_every_family_has_a_check_with_its_task_metric():
 def test_sanity_refuses_a_real_runs_folder(tmp_path, synthetic_checkpoint, capsys):
     """--output pointing at a real run's finished trial: refused before training, the record kept as it is."""
     from benchmark.engine.runner import Options, prepare
-    from tests.helpers import write_record
+    from tests.helpers.records import write_record
 
     weights = str(synthetic_checkpoint("moco", width=8))
     out = tmp_path / "real"

@@ -6,7 +6,9 @@ import re
 import pytest
 
 from benchmark.records import leaderboard, pooling, render, results
-from tests.helpers import ROOT, one_error_line, tool, write_record
+from tests.helpers.records import write_record
+from tests.helpers.refusal import one_error_line
+from tests.helpers.tools import ROOT, tool
 
 FIXTURES = ROOT / "tests" / "fixtures"
 

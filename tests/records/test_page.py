@@ -7,7 +7,8 @@ import pytest
 
 from benchmark.records import leaderboard, results
 from benchmark.reproduce.published import published_rows
-from tests.helpers import tool, write_record
+from tests.helpers.records import write_record
+from tests.helpers.tools import tool
 
 
 def _runs(tmp_path):

@@ -16,7 +16,9 @@ from benchmark.reproduce.judge import judge, passed
 from benchmark.reproduce.plan import Options, ReproduceError, format_plan, parse_tolerances, plan, run_state
 from benchmark.reproduce.report import to_csv, to_markdown
 from benchmark.reproduce.run import command, reproduce
-from tests.helpers import ROOT, one_error_line, tool, write_record
+from tests.helpers.records import write_record
+from tests.helpers.refusal import one_error_line
+from tests.helpers.tools import ROOT, tool
 
 FIXTURES = ROOT / "tests" / "fixtures" / "paper"
 SMOKE, SMOKE_FAIL = FIXTURES / "smoke.yaml", FIXTURES / "smoke_fail.yaml"

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.fileio import atomic_write
 from benchmark.records import results
-from tests.helpers import make_record, write_record
+from tests.helpers.records import make_record, write_record
 
 
 def test_round_trip_converts_numpy_scalars(tmp_path):

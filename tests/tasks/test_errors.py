@@ -144,7 +144,7 @@ def test_table1_checks_the_localization_finding_on_the_records_errors_group(sup,
     from benchmark.records.results import Record
     from benchmark.reproduce import paper
     from benchmark.reproduce.judge import judge
-    from tests.helpers import make_record
+    from tests.helpers.records import make_record
 
     table = paper.load_table("table1")
     (check,) = [c for c in table.checks if c.metric == "errors/loc"]

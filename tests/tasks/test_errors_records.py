@@ -8,7 +8,7 @@ import pytest
 
 from benchmark.records import results
 from benchmark.tasks.errors import ERROR_METRICS, ImageDetections, analyse
-from tests.helpers import tool
+from tests.helpers.tools import tool
 
 KEYS = sorted(m.split("/")[1] for m in ERROR_METRICS)
 

@@ -21,7 +21,10 @@ from benchmark.weights.detect import locate
 from benchmark.weights.loading import load_converted
 from benchmark.weights.spec import WeightsSpec
 from benchmark.weights.synthetic import LAYOUTS, make_synthetic_checkpoint, torchvision_shapes, torchvision_weights
-from tests.helpers import CodeRunningPickle, one_error_line, run_tool, tool, write_code_running_pickle
+from tests.helpers.hostile import CodeRunningPickle, write_code_running_pickle
+from tests.helpers.oracle import expected_backbone
+from tests.helpers.refusal import one_error_line
+from tests.helpers.tools import run_tool, tool
 
 TINY = 8  # base width of the test backbones: ResNet-50's 265 tensors, 1/64 of its parameters
 RGB_INPUT = {"INPUT.FORMAT": "RGB", "MODEL.PIXEL_MEAN": [123.675, 116.280, 103.530],
@@ -33,22 +36,6 @@ def arch(depth, width):
     return {"MODEL.RESNETS.DEPTH": depth, "MODEL.RESNETS.STEM_OUT_CHANNELS": width,
             "MODEL.RESNETS.RES2_OUT_CHANNELS": 4 * width, "MODEL.RESNETS.WIDTH_PER_GROUP": width,
             "MODEL.RESNETS.NUM_GROUPS": 1}
-
-
-def moco_script_name(tv_key):
-    """The renaming of MoCo's detection/convert-pretrain-to-detectron2.py, as an independent oracle."""
-    k = tv_key if "layer" in tv_key else "stem." + tv_key
-    for t in [1, 2, 3, 4]:
-        k = k.replace(f"layer{t}", f"res{t + 1}")
-    for t in [1, 2, 3]:
-        k = k.replace(f"bn{t}", f"conv{t}.norm")
-    return k.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
-
-
-def backbone_source(seed=0, depth=50, width=64):
-    """{detectron2 name: tensor} every converted file of these weights must hold exactly."""
-    return {moco_script_name(k): v for k, v in torchvision_weights(seed, depth, width).items()
-            if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
 
 
 @pytest.fixture
@@ -221,7 +208,7 @@ def test_every_layout_converts_to_the_exact_source_arrays(layout, tmp_path):
         layout, {"head": 2, "num_batches_tracked": 53})
 
     data = load_converted(tmp_path / "out.pkl")
-    source = backbone_source()
+    source = expected_backbone()
     assert sorted(data["model"]) == sorted(source)
     for name, tensor in source.items():
         assert data["model"][name].dtype == np.float32
@@ -317,7 +304,7 @@ def test_the_recorded_settings_build_the_network_the_weights_load_into(task, dep
     assert report.unexpected_keys == [] and report.incorrect_shapes == []
     assert {k.rsplit(".", 1)[0] for k in report.missing_keys} == HEADS[task]
     state = model.state_dict()
-    for name, tensor in backbone_source(0, depth, TINY).items():
+    for name, tensor in expected_backbone(0, depth, TINY).items():
         np.testing.assert_array_equal(state[PLACES[task](name)].numpy(), tensor.numpy(), err_msg=name)
 
 
@@ -576,7 +563,7 @@ def test_a_url_input_converts_into_the_cache(http_server, tiny, isolated_cache, 
     assert out.is_relative_to(isolated_cache) and out.name == "moco.pkl"
     data = load_converted(out)
     assert data["__provenance__"]["input"] == f"{base}/moco.pth"
-    np.testing.assert_array_equal(data["model"]["res5.2.conv3.weight"], backbone_source(0, 50, TINY)["res5.2.conv3.weight"].numpy())
+    np.testing.assert_array_equal(data["model"]["res5.2.conv3.weight"], expected_backbone(0, 50, TINY)["res5.2.conv3.weight"].numpy())
 
 
 def test_a_url_download_cut_short_is_refused_and_not_kept(http_server, tiny, isolated_cache, capsys):

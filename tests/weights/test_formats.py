@@ -16,7 +16,9 @@ import torch
 from benchmark.weights import formats
 from benchmark.weights.loading import load_checkpoint, load_converted
 from benchmark.weights.synthetic import REPLICAS, make_synthetic_checkpoint, synthetic_checkpoint, torchvision_weights
-from tests.helpers import one_error_line, tool
+from tests.helpers.oracle import detectron2_name, expected_backbone
+from tests.helpers.refusal import one_error_line
+from tests.helpers.tools import tool
 
 TINY = 8
 SIMCLR_INPUT = {"INPUT.FORMAT": "RGB", "MODEL.PIXEL_MEAN": [0.0, 0.0, 0.0], "MODEL.PIXEL_STD": [255.0, 255.0, 255.0],
@@ -41,20 +43,8 @@ DETECTED = {
 SAME_KEYS = {"dino_backbone": "", "barlowtwins": "", "vicreg": "", "byol": "", "simclr_v1": "state_dict"}
 
 
-def d2_name(tv_key):
-    """detectron2's name for a torchvision key, written out independently of formats.py (as MoCo's
-    detection/convert-pretrain-to-detectron2.py does it)."""
-    k = tv_key if "layer" in tv_key else "stem." + tv_key
-    for t in [1, 2, 3, 4]:
-        k = k.replace(f"layer{t}", f"res{t + 1}")
-    for t in [1, 2, 3]:
-        k = k.replace(f"bn{t}", f"conv{t}.norm")
-    return k.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
-
-
 def backbone(seed=0):
-    return {d2_name(k): v.numpy() for k, v in torchvision_weights(seed, 50, TINY).items()
-            if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    return {k: v.numpy() for k, v in expected_backbone(seed, 50, TINY).items()}
 
 
 def assert_exact(model, expected):
@@ -113,7 +103,7 @@ def test_the_other_network_of_a_file_is_taken_only_when_asked(layout, fmt, entry
     assert (data["__provenance__"]["format"], data["__provenance__"]["entry"]) == (fmt, entry)
     other = synthetic_checkpoint(layout, 0, 50, TINY)[network]
     prefix = {"dino_student": "module.backbone.", "pycontrast_ema": "encoder.", "timm_ema": ""}[fmt]
-    expected = {d2_name(k[len(prefix):]): v.numpy() for k, v in other.items() if k.startswith(prefix)
+    expected = {detectron2_name(k[len(prefix):]): v.numpy() for k, v in other.items() if k.startswith(prefix)
                 and not k[len(prefix):].startswith(("fc.", "head")) and not k.endswith("num_batches_tracked")}
     assert_exact(data["model"], expected)
     assert not np.array_equal(data["model"]["res3.1.conv2.weight"], backbone()["res3.1.conv2.weight"])  # not the default

@@ -199,7 +199,7 @@ def test_a_public_zoo_checkpoint_downloads_and_converts(name, layout, fmt, http_
     """`--weights zoo:NAME` for a checkpoint beyond the paper: served by a local mirror under its zoo
     file name, downloaded once, its sha256 pinned, converted with the zoo's format."""
     from benchmark.weights.synthetic import torchvision_weights
-    from tests.helpers import tool
+    from tests.helpers.tools import tool
 
     base, folder = http_server
     raw = synthetic_checkpoint(layout, seed=2, width=8)

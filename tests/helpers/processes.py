@@ -1,7 +1,4 @@
-"""Helpers of the fault-injection tests: children started in their own process group, stopped
-with SIGKILL at a known point, the tally of faults, and an HTTP server that stalls mid-transfer."""
-import hashlib
-import http.server
+"""Children started in their own process group and stopped with SIGKILL at a known point."""
 import os
 import signal
 import subprocess
@@ -9,30 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Tally:
-    """Faults injected and survived, by name, for the summary line."""
-
-    def __init__(self):
-        self.injected, self.survived = [], []
-
-    def inject(self, name):
-        self.injected.append(name)
-
-    def survive(self, name):
-        assert name in self.injected, name
-        self.survived.append(name)
-
-
-TALLY = Tally()
-
-
-def child_env(**extra):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+from tests.helpers.tools import ROOT, child_env
 
 
 def start(argv, log, **env):
@@ -76,29 +50,3 @@ def run_python_and_kill(code, tmp_path, *args, ready_name="READY", timeout=120, 
         wait_for(ready.exists, proc, log, timeout=timeout, what=f"{ready_name} (the child reaching the kill point)")
         kill(proc)
     return log
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-class StallingHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files from its folder; /stall/NAME announces the full length, sends the first
-    half, then keeps the connection open and silent (a transfer that hangs until the client dies)."""
-
-    release = None  # threading.Event set at teardown
-
-    def do_GET(self):
-        if not self.path.startswith("/stall/"):
-            return super().do_GET()
-        data = Path(self.directory, self.path[len("/stall/"):]).read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data[: len(data) // 2])
-        self.wfile.flush()
-        self.release.wait(timeout=120)
-        self.close_connection = True
-
-    def log_message(self, *args):
-        pass
