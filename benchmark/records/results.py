@@ -47,7 +47,6 @@ import datetime
 import json
 import math
 import stat
-from collections.abc import Mapping
 from pathlib import Path
 
 from benchmark.fileio import write_json_atomic
@@ -92,13 +91,14 @@ class Resume:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Record(Mapping):
+class Record:
     """A validated run record as read (read_record, gather): typed fields, frozen; `path` is the file it
     was read from (None for one built in memory) and is not part of the schema.
 
-    It also reads as the mapping the file holds (`record["metrics"]["bbox"]["AP"]`, `.get`, `==` with
-    a dict), for callers that compare with or pass on the file's JSON (the engine's reuse checks and
-    their tests); the board and the reproduction read the typed fields.
+    Callers read the typed fields (`record.weights.sha256`, `record.resume.count`, `record.metric("bbox/AP")`);
+    `as_json()` gives the file's JSON form, for comparing with or passing on what was written.
+    Records compare (and hash) by identity: two reads of one file are two records; compare their
+    `as_json()` for equal content.
     """
     schema_version: int
     suite_version: str
@@ -149,15 +149,6 @@ class Record(Mapping):
         group, _, name = metric.partition("/")
         value = self.metrics.get(group, {}).get(name)
         return None if value is None or not math.isfinite(value) else float(value)
-
-    def __getitem__(self, key):
-        return self.as_json()[key]
-
-    def __iter__(self):
-        return iter(REQUIRED)
-
-    def __len__(self) -> int:
-        return len(REQUIRED)
 
 
 def new_record(**fields) -> dict:

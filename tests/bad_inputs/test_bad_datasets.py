@@ -303,9 +303,9 @@ def test_cityscapes_label_ids_out_of_range_fail_the_run_naming_the_file(pristine
                        "--output", str(out)])
     record = results.read_record(out / "trial_0" / "results.json")
     assert rc == 1
-    assert record["status"] == "failed" and record["iterations"] == 0
+    assert record.status == "failed" and record.iterations == 0
     assert re.search(r"_gtFine_labelTrainIds\.png: label ids 40 are outside 0\.\.18 and the ignore value 255",
-                     record["reason"]), record["reason"]
+                     record.reason), record.reason
     BAD_INPUTS.count("Cityscapes: label ids out of range (at the first batch)", True)
 
 
@@ -361,5 +361,5 @@ def test_make_synthetic_default_cityscapes_runs_the_smoke_task(pristine, tmp_pat
     rc = run_transfer(["--task", "cityscapes", "--smoke", "--weights", str(weights), "--data-root",
                        str(tmp_path / "data"), "--output", str(tmp_path / "out")])
     record = results.read_record(tmp_path / "out" / "trial_0" / "results.json")
-    assert rc == 0 and record["status"] == "finished", record["reason"]
-    assert record["metrics"]["sem_seg"]["mIoU"] is not None
+    assert rc == 0 and record.status == "finished", record.reason
+    assert record.metrics["sem_seg"]["mIoU"] is not None

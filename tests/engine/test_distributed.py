@@ -69,6 +69,6 @@ def test_two_cpu_processes_sync_bn_and_write_one_record(tmp_path, synthetic_chec
     trial = out / "trial_0"
     assert sorted(p.name for p in trial.glob("*.json")) == ["attempts.json", "metrics.json", "results.json"]  # rank 0 only
     record = results.read_record(trial / "results.json")
-    assert (record["status"], record["world_size"], record["ims_per_batch"], record["iterations"]) == ("finished", 2, 2, 6)
-    assert sorted(record["metrics"]["bbox"]) == ["AP", "AP50", "AP75"]
+    assert (record.status, record.world_size, record.ims_per_batch, record.iterations) == ("finished", 2, 2, 6)
+    assert sorted(record.metrics["bbox"]) == ["AP", "AP50", "AP75"]
     assert (trial / "log.txt").is_file() and (trial / "log.txt.rank1").is_file()

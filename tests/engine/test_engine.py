@@ -39,7 +39,7 @@ def losses(trial_dir):
 def assert_finite_metrics(record, keys):
     for key in keys:
         group, name = key.split("/")
-        value = record["metrics"][group][name]
+        value = record.metrics[group][name]
         assert value is not None and math.isfinite(value) and 0.0 <= value <= 100.0, (key, value)
 
 
@@ -81,27 +81,27 @@ def test_voc07_smoke_end_to_end(voc_run, work):
     rc, trial, seconds = voc_run
     assert rc == 0
     record = results.read_record(trial / "results.json")
-    assert record["status"] == "finished" and record["reason"] is None
-    assert sorted(record["metrics"]["bbox"]) == ["AP", "AP50", "AP75"]
+    assert record.status == "finished" and record.reason is None
+    assert sorted(record.metrics["bbox"]) == ["AP", "AP50", "AP75"]
     assert_finite_metrics(record, ["bbox/AP", "bbox/AP50", "bbox/AP75"])
-    assert (record["task"], record["iterations"], record["world_size"], record["ims_per_batch"]) == ("voc07", 16, 1, 2)
-    assert (record["seed"], record["trial"], record["amp"]) == (0, 0, False)
+    assert (record.task, record.iterations, record.world_size, record.ims_per_batch) == ("voc07", 16, 1, 2)
+    assert (record.seed, record.trial, record.amp) == (0, 0, False)
     loaded = Path(_config_of(trial).MODEL.WEIGHTS)  # the converted file in the cache
-    assert record["weights"]["sha256"] == hashlib.sha256(loaded.read_bytes()).hexdigest()  # the bytes loaded
-    assert {k: record["weights"][k] for k in ("name", "source", "source_sha256")} == {
+    assert record.weights.sha256 == hashlib.sha256(loaded.read_bytes()).hexdigest()  # the bytes loaded
+    assert {k: getattr(record.weights, k) for k in ("name", "source", "source_sha256")} == {
         "name": work.ckpt.stem, "source": str(work.ckpt), "source_sha256": hashlib.sha256(work.ckpt.read_bytes()).hexdigest()}
-    assert "format" in record["weights"]
-    assert record["deviations"][0].startswith("smoke run") and record["kind"] == "smoke"
-    assert record["config_digest"] == digest_of_config_file(trial / "config.yaml")  # of the config that ran
-    assert record["protocol_digest"] == config_digest(_config_of(trial), seed=False) != record["config_digest"]
-    assert record["assumptions"] == list(getattr(get_task("voc07"), "assumptions", ()))
-    assert record["resume"] == {"count": 0, "from_iterations": [], "exact": True, "note": None}
+    assert "format" in record.as_json()["weights"]
+    assert record.deviations[0].startswith("smoke run") and record.kind == "smoke"
+    assert record.config_digest == digest_of_config_file(trial / "config.yaml")  # of the config that ran
+    assert record.protocol_digest == config_digest(_config_of(trial), seed=False) != record.config_digest
+    assert list(record.assumptions) == list(getattr(get_task("voc07"), "assumptions", ()))
+    assert record.resume == results.Resume(count=0, from_iterations=(), exact=True, note=None)
     (attempt,) = json.loads((trial / "attempts.json").read_text())["attempts"]
     assert (attempt["start_iteration"], attempt["end_iteration"], attempt["status"]) == (0, 16, "finished")
-    assert record["duration_s"] == attempt["duration_s"] > 0
-    assert record["environment"]["data_root"] == str(work.cache / "synthetic" / "voc")
+    assert record.duration_s == attempt["duration_s"] > 0
+    assert record.environment["data_root"] == str(work.cache / "synthetic" / "voc")
     assert (work.cache / "synthetic" / "voc" / "VOC2007" / "Annotations").is_dir()
-    assert record["duration_s"] > 0 and seconds > record["duration_s"]
+    assert record.duration_s > 0 and seconds > record.duration_s
 
 
 @pytest.mark.slow
@@ -136,16 +136,16 @@ def test_resume_continues_from_the_checkpoint(voc_run, work):
     assert "Starting training from iteration 10" in (trial / "log.txt").read_text()
     assert sorted(losses(trial)) == list(range(10, 16))  # only the remaining iterations ran
     record = results.read_record(trial / "results.json")
-    assert (record["status"], record["iterations"], record["weights"]["name"]) == ("finished", 16, "moco")
+    assert (record.status, record.iterations, record.weights.name) == ("finished", 16, "moco")
     first, second = json.loads((trial / "attempts.json").read_text())["attempts"]
     assert (first["status"], first["duration_s"]) == ("killed", 100.0)
     assert (second["start_iteration"], second["end_iteration"], second["status"]) == (10, 16, "finished")
-    assert record["duration_s"] == round(100.0 + second["duration_s"], 3)  # the whole trial's time
-    resume = record["resume"]
-    assert (resume["count"], resume["from_iterations"], resume["exact"]) == (1, [10], second["exact"])
-    assert isinstance(resume["exact"], bool) and (resume["note"] is None) == resume["exact"]
-    if not resume["exact"]:
-        assert "data order" in resume["note"] or resume["note"] == second["note"]
+    assert record.duration_s == round(100.0 + second["duration_s"], 3)  # the whole trial's time
+    resume = record.resume
+    assert (resume.count, resume.from_iterations, resume.exact) == (1, (10,), second["exact"])
+    assert isinstance(resume.exact, bool) and (resume.note is None) == resume.exact
+    if not resume.exact:
+        assert "data order" in resume.note or resume.note == second["note"]
 
 
 @pytest.mark.slow
@@ -154,10 +154,10 @@ def test_diverged_run_is_a_failed_record(work, voc_run):  # voc_run writes the s
                              work.cache / "synthetic" / "voc", "SOLVER.BASE_LR", "1000.0", "SOLVER.WARMUP_ITERS", "0")
     assert rc == 1
     record = results.read_record(trial / "results.json")
-    assert record["status"] == "failed" and record["reason"].startswith("training diverged: ")
-    assert "Inf/NaN" in record["reason"] or "infinite or NaN" in record["reason"]
-    assert record["iterations"] < 16 and record["metrics"] == {}
-    assert "SOLVER.BASE_LR: 0.02 in the protocol, 1000.0 from the command line" in record["deviations"]
+    assert record.status == "failed" and record.reason.startswith("training diverged: ")
+    assert "Inf/NaN" in record.reason or "infinite or NaN" in record.reason
+    assert record.iterations < 16 and record.metrics == {}
+    assert "SOLVER.BASE_LR: 0.02 in the protocol, 1000.0 from the command line" in record.deviations
 
 
 @pytest.mark.slow
@@ -165,7 +165,7 @@ def test_coco_smoke_end_to_end(work):
     rc, trial, _ = smoke_run(work, "coco", "coco", "--weights", work.pkl)
     assert rc == 0
     record = results.read_record(trial / "results.json")
-    assert record["status"] == "finished" and record["iterations"] == 16
+    assert record.status == "finished" and record.iterations == 16
     keys = ["bbox/AP", "bbox/AP50", "bbox/AP75", "segm/AP", "segm/AP50", "segm/AP75"]
     # A width-8 backbone after 16 iterations may detect nothing above the test threshold; COCO's AP
     # of no detections is undefined, and the record then says null, never a made-up 0.
@@ -173,7 +173,7 @@ def test_coco_smoke_end_to_end(work):
     if detections:
         assert_finite_metrics(record, keys)
     else:
-        assert all(record["metrics"][k.split("/")[0]][k.split("/")[1]] is None for k in keys), record["metrics"]
+        assert all(record.metrics[k.split("/")[0]][k.split("/")[1]] is None for k in keys), record.metrics
     assert_loss_falls(trial)
 
 
@@ -182,7 +182,7 @@ def test_cityscapes_smoke_end_to_end(work):
     rc, trial, _ = smoke_run(work, "cityscapes", "cityscapes", "--weights", work.pkl)
     assert rc == 0
     record = results.read_record(trial / "results.json")
-    assert record["status"] == "finished" and record["iterations"] == 20
+    assert record.status == "finished" and record.iterations == 20
     assert_finite_metrics(record, ["sem_seg/mIoU", "sem_seg/IoU", "sem_seg/iIoU"])
     assert_loss_falls(trial)
 
@@ -324,8 +324,8 @@ def test_eval_only_evaluates_the_weights(work, voc_data, tmp_path):
                "--output", tmp_path / "o") == 0
     record = results.read_record(tmp_path / "o" / "trial_0" / "eval_only" / "results.json")  # never over a fine-tuning record
     assert not (tmp_path / "o" / "trial_0" / "results.json").exists()
-    assert (record["status"], record["iterations"]) == ("finished", 0)
-    assert record["deviations"][-1] == "evaluation only: no fine-tuning in this run" and record["kind"] == "eval-only"
+    assert (record.status, record.iterations) == ("finished", 0)
+    assert record.deviations[-1] == "evaluation only: no fine-tuning in this run" and record.kind == "eval-only"
     assert not (tmp_path / "o" / "trial_0" / "attempts.json").exists()  # no fine-tuning attempt
     assert_finite_metrics(record, ["bbox/AP", "bbox/AP50", "bbox/AP75"])
 

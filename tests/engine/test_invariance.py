@@ -165,7 +165,7 @@ def test_one_process_of_4_and_two_of_2_train_alike(tmp_path, synthetic_checkpoin
         assert rc == 0
         trials[processes] = out / "trial_0"
         record = results.read_record(trials[processes] / "results.json")
-        assert (record["world_size"], record["ims_per_batch"], record["iterations"]) == (processes, 4, ITERATIONS)
+        assert (record.world_size, record.ims_per_batch, record.iterations) == (processes, 4, ITERATIONS)
 
     one, two = (_losses(trials[p]) for p in (1, 2))
     assert sorted(one) == sorted(two) == list(range(ITERATIONS))

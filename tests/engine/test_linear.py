@@ -188,14 +188,14 @@ def test_smoke_run_writes_a_record_with_finite_top1_and_top5(smoke_run, work):
     rc, trial = smoke_run
     assert rc == 0
     record = results.read_record(trial / "results.json")
-    assert (record["task"], record["status"], record["kind"], record["iterations"]) == ("imagenet_linear", "finished",
-                                                                                       "smoke", 4)
+    assert (record.task, record.status, record.kind, record.iterations) == ("imagenet_linear", "finished",
+                                                                       "smoke", 4)
     for name in ("top1", "top5"):
-        value = record["metrics"]["cls"][name]
+        value = record.metrics["cls"][name]
         assert value is not None and math.isfinite(value) and 0.0 <= value <= 100.0
-    assert record["metrics"]["cls"]["top5"] == 100.0  # 4 synthetic classes
-    assert record["weights"]["format"] and len(record["weights"]["sha256"]) == 64
-    assert [a.split(":")[0] for a in record["assumptions"]] == ["linear-readoff-recipe"]
+    assert record.metrics["cls"]["top5"] == 100.0  # 4 synthetic classes
+    assert record.weights.format and len(record.weights.sha256) == 64
+    assert [a.split(":")[0] for a in record.assumptions] == ["linear-readoff-recipe"]
     rows = [json.loads(line) for line in (trial / "metrics.json").read_text().splitlines()]
     assert [r["iteration"] for r in rows if "total_loss" in r] == [0, 1, 2, 3]  # LOG_PERIOD 1 (loss_cls alone)
     assert [r["lr"] for r in rows if "lr" in r] == pytest.approx([30.0, 30.0, 3.0, 3.0])  # x0.1 at epoch 1 (smoke)
@@ -238,14 +238,14 @@ def test_a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_weights(smoke
     assert torch.load(out / "trial_0" / "linear_checkpoint.pth", weights_only=True)["epoch"] == 1
     assert _smoke(work, out) == 0  # the same command again resumes
     record = results.read_record(out / "trial_0" / "results.json")
-    assert record["status"] == "finished" and record["resume"]["count"] == 1
-    assert record["resume"]["from_iterations"] == [2] and record["resume"]["exact"] is True
+    assert record.status == "finished" and record.resume.count == 1
+    assert record.resume.from_iterations == (2,) and record.resume.exact is True
     resumed = torch.load(out / "trial_0" / "linear_checkpoint.pth", weights_only=True)["fc"]
     straight = torch.load(uninterrupted / "linear_checkpoint.pth", weights_only=True)["fc"]
     for key in straight:
         assert torch.equal(resumed[key], straight[key]), key
     first = results.read_record(uninterrupted / "results.json")
-    assert record["metrics"] == first["metrics"]
+    assert record.metrics == first.metrics
 
 
 def run_one_saving_fc(job, dump_dir):
@@ -281,11 +281,11 @@ def test_two_gloo_processes_write_one_record_with_identical_linear_weights(work,
     trial = out / "trial_0"
     assert sorted(p.name for p in trial.glob("*.json")) == ["attempts.json", "metrics.json", "results.json"]
     record = results.read_record(trial / "results.json")
-    assert (record["status"], record["world_size"], record["ims_per_batch"]) == ("finished", 2, 4)
-    assert record["iterations"] == 4  # 8 images, 2 per process per step: 2 iterations per epoch
+    assert (record.status, record.world_size, record.ims_per_batch) == ("finished", 2, 4)
+    assert record.iterations == 4  # 8 images, 2 per process per step: 2 iterations per epoch
     saved = torch.load(trial / "linear_checkpoint.pth", weights_only=True)["fc"]
     assert torch.equal(saved["weight"], rank0["weight"])
-    assert all(math.isfinite(record["metrics"]["cls"][k]) for k in ("top1", "top5"))
+    assert all(math.isfinite(record.metrics["cls"][k]) for k in ("top1", "top5"))
 
 
 @pytest.mark.slow
@@ -301,5 +301,5 @@ def test_the_learning_check_passes(work, tmp_path, capsys):
     record = results.read_record(out / "trial_0" / "results.json")
     score, passed = sanity.score_of(record, get_task("imagenet_linear"))
     print(f"imagenet_linear sanity: {check.metric} = {score} (threshold {check.threshold}; {check.chance})")
-    assert rc == 0 and passed and record["kind"] == "sanity" and record["iterations"] == 30
+    assert rc == 0 and passed and record.kind == "sanity" and record.iterations == 30
     assert "PASS" in capsys.readouterr().out

@@ -319,9 +319,9 @@ def test_weights_swapped_after_preparation_fail_the_run(ready, tmp_path):
     with pytest.raises(RunFailed, match="was replaced or changed since"):
         run_one(job)
     record = results.read_record(job.output_dir / "results.json")
-    assert record["status"] == "failed" and record["iterations"] == 0
-    assert record["reason"].startswith(f"WeightsChangedError: MODEL.WEIGHTS {pkl}: its bytes have sha256 ")
-    assert len(record["reason"].splitlines()) == 1
+    assert record.status == "failed" and record.iterations == 0
+    assert record.reason.startswith(f"WeightsChangedError: MODEL.WEIGHTS {pkl}: its bytes have sha256 ")
+    assert len(record.reason.splitlines()) == 1
     assert not list(job.output_dir.glob("model_*.pth"))
 
 

@@ -80,7 +80,7 @@ def test_record_on_a_full_disk(small_disk, faults):
         with pytest.raises(OSError) as over:
             results.write_record(small_disk.path / "a", make_record(name="overwrite"))
     assert new.value.errno in FULL and over.value.errno in FULL
-    assert sha256(earlier) == before and results.read_record(earlier)["weights"]["name"] == "earlier"
+    assert sha256(earlier) == before and results.read_record(earlier).weights.name == "earlier"
     assert not (small_disk.path / "b" / "results.json").exists()
     assert _temporaries(small_disk.path) == []
     results.write_record(small_disk.path / "b", make_record(name="new"))  # space again: it works again

@@ -59,11 +59,11 @@ def test_killed_and_resumed_trial_equals_an_uninterrupted_one(smoke_inputs, tmp_
     _run(argv, env)
 
     record, reference = (results.read_record(t / "results.json") for t in (trial, straight))
-    (resumed_at,) = record["resume"]["from_iterations"]
+    (resumed_at,) = record.resume.from_iterations
     assert 0 < resumed_at < MAX_ITER  # killed mid-training, resumed from a checkpoint, not from 0
-    assert record["resume"] == {"count": 1, "from_iterations": [resumed_at], "exact": True, "note": None}
-    assert reference["resume"]["count"] == 0
-    assert (record["status"], record["iterations"]) == (reference["status"], reference["iterations"]) == ("finished", MAX_ITER)
+    assert record.resume == results.Resume(count=1, from_iterations=(resumed_at,), exact=True, note=None)
+    assert reference.resume.count == 0
+    assert (record.status, record.iterations) == (reference.status, reference.iterations) == ("finished", MAX_ITER)
 
     # Bit-identical weights (every parameter and BN statistic, PreciseBN's included) ...
     final, expected = _final_weights(trial), _final_weights(straight)
@@ -71,7 +71,7 @@ def test_killed_and_resumed_trial_equals_an_uninterrupted_one(smoke_inputs, tmp_
     different = [k for k in final if not torch.equal(final[k], expected[k])]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
     # ... hence the same evaluation, and the same losses and LR at every iteration, each logged once.
-    assert record["metrics"] == reference["metrics"] and "AP50" in record["metrics"]["bbox"]
+    assert record.metrics == reference.metrics and "AP50" in record.metrics["bbox"]
     assert _iterations_logged(trial) == _iterations_logged(straight) == list(range(MAX_ITER))
     assert _training_rows(trial) == _training_rows(straight)
     faults.succeed("SIGKILL mid-training, then resumed (default --trials)")

@@ -66,7 +66,7 @@ def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp
     second = (tmp_path / "second.log").read_text()
     assert "trial 0: training from iteration 2 to 4" in second  # resumed, not restarted
     record0 = results.read_record(t0 / "results.json")
-    assert (record0["status"], record0["iterations"], record0["trial"], record0["seed"]) == ("finished", 4, 0, 0)
+    assert (record0.status, record0.iterations, record0.trial, record0.seed) == ("finished", 4, 0, 0)
     assert _iterations_logged(t0) == [0, 1, 2, 3]  # each iteration trained once
     # BENCHMARK.CHECKPOINTS_TO_KEEP 1: the resumed run removed the killed run's model_0000001.pth
     # once it had written model_0000003.pth.
@@ -81,10 +81,10 @@ def test_killed_trial_matrix_resumes_and_skips_finished_trials(smoke_inputs, tmp
     assert "trial 1: training from iteration 2 to 4" in third.stdout + third.stderr
     assert sha256(t0 / "results.json") == finished0  # the finished trial was not touched
     record1 = results.read_record(t1 / "results.json")
-    assert (record1["status"], record1["iterations"], record1["seed"]) == ("finished", 4, 1)
+    assert (record1.status, record1.iterations, record1.seed) == ("finished", 4, 1)
     assert _iterations_logged(t1) == [0, 1, 2, 3]
     assert sorted(p.name for p in t1.glob("model_*.pth")) == ["model_0000003.pth", "model_final.pth"]
-    assert set(record1["metrics"]["bbox"]) >= {"AP", "AP50", "AP75"}
+    assert set(record1.metrics["bbox"]) >= {"AP", "AP50", "AP75"}
     assert not list(out.rglob("*.tmp"))
     faults.succeed("SIGKILL mid-way through trial 1 of 2")
 
@@ -112,13 +112,13 @@ def test_killed_run_with_default_trials_resumes_and_its_record_says_so(smoke_inp
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "trial 0: training from iteration 3 to 6" in again.stdout + again.stderr  # resumed, not restarted
     record = results.read_record(trial / "results.json")
-    assert (record["status"], record["iterations"]) == ("finished", 6)
+    assert (record.status, record.iterations) == ("finished", 6)
     assert _iterations_logged(trial) == list(range(6))  # each iteration once
     first, second = json.loads((trial / "attempts.json").read_text())["attempts"]
     assert (first["status"], second["status"], second["start_iteration"]) == ("killed", "finished", 3)
-    assert record["resume"]["count"] == 1 and record["resume"]["from_iterations"] == [3]
-    assert isinstance(record["resume"]["exact"], bool) and (record["resume"]["note"] is None) == record["resume"]["exact"]
-    assert record["duration_s"] == round(first["duration_s"] + second["duration_s"], 3) > second["duration_s"]
+    assert record.resume.count == 1 and record.resume.from_iterations == (3,)
+    assert isinstance(record.resume.exact, bool) and (record.resume.note is None) == record.resume.exact
+    assert record.duration_s == round(first["duration_s"] + second["duration_s"], 3) > second["duration_s"]
     faults.succeed("SIGKILL mid-way through a default --trials run")
 
 
@@ -133,10 +133,10 @@ def test_diverging_run_fails_fast_and_is_listed_as_a_failure(smoke_inputs, tmp_p
                          timeout=600)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
     record = results.read_record(out / "trial_0" / "results.json")
-    assert record["status"] == "failed" and record["metrics"] == {}
-    assert record["reason"].startswith("training diverged: ")
-    assert "NaN" in record["reason"]
-    assert record["iterations"] <= 5, record  # stopped within a few of its 30 iterations
+    assert record.status == "failed" and record.metrics == {}
+    assert record.reason.startswith("training diverged: ")
+    assert "NaN" in record.reason
+    assert record.iterations <= 5, record  # stopped within a few of its 30 iterations
     assert len(_iterations_logged(out / "trial_0")) <= 5
     # beside a finished run of another checkpoint, the leaderboard lists it apart with its reason
     write_record(tmp_path / "runs" / "stable" / "trial_0", name="stable", metrics={"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 42.0}},
@@ -147,6 +147,6 @@ def test_diverging_run_fails_fast_and_is_listed_as_a_failure(smoke_inputs, tmp_p
     table, failures = board.stdout.split("## Failed runs (not counted)")
     assert "| stable | 40.00 (1) ★ | 60.00 (1) ★ | 42.00 (1) ★ |" in table  # the best (and only) measured full run
     assert "| unstable [smoke] | - | - | - |" in table  # no value counted from the failed (smoke) run
-    reason = record["reason"].replace("|", "\\|")
+    reason = record.reason.replace("|", "\\|")
     assert f"| unstable [smoke] | voc07 | 0 | {reason} | {out / 'trial_0' / 'results.json'} |" in failures
     faults.succeed("loss diverging to NaN/Inf")

@@ -117,7 +117,7 @@ def test_kill_while_writing_the_first_record(tmp_path, faults):
     assert results.gather([tmp_path / "run"]) == ([], [])
     assert not results.is_finished(out)  # so the next run runs the trial again ...
     results.write_record(out, _record())  # ... and its record lands whole
-    assert results.read_record(out / "results.json")["metrics"]["bbox"]["AP"] == 46.6
+    assert results.read_record(out / "results.json").metrics["bbox"]["AP"] == 46.6
     faults.succeed("kill writing a new results.json")
 
 
@@ -130,7 +130,7 @@ def test_kill_while_overwriting_a_record_keeps_the_old_one(tmp_path, faults):
     faults.attempt("kill overwriting results.json")
     run_python_and_kill(TORN_RECORD, tmp_path, out, spec)
     assert sha256(old) == before
-    assert results.read_record(old)["reason"] == "killed by the scheduler"
+    assert results.read_record(old).reason == "killed by the scheduler"
     faults.succeed("kill overwriting results.json")
 
 

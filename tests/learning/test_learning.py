@@ -54,13 +54,13 @@ def test_learning_check_passes(task, tmp_path, initialised_r50, capsys):
     check = sanity.check_for(get_task(task))
     rc, score, record = sanity_run(tmp_path, task, initialised_r50)
     printed = capsys.readouterr().out
-    print(f"learning check {task}: {check.metric} = {score} in {record['duration_s']:.0f} s")  # pytest -rP shows it
+    print(f"learning check {task}: {check.metric} = {score} in {record.duration_s:.0f} s")  # pytest -rP shows it
     assert rc == 0, printed[-2000:]
     assert score >= check.threshold, (check.metric, score)
     assert f"{check.metric} = {score:.1f} (threshold {check.threshold:g}): PASS" in printed
-    assert record["kind"] == "sanity" and record["status"] == "finished"
-    assert record["iterations"] == sanity_iterations(task)
-    assert record["deviations"][0].startswith("sanity run (learning check)")
+    assert record.kind == "sanity" and record.status == "finished"
+    assert record.iterations == sanity_iterations(task)
+    assert record.deviations[0].startswith("sanity run (learning check)")
 
 
 def sanity_iterations(task):
@@ -157,8 +157,8 @@ def test_learning_check_fails_on_an_injected_bug(bug, tmp_path, initialised_r50,
         inject(data)
     rc, score, record = sanity_run(tmp_path, task, initialised_r50, data_root=data)
     printed = capsys.readouterr().out
-    print(f"learning check {task} with bug {bug!r}: {check.metric} = {score} in {record['duration_s']:.0f} s")
-    assert record["status"] == "finished"  # the pipeline ran; only what it learnt is wrong
+    print(f"learning check {task} with bug {bug!r}: {check.metric} = {score} in {record.duration_s:.0f} s")
+    assert record.status == "finished"  # the pipeline ran; only what it learnt is wrong
     assert rc == sanity.EXIT_BELOW_THRESHOLD, printed[-2000:]
     assert score < check.threshold / 2, (bug, check.metric, score)  # far below, not a near miss
     assert "FAIL" in printed and "sanity check FAILED" in printed

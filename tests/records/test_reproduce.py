@@ -492,7 +492,7 @@ def test_slurm_launcher_through_submitits_local_executor(tmp_path, capsys):
     assert reproduce(opts, say=said.append) == 0
     assert said[1].startswith("submitted 1 jobs (local): ") and said[2].startswith("[1/1] synth voc07 trial 0: finished (job ")
     record = results.read_record(out / "runs_smoke" / "synth" / "voc07" / "trial_0" / "results.json")
-    assert (record["status"], record["iterations"], record["weights"]["name"]) == ("finished", 4, "synth")
+    assert (record.status, record.iterations, record.weights.name) == ("finished", 4, "synth")
     assert any((out / "slurm").rglob("*_result.pkl"))  # submitit's own bookkeeping
     assert said[-1] == "PASS: 1/1 judged cells hold, 0/0 judged checks hold; 0 cells and 0 checks not judged"
 

@@ -14,10 +14,20 @@ def test_round_trip_converts_numpy_scalars(tmp_path):
     path = write_record(tmp_path, metrics={"bbox": {"AP": np.float64(46.6), "AP50": np.float32(70.0)}})
     assert path == tmp_path / "results.json"
     back = results.read_record(path)
-    assert back["metrics"] == {"bbox": {"AP": 46.6, "AP50": 70.0}}
-    assert type(back["metrics"]["bbox"]["AP"]) is float and type(back["metrics"]["bbox"]["AP50"]) is float
-    assert back["schema_version"] == results.SCHEMA_VERSION
+    assert back.metrics == {"bbox": {"AP": 46.6, "AP50": 70.0}}
+    assert type(back.metrics["bbox"]["AP"]) is float and type(back.metrics["bbox"]["AP50"]) is float
+    assert back.schema_version == results.SCHEMA_VERSION
     assert results.is_finished(tmp_path)
+
+
+def test_a_read_record_is_typed_and_gives_back_the_json_written(tmp_path):
+    path = write_record(tmp_path, deviations=["smoke run: synthetic data"], kind="smoke")
+    record = results.read_record(path)
+    assert (record.weights.name, record.resume.count, record.deviations, record.metric("bbox/AP")) == (
+        "moco", 0, ("smoke run: synthetic data",), 46.6)
+    assert record.as_json() == json.loads(path.read_text())  # the file's JSON form, field for field
+    with pytest.raises(TypeError):  # typed fields only: no second, dict-shaped way to read it
+        record["status"]
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), np.float64("-inf")], ids=["nan", "inf", "-inf"])
