@@ -146,9 +146,6 @@ def _refuse_unknown_keys(where, mapping, known, what):
 def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
     """Read and check a table: tasks registered, metrics the task's, rows unique, zoo names known,
     checks parse and name rows, every published value judgeable. Raises TableError."""
-    from benchmark.tasks.errors import error_metrics  # here: it imports numpy, which this package must not at import
-    from benchmark.weights import zoo
-
     path = table_path(name_or_path)
     where = str(path)
     try:
@@ -158,41 +155,10 @@ def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
     if not isinstance(data, dict) or not isinstance(data.get("columns"), dict) or not isinstance(data.get("rows"), list):
         raise TableError(f"{where}: expected a mapping with columns and rows")
     _refuse_unknown_keys(where, data, _TABLE_KEYS, "the table")
-    columns = []
-    for task, metrics in data["columns"].items():
-        try:
-            # and a detection task's error analysis, "errors/loc" ... (benchmark.tasks.errors)
-            known = get_task(task).metrics + error_metrics(task)
-        except UnknownTaskError as e:
-            raise TableError(f"{where}: {e}") from None
-        for m in metrics:
-            if m not in known:
-                raise TableError(f"{where}: task {task} has no metric {m!r}; it reports {', '.join(known)}")
-            columns.append((task, m))
+    columns = _columns(where, data["columns"])
     rows = []
     for spec in data["rows"]:
-        name = spec.get("name") if isinstance(spec, dict) else None
-        if not name or not str(name).isidentifier():
-            raise TableError(f"{where}: every row needs a name that is a Python identifier, got {name!r}")
-        if name in (r.name for r in rows):
-            raise TableError(f"{where}: row {name!r} appears twice")
-        _refuse_unknown_keys(where, spec, _ROW_KEYS, f"row {name}")
-        if spec.get("zoo"):
-            try:
-                zoo.get(spec["zoo"])
-            except (KeyError, ValueError) as e:
-                raise TableError(f"{where}: row {name}: {str(e).strip(chr(39))}") from None
-        cells = {}
-        for key, cell in _metric_pairs(f"{where}: row {name}", spec.get("cells"), "cells").items():
-            if key not in columns:
-                raise TableError(f"{where}: row {name} has a cell {key[0]} {key[1]} that is not a column")
-            if cell is None:
-                continue
-            if not isinstance(cell, dict) or not isinstance(cell.get("value"), (int, float)) or not cell.get("source"):
-                raise TableError(f"{where}: row {name}, {key[0]} {key[1]}: a cell is null or {{value: number, source: text}}")
-            cells[key] = Reference(float(cell["value"]), str(cell["source"]), bool(cell.get("secondary", False)))
-        rows.append(Row(name, spec.get("zoo"), spec.get("weights"), spec.get("synthetic"), spec.get("note"), cells,
-                        tuple(spec.get("other") or ())))
+        rows.append(_row(where, spec, columns, rows))
     tolerance = {k: float(v) for k, v in _metric_pairs(where, data.get("tolerance"), "tolerance").items()}
     tolerance.update(tolerance_overrides or {})
     std = {k: float(v) for k, v in _metric_pairs(where, data.get("std"), "std").items()}
@@ -207,6 +173,52 @@ def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
                 raise TableError(f"{where}: row {row.name}, {task} {metric} has a published value but the table "
                                  f"gives neither a std nor a tolerance for it, so it cannot be judged")
     return table
+
+
+def _columns(where, spec) -> list:
+    """[(task, metric)] of the table's columns: each task registered, each metric one it reports."""
+    from benchmark.tasks.errors import error_metrics  # here: it imports numpy, which this package must not at import
+
+    columns = []
+    for name, metrics in spec.items():
+        try:
+            task = get_task(name)
+        except UnknownTaskError as e:
+            raise TableError(f"{where}: {e}") from None
+        known = task.metrics + error_metrics(task)  # and a detection task's error analysis, "errors/loc" ...
+        for m in metrics:
+            if m not in known:
+                raise TableError(f"{where}: task {name} has no metric {m!r}; it reports {', '.join(known)}")
+            columns.append((name, m))
+    return columns
+
+
+def _row(where, spec, columns, rows) -> Row:
+    """One row: a unique identifier name, known keys, a zoo name the zoo has, cells of the columns only."""
+    from benchmark.weights import zoo
+
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if not name or not str(name).isidentifier():
+        raise TableError(f"{where}: every row needs a name that is a Python identifier, got {name!r}")
+    if name in (r.name for r in rows):
+        raise TableError(f"{where}: row {name!r} appears twice")
+    _refuse_unknown_keys(where, spec, _ROW_KEYS, f"row {name}")
+    if spec.get("zoo"):
+        try:
+            zoo.get(spec["zoo"])
+        except (KeyError, ValueError) as e:
+            raise TableError(f"{where}: row {name}: {str(e).strip(chr(39))}") from None
+    cells = {}
+    for key, cell in _metric_pairs(f"{where}: row {name}", spec.get("cells"), "cells").items():
+        if key not in columns:
+            raise TableError(f"{where}: row {name} has a cell {key[0]} {key[1]} that is not a column")
+        if cell is None:
+            continue
+        if not isinstance(cell, dict) or not isinstance(cell.get("value"), (int, float)) or not cell.get("source"):
+            raise TableError(f"{where}: row {name}, {key[0]} {key[1]}: a cell is null or {{value: number, source: text}}")
+        cells[key] = Reference(float(cell["value"]), str(cell["source"]), bool(cell.get("secondary", False)))
+    return Row(name, spec.get("zoo"), spec.get("weights"), spec.get("synthetic"), spec.get("note"), cells,
+               tuple(spec.get("other") or ()))
 
 
 # --------------------------------------------------------------------------- checks

@@ -56,11 +56,7 @@ ERROR_FAMILIES = ("voc", "coco")  # dataset families whose runs carry the group
 
 
 def error_metrics(task) -> tuple:
-    """The "errors/<type>" metrics a task's run records carry (empty for non-detection tasks)."""
-    if isinstance(task, str):
-        from benchmark.tasks import get_task
-
-        task = get_task(task)
+    """The "errors/<type>" metrics a `Task`'s run records carry (empty for non-detection tasks)."""
     return ERROR_METRICS if task.data_format in ERROR_FAMILIES else ()
 
 

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from benchmark.tasks import get_task
 from benchmark.tasks.errors import ERROR_METRICS, MAIN_ERRORS, ImageDetections, analyse, box_iou, class_ap, error_metrics
 
 A, B, FAR = [0.0, 0.0, 10.0, 10.0], [100.0, 0.0, 10.0, 10.0], [300.0, 300.0, 10.0, 10.0]
@@ -128,9 +129,9 @@ def test_inconsistent_lengths_are_refused():
 
 
 def test_error_metrics_of_the_detection_tasks_only():
-    assert error_metrics("voc07") == error_metrics("coco") == ERROR_METRICS
+    assert error_metrics(get_task("voc07")) == error_metrics(get_task("coco")) == ERROR_METRICS
     assert ERROR_METRICS[:6] == ("errors/cls", "errors/loc", "errors/both", "errors/dupe", "errors/bkg", "errors/miss")
-    assert error_metrics("cityscapes") == ()
+    assert error_metrics(get_task("cityscapes")) == error_metrics(get_task("imagenet_linear")) == ()
 
 
 # ------------------------------------------------------------------ the paper's finding as a check
