@@ -354,3 +354,10 @@ def test_a_console_handler_on_a_closed_stream_is_pointed_at_the_current_stdout(c
     finally:
         for h in handlers:
             lg.removeHandler(h)
+
+
+def test_the_run_kinds_are_the_kinds_a_record_may_hold():
+    """RunKind (what the engine runs) and records.results.KINDS (what a record may say) are one list."""
+    from benchmark.engine import RunKind
+
+    assert tuple(kind.value for kind in RunKind) == results.KINDS
