@@ -2,12 +2,13 @@
 
 The sub-packages are the stages of the pipeline (docs/ARCHITECTURE.md):
 
-    weights/  checkpoint -> detectron2 weights      (formats, loading, conversion, download, zoo)
-    tasks/    task name -> config, model, evaluator (registry, config building, model pieces)
-    data/     dataset families                       (registration, layout checks, synthetic data)
-    engine/   one run -> results.json                (trainer, hooks, checkpointer, launch)
-    records/  results.json -> tables and verdicts    (record schema, leaderboard, paper, reproduce)
-    cli/      the command-line tools (tools/*.py and the console scripts)
+    weights/    checkpoint -> detectron2 weights      (formats, detection, architecture, loading, conversion, download, zoo)
+    tasks/      task name -> config, model, evaluator (registry, config building, model pieces, error analysis)
+    data/       dataset families, one module each     (layout, registration, layout check, synthetic data, evaluator)
+    engine/     one run -> results.json                (jobs, runner, worker, trainers, trials, checkpointer)
+    records/    results.json -> tables                 (typed record, pooling, leaderboard, HTML page)
+    reproduce/  paper table -> runs -> verdicts        (tables, plan, launch, judge, report, cost)
+    cli/        the command-line tools (tools/*.py and the console scripts)
 
 Importing the package imports nothing else: no torch, no detectron2, no global warning filter
 or logging level. The modules that need detectron2 import it themselves.
