@@ -9,13 +9,17 @@ same thing, i.e. that agree on `pool_key` -- kind (full, smoke, sanity, eval-onl
 size and protocol digest. Records that differ in any of these are separate rows, whose label
 names the difference: `moco [smoke]`, `moco [AMP]`, `moco [world size 2]` (when one task has
 runs of several world sizes), `moco [protocol 1a2b3c4d]` (the first hex digits of the protocol
-digest, when one task has runs of several protocols of one kind). The deviations of a row's runs
+digest, when one task has runs of several protocols of one kind). A row is keyed by its identity
+(pooling.RowId: name, tags, published or not), never by its label's text, and a name that could read
+as tags is shown quoted: a full run named `moco [smoke]` is the row `"moco [smoke]"`, neither averaged
+with moco's smoke run nor hidden by a published row of that text. The deviations of a row's runs
 are listed under the table. Failed runs are listed apart with their reasons and never enter a
 mean; records that results.gather refused are listed with its message. The legend, headers,
 marks and section titles are records.render's, which the HTML page (records.page) shares.
 
 Differences are tested, not eyeballed: within each group of comparable rows (equal tags), per
-column, the row with the best mean is marked, and every other row whose difference from it is not
+column that at least two rows of the group have, the row with the best mean is marked (a row compared
+with nothing is best of nothing, so it is not marked), and every other row whose difference from it is not
 significant (Welch's t-test, scipy, p >= ALPHA; both rows with >= 2 trials) is marked as tied.
 Rows with one trial are not tested. The CSV holds the p-value of each row against its column's
 best, and `pairs_csv` every pair.
@@ -30,7 +34,7 @@ import io
 from pathlib import Path
 
 from benchmark.fileio import atomic_write
-from benchmark.records.pooling import ALPHA, aggregate, deduplicated, error_metrics, label_of, row_tags, task_metrics, welch
+from benchmark.records.pooling import ALPHA, RowId, aggregate, deduplicated, error_metrics, row_tags, task_metrics, welch
 from benchmark.records.render import (
     BEST,
     DEVIATIONS_TITLE,
@@ -50,14 +54,27 @@ FORMATS = ("md", "csv", "html")
 
 @dataclasses.dataclass
 class Row:
-    label: str  # name, plus the tags in brackets
-    name: str
-    tags: tuple
+    id: RowId  # (name, tags, published): what the row is keyed by; its label is derived from it
     cells: dict  # {(task, metric): Stat}
     deviations: dict = dataclasses.field(default_factory=dict)  # {task: [str]}
     records: dict = dataclasses.field(default_factory=dict)  # {task: [record path of each finished trial]}
-    published: bool = False  # a published baseline (reproduce.published): never pooled, tested or marked
     note: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.id.name
+
+    @property
+    def tags(self) -> tuple:
+        return self.id.tags
+
+    @property
+    def published(self) -> bool:  # a published baseline (reproduce.published): never pooled, tested or marked
+        return self.id.published
+
+    @property
+    def label(self) -> str:  # name, plus the tags in brackets (pooling.label_of)
+        return self.id.label
 
 
 @dataclasses.dataclass
@@ -67,22 +84,29 @@ class Board:
     failures: list  # [Failure]
     problems: list  # [str] records refused by results.gather
     sort_by: tuple | None  # (task, metric) or None
-    marks: dict = dataclasses.field(default_factory=dict)  # {(label, task, metric): BEST | TIED}
-    p_vs_best: dict = dataclasses.field(default_factory=dict)  # {(label, task, metric): p}
+    marks: dict = dataclasses.field(default_factory=dict)  # {(RowId, task, metric): BEST | TIED}
+    p_vs_best: dict = dataclasses.field(default_factory=dict)  # {(RowId, task, metric): p}
     errors: list = dataclasses.field(default_factory=list)  # [(task, error type)] columns of the error table
 
-    def row(self, label) -> Row | None:
-        return next((r for r in self.rows if r.label == label), None)
+    def row(self, which) -> Row | None:
+        """The row of a RowId, or of a label's text (labels are unique: pooling.label_of quotes a name that could
+        read as another row's label)."""
+        return next((r for r in self.rows if (r.id if isinstance(which, RowId) else r.label) == which), None)
 
-    def stat(self, label, task, metric):
-        row = self.row(label)
+    def stat(self, which, task, metric):
+        row = self.row(which)
         return None if row is None else row.cells.get((task, metric))
+
+    def mark(self, which, task, metric) -> str | None:
+        row = self.row(which)
+        return None if row is None else self.marks.get((row.id, task, metric))
 
 
 # ------------------------------------------------------------------- significance
 
 def _mark(rows, columns):
-    """Best and tied marks per column within each group of comparable rows (equal tags)."""
+    """Best and tied marks per column within each group of comparable rows (equal tags). A column that only one
+    row of a group has compares nothing: no mark (a lone smoke run of zeros is not "best")."""
     marks, p_best = {}, {}
     groups = {}
     for row in rows:
@@ -91,31 +115,34 @@ def _mark(rows, columns):
     for group in groups.values():
         for col in columns:
             have = [r for r in group if col in r.cells]
-            if not have:
+            if len(have) < 2:
                 continue
             best = max(have, key=lambda r: (r.cells[col].mean, r.cells[col].n))
-            marks[(best.label,) + col] = BEST
+            marks[(best.id,) + col] = BEST
             for r in have:
                 if r is best:
                     continue
                 p = welch(best.cells[col], r.cells[col])
                 if p is not None:
-                    p_best[(r.label,) + col] = p
+                    p_best[(r.id,) + col] = p
                     if p >= ALPHA:
-                        marks[(r.label,) + col] = TIED
+                        marks[(r.id,) + col] = TIED
     return marks, p_best
 
 
-def pairs(board: Board) -> list:
-    """[(task, metric, label a, label b, p)] for every pair of comparable rows with >= 2 trials each."""
-    out = []
+def _pairs(board: Board):
+    """(task, metric, row a, row b, p) for every pair of comparable rows with >= 2 trials each."""
     for col in board.columns + board.errors:
         have = [r for r in board.rows if not r.published and col in r.cells and r.cells[col].n >= 2]
         for i, a in enumerate(have):
             for b in have[i + 1:]:
                 if a.tags == b.tags:
-                    out.append(col + (a.label, b.label, welch(a.cells[col], b.cells[col])))
-    return out
+                    yield col + (a, b, welch(a.cells[col], b.cells[col]))
+
+
+def pairs(board: Board) -> list:
+    """[(task, metric, label a, label b, p)] for every pair of comparable rows with >= 2 trials each."""
+    return [(task, metric, a.label, b.label, p) for task, metric, a, b, p in _pairs(board)]
 
 
 # ----------------------------------------------------------------------- building
@@ -129,8 +156,9 @@ def build(records, problems=(), sort_by=None, published=()) -> Board:
     in that column go last; ties and the rest sort by label.
     """
     tags = row_tags(records)
-    label = {id(r): label_of(r.weights.name, tags[id(r)]) for r in records}
-    stats, failures = aggregate(records, lambda r: label[id(r)])
+    # keyed by identity, not by label text: a name that reads like `moco [smoke]` is not moco's smoke row
+    row_id = {id(r): RowId(r.weights.name, tags[id(r)]) for r in records}
+    stats, failures = aggregate(records, lambda r: row_id[id(r)])
     tasks = sorted({r.task for r in records})
     if sort_by is not None and sort_by not in tasks:
         raise ValueError(f"cannot sort by task {sort_by!r}: no record of it (tasks found: {', '.join(tasks) or 'none'})")
@@ -142,17 +170,16 @@ def build(records, problems=(), sort_by=None, published=()) -> Board:
     errors = [(t, m) for t in tasks for m in error_metrics([r for r in records if r.task == t])]
     rows = {}
     for r in deduplicated(records):
-        row = rows.setdefault(label[id(r)], Row(label[id(r)], r.weights.name, tags[id(r)], {}))
+        row = rows.setdefault(row_id[id(r)], Row(row_id[id(r)], {}))
         row.deviations.setdefault(r.task, [])
         row.deviations[r.task] += [d for d in r.deviations if d not in row.deviations[r.task]]
         if r.status == "finished":
             row.records.setdefault(r.task, []).append(r.path or "")
-    for (lab, task), ms in stats.items():
-        rows[lab].cells.update({(task, m): s for m, s in ms.items()})
-    for pub in published:
-        tag = f"published: {', '.join(pub.tables)}"
-        rows[label_of(pub.name, (tag,))] = Row(label_of(pub.name, (tag,)), pub.name, (tag,), dict(pub.cells),
-                                               published=True, note=pub.note)
+    for (key, task), ms in stats.items():
+        rows[key].cells.update({(task, m): s for m, s in ms.items()})
+    for pub in published:  # published=True: a record named like a published row is its own row, never hidden by it
+        key = RowId(pub.name, (f"published: {', '.join(pub.tables)}",), published=True)
+        rows[key] = Row(key, dict(pub.cells), note=pub.note)
         for task, metric in pub.cells:
             if task not in tasks:
                 tasks.append(task)
@@ -183,7 +210,7 @@ def _cell(board, row, col) -> str:
     s = row.cells.get(col)
     if s is None:
         return "-"
-    mark = board.marks.get((row.label,) + col)
+    mark = board.marks.get((row.id,) + col)
     return s.format() + (f" {mark}" if mark else "")
 
 
@@ -247,17 +274,17 @@ def to_csv(board: Board) -> str:
                + ["failed runs", "published sources"])
     failed = {}
     for f in board.failures:
-        failed[f.name] = failed.get(f.name, 0) + 1
+        failed[f.row] = failed.get(f.row, 0) + 1
     for row in board.rows:
         out = [_csv_text(row.label), _csv_text(row.name), _csv_text("; ".join(row.tags))]
         for c in cols:
             s = row.cells.get(c)
-            key = (row.label,) + c
+            key = (row.id,) + c
             mark = {BEST: "best", TIED: "tied"}.get(board.marks.get(key), "")
             out += ["", "", 0, "", ""] if s is None else [_num(s.mean), _num(s.std), "" if s.n is None else s.n,
                                                           _num(board.p_vs_best.get(key)), mark]
         sources = "; ".join(f"{header(c)}: {row.cells[c].source}" for c in cols if row.published and c in row.cells)
-        w.writerow(out + [failed.get(row.label, 0), _csv_text(sources)])
+        w.writerow(out + [failed.get(row.id, 0), _csv_text(sources)])
     return buf.getvalue()
 
 
@@ -268,14 +295,15 @@ def pairs_csv(board: Board) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["task", "metric", "a", "b", "mean a", "mean b", "n a", "n b", "welch p"])
-    for task, metric, a, b, p in pairs(board):
-        sa, sb = board.stat(a, task, metric), board.stat(b, task, metric)
-        w.writerow([task, metric, _csv_text(a), _csv_text(b), _num(sa.mean), _num(sb.mean), sa.n, sb.n, _num(p)])
+    for task, metric, a, b, p in _pairs(board):
+        sa, sb = a.cells[(task, metric)], b.cells[(task, metric)]
+        w.writerow([task, metric, _csv_text(a.label), _csv_text(b.label), _num(sa.mean), _num(sb.mean), sa.n, sb.n, _num(p)])
     return buf.getvalue()
 
 
-def _bars(ax, board, col, labels):
-    stats = [board.stat(n, *col) for n in labels]
+def _bars(ax, col, rows):
+    labels = [row.label for row in rows]
+    stats = [row.cells.get(col) for row in rows]
     means = [s.mean if s else 0.0 for s in stats]
     errs = [(s.std or 0.0) if s else 0.0 for s in stats]
     ax.bar(range(len(labels)), means, yerr=errs, capsize=4, color="#4878a8")
@@ -307,7 +335,7 @@ def plot(board: Board, path) -> Path:
         fig, axes = plt.subplots(1, max(1, len(primaries)),
                                  figsize=(max(4.0, 0.5 * len(labels) + 2) * max(1, len(primaries)), 4), squeeze=False)
         for ax, col in zip(axes[0], primaries):
-            _bars(ax, board, col, labels)
+            _bars(ax, col, board.rows)
         fig.tight_layout()
         _save(fig, path)
     plt.close(fig)

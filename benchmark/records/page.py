@@ -102,7 +102,7 @@ def _cell(board, row, col, base) -> str:
     s = row.cells.get(col)
     if s is None:
         return '<td class="n" data-value="">-</td>'
-    mark = board.marks.get((row.label,) + col, "")
+    mark = board.marks.get((row.id,) + col, "")
     title = f' title="{e(s.source)}"' if row.published else ""
     return (f'<td class="n" data-value="{s.mean!r}"{title}>{e(s.format())}{" " + e(mark) if mark else ""}'
             f'{"" if row.published else _links(row, col[0], base)}</td>')

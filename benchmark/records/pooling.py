@@ -11,6 +11,7 @@ Nothing here imports torch, detectron2 or numpy at import time (scipy is importe
 the error groups' names by `error_metrics`, when called).
 """
 import dataclasses
+import json
 import math
 
 from benchmark.records.results import Record
@@ -53,6 +54,8 @@ class Failure:
     trial: int
     reason: str
     path: str
+    # the row it belongs to (a leaderboard RowId, or the weights name): counted per row by identity, never by `name`'s text
+    row: object = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def pool_key(record: Record) -> tuple:
@@ -91,7 +94,29 @@ def row_tags(records) -> dict:
 
 
 def label_of(name: str, tags: tuple) -> str:
-    return f"{name} [{', '.join(tags)}]" if tags else name
+    """`name [tag, tag]`. A name that could be read as carrying tags (brackets) or as quoted is shown quoted
+    (JSON), so that no weights name can print as another row's label: `moco [smoke]` as a full run's name is
+    the row `"moco [smoke]"`, never `moco`'s smoke row."""
+    plain = "[" not in name and "]" not in name and not name.startswith('"')
+    shown = name if plain else json.dumps(name, ensure_ascii=False)
+    return f"{shown} [{', '.join(tags)}]" if tags else shown
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class RowId:
+    """A leaderboard row's identity: what is pooled into it and what its marks belong to. The tags come from
+    the records' pool (row_tags) or from a published table, never from the name, so a name cannot forge them;
+    the label shown is derived from the identity (label_of), never parsed back."""
+    name: str
+    tags: tuple = ()
+    published: bool = False
+
+    @property
+    def label(self) -> str:
+        return label_of(self.name, self.tags)
+
+    def __str__(self) -> str:
+        return self.label
 
 
 def one_pool_per_cell(records, kind: str) -> tuple[list, list]:
@@ -145,20 +170,21 @@ def error_metrics(records) -> tuple:
     return tuple(f"{ERROR_GROUP}/{m}" for m in [e for e in MAIN_ERRORS if e in found] + sorted(found - set(MAIN_ERRORS)))
 
 
-def aggregate(records, label=None) -> tuple[dict, list]:
+def aggregate(records, row=None) -> tuple[dict, list]:
     """({(row, task): {metric: Stat}}, [Failure]) over finished and failed records.
 
-    `label(record)` names a record's row (default: its weights name). Callers must give records of
-    one pool per (row, task) or a label that separates pools (the leaderboard tags its rows; a
-    reproduction selects one pool first, one_pool_per_cell). Duplicate trials (the same row, task
-    and trial found twice) count once: the first by path.
+    `row(record)` is a record's row identity (default: its weights name; the leaderboard's RowId),
+    a failure's `name` its text. Callers must give records of one pool per (row, task) or rows that
+    separate pools (the leaderboard tags its rows; a reproduction selects one pool first,
+    one_pool_per_cell). Duplicate trials (the same row, task and trial found twice) count once: the
+    first by path.
     """
-    label = label or (lambda r: r.weights.name)
+    row_of = row or (lambda r: r.weights.name)
     values, failures = {}, []
     for r in deduplicated(records):
-        row, task = label(r), r.task
+        row, task = row_of(r), r.task
         if r.status != "finished":
-            failures.append(Failure(row, task, r.trial, r.reason or "", r.path or ""))
+            failures.append(Failure(str(row), task, r.trial, r.reason or "", r.path or "", row=row))
             continue
         for metric in task_metrics(task, [r]) + error_metrics([r]):
             v = r.metric(metric)

@@ -163,7 +163,7 @@ def test_a_results_json_that_is_no_file_is_skipped_and_reported(tmp_path, capsys
         assert tool("leaderboard")([str(tmp_path)]) == 0
         captured = capsys.readouterr()
         assert captured.err.strip().splitlines() == [f"refused: {bad}: not a regular file, so not a run record"]
-        assert "| good | 40.00 (1) ★ |" in captured.out
+        assert "| good | 40.00 (1) |" in captured.out
 
 
 def test_a_version_1_record_is_read_upgraded(tmp_path):
@@ -207,7 +207,7 @@ def test_a_broken_record_is_skipped_and_reported(tmp_path, capsys, name):
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"refused: {bad}: "), lines
         assert problem in lines[0]
-        assert "| good | 40.00 (1) ★ |" in captured.out and "## Records refused" in captured.out
+        assert "| good | 40.00 (1) |" in captured.out and "## Records refused" in captured.out
         assert bad.read_bytes() == before
 
 
@@ -262,3 +262,71 @@ def test_unlike_runs_are_never_pooled_on_the_board(tmp_path, capsys, name):
                                                                              for r in rows), rows
         assert "69.50" not in out
         assert sorted((p, p.read_bytes()) for p in (tmp_path / "runs").rglob("*") if p.is_file()) == before
+
+
+# A row's identity is (name, tags, published or not), never its label's text: a weights name that reads like a
+# tagged or published label must neither be averaged with that row nor hide it (issue 22, medium 1).
+# name: ([(folder, record overrides)], --published, the label the forged name's own row must show)
+FORGED_ROWS = {
+    "board: a full run named like another checkpoint's smoke row": (
+        [("smoke", dict(name="moco", kind="smoke", metrics={"bbox": {"AP": 90.0, "AP50": 90.0, "AP75": 90.0}})),
+         ("full", dict(name="moco [smoke]", trial=1, metrics={"bbox": {"AP": 10.0, "AP50": 10.0, "AP75": 10.0}}))],
+        "none", '"moco [smoke]"'),
+    "board: a full run named like another checkpoint's row of two tags": (
+        [("smoke", dict(name="moco", kind="smoke", amp=True, metrics={"bbox": {"AP": 90.0, "AP50": 90.0, "AP75": 90.0}})),
+         ("full", dict(name="moco [smoke, AMP]", trial=1, metrics={"bbox": {"AP": 10.0, "AP50": 10.0, "AP75": 10.0}}))],
+        "none", '"moco [smoke, AMP]"'),
+    "board: a record named like a published row": (
+        [("fake", dict(name="supervised [published: moco_voc0712]", task="voc0712",
+                       metrics={"bbox": {"AP": 10.0, "AP50": 10.0, "AP75": 10.0}}))],
+        "moco_voc0712", '"supervised [published: moco_voc0712]"'),
+}
+
+
+@pytest.mark.parametrize("name", FORGED_ROWS)
+def test_a_name_cannot_forge_a_rows_tags(tmp_path, capsys, name):
+    specs, published, forged_label = FORGED_ROWS[name]
+    for folder, over in specs:
+        write_record(tmp_path / "runs" / folder, **over)
+    capsys.readouterr()
+    with tallied(name):
+        assert tool("leaderboard")([str(tmp_path / "runs"), "--published", published]) == 0
+        out = capsys.readouterr().out
+        table = out.split("\n\n## ")[0]
+        assert "50.00" not in table and " (2)" not in table  # 90 and 10 never averaged
+        forged = [line for line in table.splitlines() if line.startswith(f"| {forged_label} |")]
+        assert len(forged) == 1 and forged[0].split(" | ")[1].startswith("10.00 (1)"), table  # its own row, shown
+        labels = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
+        assert len(labels) == len(set(labels)), labels  # every row's label names it alone
+
+
+# A star says "best among the rows it was compared with": a row alone in its tag group, or a task column that only
+# one row of its group has, was compared with nothing and gets none (issue 22, low 15).
+# name: ([(folder, record overrides)], {row label: whether its voc07 bbox/AP cell is starred})
+LONE_ROWS = {
+    "board: a smoke run alone in its tag group": (
+        [("full_a", dict(name="a", metrics={"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 42.0}})),
+         ("full_b", dict(name="b", metrics={"bbox": {"AP": 30.0, "AP50": 50.0, "AP75": 32.0}})),
+         ("smoke", dict(name="a", kind="smoke", metrics={"bbox": {"AP": 99.0, "AP50": 99.0, "AP75": 99.0}}))],
+        {"a": True, "b": False, "a [smoke]": False}),
+    "board: a single smoke run of zeros": (
+        [("smoke", dict(name="moco", kind="smoke", metrics={"bbox": {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}}))],
+        {"moco [smoke]": False}),
+    "board: a single full run": ([("full", dict(name="moco"))], {"moco": False}),
+}
+
+
+@pytest.mark.parametrize("name", LONE_ROWS)
+def test_a_row_compared_with_nothing_gets_no_star(tmp_path, capsys, name):
+    specs, starred = LONE_ROWS[name]
+    for folder, over in specs:
+        write_record(tmp_path / "runs" / folder, **over)
+    capsys.readouterr()
+    with tallied(name):
+        assert tool("leaderboard")([str(tmp_path / "runs"), "--published", "none", "--out", str(tmp_path / "board")]) == 0
+        md = (tmp_path / "board" / "leaderboard.md").read_text()
+        cells = {line.split(" | ")[0][2:]: line.split(" | ")[1] for line in md.split("\n\n## ")[0].splitlines()
+                 if line.startswith("| ") and not line.startswith(("| checkpoint", "| ---"))}
+        assert {label: "★" in cell for label, cell in cells.items()} == starred, md
+        csv_marks = [line.split(",")[7] for line in (tmp_path / "board" / "leaderboard.csv").read_text().splitlines()[1:]]
+        assert csv_marks.count("best") == sum(starred.values())

@@ -1,4 +1,5 @@
 """The leaderboard: fixture records -> byte-identical tables, statistics checked by hand."""
+import csv
 import io
 import math
 import re
@@ -134,7 +135,8 @@ def test_a_smoke_and_a_real_record_of_one_name_are_shown_apart(tmp_path):
     assert board.stat("moco", "voc07", "bbox/AP").values == (40.0,)
     assert board.stat("moco [smoke]", "voc07", "bbox/AP").values == (99.0,)
     md, csv_text, page = leaderboard.to_markdown(board), leaderboard.to_csv(board), leaderboard.to_html(board)
-    assert "| moco | 40.00 (1) ★ |" in md and "| moco [smoke] | 99.00 (1) ★ |" in md  # best among comparable rows only
+    # each row is alone in its group (no other untagged or smoke row): compared with nothing, so no star
+    assert "| moco | 40.00 (1) |" in md and "| moco [smoke] | 99.00 (1) |" in md
     assert "69.5" not in md + csv_text + page
     assert "- moco [smoke], voc07: smoke run: synthetic data" in md
     assert "\nmoco,moco,,40.0000," in csv_text and "\nmoco [smoke],moco,smoke,99.0000," in csv_text
@@ -172,8 +174,8 @@ def test_welch_p_values_and_best_and_tied_marks_against_scipy(tmp_path):
     specs = [_ap(v, name=name, trial=i) for name, vs in values.items() for i, v in enumerate(vs)]
     board = _board(tmp_path, *specs)
     col = ("voc07", "bbox/AP")
-    assert board.stat("d", *col).mean == 45.0 and board.marks[("d",) + col] == render.BEST  # best mean, n = 1
-    assert ("a",) + col not in board.marks and ("a",) + col not in board.p_vs_best  # best has one trial: untested
+    assert board.stat("d", *col).mean == 45.0 and board.mark("d", *col) == render.BEST  # best mean, n = 1
+    assert board.mark("a", *col) is None and (board.row("a").id,) + col not in board.p_vs_best  # best has one trial: untested
     pairs = {tuple(sorted((a, b))): p for task, metric, a, b, p in leaderboard.pairs(board) if metric == "bbox/AP"}
     for (a, b), p in pairs.items():
         assert p == pytest.approx(stats.ttest_ind(values[a], values[b], equal_var=False).pvalue, rel=1e-12)
@@ -182,9 +184,9 @@ def test_welch_p_values_and_best_and_tied_marks_against_scipy(tmp_path):
     # without d, a is best; b not significantly different (tied), c significantly worse (unmarked)
     board = _board(tmp_path / "no_d", *[_ap(v, name=name, trial=i) for name, vs in values.items() if name != "d"
                                         for i, v in enumerate(vs)])
-    assert board.marks[("a",) + col] == render.BEST and board.marks[("b",) + col] == render.TIED
-    assert ("c",) + col not in board.marks
-    assert board.p_vs_best[("b",) + col] == pytest.approx(pairs[("a", "b")], rel=1e-12)
+    assert board.mark("a", *col) == render.BEST and board.mark("b", *col) == render.TIED
+    assert board.mark("c", *col) is None
+    assert board.p_vs_best[(board.row("b").id,) + col] == pytest.approx(pairs[("a", "b")], rel=1e-12)
     rows = {line.split(",")[0]: line.split(",") for line in leaderboard.to_csv(board).splitlines()}
     header = rows["checkpoint"]
     assert rows["b"][header.index("voc07 bbox/AP p vs best")] == f"{pairs[('a', 'b')]:.4f}"
@@ -208,7 +210,6 @@ def test_names_from_records_are_escaped_in_every_format(tmp_path, what):
     table = [line for line in md.splitlines() if line.startswith("| ") and "40.00" in line]
     cells = re.split(r"(?<!\\)\|", table[0]) if len(table) == 1 else []
     assert len(cells) == 6 and "<script>" not in md, table  # the name's cell and one per column, nothing split
-    import csv
 
     csv_rows = list(csv.reader(io.StringIO(leaderboard.to_csv(board))))
     cells = [row[0] for row in csv_rows[1:]]
@@ -250,3 +251,12 @@ def test_reproduction_pools_one_kind_and_one_protocol_per_cell(tmp_path):
     reasons = {f.trial: f.reason for f in unpooled}
     assert reasons == {2: "not pooled with the other trials: AMP True vs False",
                        3: "a 'smoke' run, this reproduction counts 'full' runs"}
+
+
+def test_failed_runs_are_counted_on_the_row_they_belong_to_not_one_of_the_same_text(tmp_path):
+    """A failed full run named `moco [smoke]` is not a failure of moco's smoke row (issue 22, medium 1)."""
+    board = _board(tmp_path, _ap(90.0, name="moco", kind="smoke"), dict(name="moco [smoke]", trial=1, status="failed"))
+    rows = {r[0]: r for r in csv.reader(io.StringIO(leaderboard.to_csv(board)))}
+    failed = rows["checkpoint"].index("failed runs")
+    assert rows["moco [smoke]"][failed] == "0" and rows['"moco [smoke]"'][failed] == "1"
+    assert board.failures[0].name == '"moco [smoke]"' and board.row("moco [smoke]").tags == ("smoke",)
