@@ -85,6 +85,10 @@ def load_checkpoint(path) -> dict:
     except EOFError:
         raise ConversionError(path, "truncated: the file ends in the middle of the checkpoint") from None
     except RuntimeError as e:
+        if "Invalid magic number" in str(e):
+            # torch's legacy reader took a plain pickle's first record for its magic number: with numpy allowed
+            # above, a pickle.dump of numpy arrays now parses that far. Not a torch.save file: read it as a plain pickle.
+            return _checked_dict(path, _plain_pickle(path, None))
         if "zip archive" in str(e) or "central directory" in str(e):
             raise ConversionError(path, "truncated or corrupt: its zip archive cannot be read") from None
         if "EOF" in str(e):  # legacy (pre-1.6, non-zip) format cut short
@@ -92,6 +96,10 @@ def load_checkpoint(path) -> dict:
         raise ConversionError(path, f"not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
     except Exception as e:  # noqa: BLE001  (torch raises KeyError, ValueError, ... on garbage)
         raise ConversionError(path, f"not a PyTorch checkpoint ({type(e).__name__})") from None
+    return _checked_dict(path, checkpoint)
+
+
+def _checked_dict(path, checkpoint) -> dict:
     if not isinstance(checkpoint, dict):
         raise ConversionError(path, f"not a checkpoint: top level is a {type(checkpoint).__name__}, not a dict")
     return checkpoint

@@ -407,7 +407,7 @@ def test_a_converted_pkl_given_to_convert_is_named_as_such(genuine, tmp_path, ca
     src = tmp_path / "w.pkl"
     src.write_bytes(genuine[1])
     refused(capsys, "convert: converted .pkl without -o", lambda: convert([str(src), "--force"]), src,
-            problem="already converted weights (detectron2's .pkl): nothing to convert", protect=[tmp_path])
+            problem="already converted weights (detectron2's .pkl, format torchvision): nothing to convert", protect=[tmp_path])
 
 
 # ----------------------------------------------------------------------------- plain data beside the weights converts
