@@ -21,11 +21,13 @@ The output is detectron2's own pickle (the design card's converted-weights contr
 where input_settings are the config keys a model fine-tuned from it needs: the format's input
 settings (RGB, mean/std, stride) and the architecture (MODEL.RESNETS.DEPTH, widths).
 
-RULES: the input is never damaged (an output that is the input, by path, link or inode, is
-refused even with --force); every kept tensor is float32 with real values (benchmark.weights.
-tensors); `PreparedWeights.sha256` is the sha256 of the bytes of the converted file the run
-loads, hashed from the very bytes written or parsed, never taken from a file's own provenance
-(which a tampered file copies); the input checkpoint's hash is `source_sha256`.
+RULES: converted weights are never converted again (read again they would pass as format 'backbone'
+and lose their real format and input settings): they are refused, pointing at --weights FILE.pkl; the
+input is never damaged (an output that is the input, by path, link or inode, is refused even with
+--force); every kept tensor is float32 with real values (benchmark.weights.tensors);
+`PreparedWeights.sha256` is the sha256 of the bytes of the converted file the run loads, hashed from
+the very bytes written or parsed, never taken from a file's own provenance (which a tampered file
+copies); the input checkpoint's hash is `source_sha256`.
 """
 import dataclasses
 import hashlib
@@ -121,6 +123,29 @@ def convert_file(input, output=None, fmt="auto", force=False) -> ConversionResul
     return _convert(spec, local, output, fmt)
 
 
+def _converted_format(checkpoint) -> str | None:
+    """The source format of detectron2's converted pickle ({"model": {name: array}, "__author__", ...},
+    which this module writes), or None when `checkpoint` is not one (a raw training checkpoint)."""
+    if not (isinstance(checkpoint, dict) and "__author__" in checkpoint and isinstance(checkpoint.get("model"), dict)):
+        return None
+    provenance = checkpoint.get("__provenance__")
+    fmt = provenance.get("format") if isinstance(provenance, dict) else None
+    return fmt if isinstance(fmt, str) else str(checkpoint["__author__"])
+
+
+def _refuse_converted(checkpoint, path: Path) -> None:
+    """Refuse to convert converted weights again. Read again, their names are already detectron2's, so
+    they would pass as format 'backbone' with torchvision's input settings: SimCLR's RGB in [0, 1] and
+    the real format would be lost. Copying them instead would only duplicate a file that is used as it
+    is, so the one correct answer is to say so (nothing is written)."""
+    fmt = _converted_format(checkpoint)
+    if fmt is None:
+        return
+    rename = "" if path.suffix == ".pkl" else ", renamed to .pkl"
+    raise ConversionError(path, f"already converted weights (detectron2's .pkl, format {fmt}): nothing to convert; "
+                                f"use it as it is (--weights FILE.pkl{rename}); nothing was written")
+
+
 def _refuse_input_as_output(input: Path, output: Path, defaulted: bool) -> None:
     """Refuse an output that is the input file (same path, a symbolic or hard link to it): writing
     it would destroy the checkpoint, whatever --force says."""
@@ -130,14 +155,7 @@ def _refuse_input_as_output(input: Path, output: Path, defaulted: bool) -> None:
     if not (same or lexical or output.resolve() == input.resolve()):
         return
     if defaulted:  # INPUT.pkl converted beside itself: say what the file is
-        try:
-            load_converted(input)
-        except ConversionError:
-            pass
-        else:
-            raise ConversionError(input, "already converted weights (detectron2's .pkl): nothing to convert; pass it "
-                                         "as it is (--weights FILE.pkl)")
-        load_checkpoint(input)  # its own one line when it is no checkpoint at all
+        _refuse_converted(load_checkpoint(input), input)  # its own one line when it is no checkpoint at all
         raise ConversionError(input, "a raw checkpoint named .pkl: its default output (INPUT with .pkl) would replace "
                                      "it; pass -o OTHER.pkl to convert it; nothing was written")
     how = (" (through a symbolic link)" if output.is_symlink() else "" if output.resolve() == input.resolve()
@@ -149,6 +167,7 @@ def _refuse_input_as_output(input: Path, output: Path, defaulted: bool) -> None:
 def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="auto") -> ConversionResult:
     """Load `local`, convert and validate it, write `output`: the chain's steps after fetching."""
     checkpoint = load_checkpoint(local.path)
+    _refuse_converted(checkpoint, local.path)
     try:
         # the zoo knows which released file it is where the keys cannot tell (Exemplar, Barlow Twins, ...)
         located = locate(checkpoint, fmt, hint=spec.format_hint)

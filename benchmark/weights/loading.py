@@ -13,8 +13,10 @@ what the engine's checkpointer (benchmark/engine/checkpointer.py) reads MODEL.WE
 instead of detectron2's plain `pickle.load`.
 """
 import argparse
+import datetime
 import hashlib
 import io
+import pathlib
 import pickle
 import re
 import warnings
@@ -27,10 +29,27 @@ from benchmark.weights.errors import ConversionError, listing
 
 _BLOCKED_GLOBAL = re.compile(r"GLOBAL (\S+)")
 # Plain data classes that public training scripts put beside the weights, which torch's weights-only
-# unpickler may rebuild: argparse.Namespace only sets attributes (DINO's and timm's checkpoints save
-# their `args`; facebookresearch/dino:main_dino.py, timm/utils/checkpoint_saver.py). Allowed per call
-# (a context manager), never added to torch's global allow-list.
-SAFE_CHECKPOINT_GLOBALS = (argparse.Namespace,)
+# unpickler may rebuild. Each only builds a value from values and runs no code of the file's choosing:
+# - argparse.Namespace only sets attributes (DINO's and timm's checkpoints save their `args`;
+#   facebookresearch/dino:main_dino.py, timm/utils/checkpoint_saver.py);
+# - numpy scalars and arrays (`best_acc1: np.float64`, as torchvision's and MoCo's main.py keep it):
+#   numpy.dtype and its classes, scalar (a dtype and its bytes), _reconstruct + ndarray (an empty array, then its data);
+# - datetime values (built from their packed bytes) and pure paths (built from their parts).
+# Allowed per call (torch.serialization.safe_globals, a context manager), never added to torch's global
+# allow-list, which belongs to the user's process. Everything else (os.system, eval, any class with a
+# __reduce__ of its own) is still refused by torch before it is called.
+_NUMPY_CORE = getattr(np, "_core", None) or np.core  # numpy 2 names it _core; files pickled by numpy 1 say numpy.core
+SAFE_CHECKPOINT_GLOBALS = (
+    argparse.Namespace,
+    np.dtype, np.ndarray, _NUMPY_CORE.multiarray.scalar, _NUMPY_CORE.multiarray._reconstruct,
+    (_NUMPY_CORE.multiarray.scalar, "numpy.core.multiarray.scalar"),
+    (_NUMPY_CORE.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+    # a dtype's state (byte order, ...) is set on its class (np.dtypes.Float64DType, ...): data only. Object
+    # arrays are left out: nothing beside the weights needs them, and they may hold anything.
+    *(cls for name, cls in vars(getattr(np, "dtypes", np)).items() if name.endswith("DType") and name != "ObjectDType"),
+    datetime.date, datetime.time, datetime.datetime, datetime.timedelta, datetime.timezone,
+    pathlib.PurePosixPath, pathlib.PosixPath, pathlib.PureWindowsPath,
+)
 
 
 def require_file(path) -> Path:
@@ -66,6 +85,10 @@ def load_checkpoint(path) -> dict:
     except EOFError:
         raise ConversionError(path, "truncated: the file ends in the middle of the checkpoint") from None
     except RuntimeError as e:
+        if "Invalid magic number" in str(e):
+            # torch's legacy reader took a plain pickle's first record for its magic number: with numpy allowed
+            # above, a pickle.dump of numpy arrays now parses that far. Not a torch.save file: read it as a plain pickle.
+            return _checked_dict(path, _plain_pickle(path, None))
         if "zip archive" in str(e) or "central directory" in str(e):
             raise ConversionError(path, "truncated or corrupt: its zip archive cannot be read") from None
         if "EOF" in str(e):  # legacy (pre-1.6, non-zip) format cut short
@@ -73,6 +96,10 @@ def load_checkpoint(path) -> dict:
         raise ConversionError(path, f"not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
     except Exception as e:  # noqa: BLE001  (torch raises KeyError, ValueError, ... on garbage)
         raise ConversionError(path, f"not a PyTorch checkpoint ({type(e).__name__})") from None
+    return _checked_dict(path, checkpoint)
+
+
+def _checked_dict(path, checkpoint) -> dict:
     if not isinstance(checkpoint, dict):
         raise ConversionError(path, f"not a checkpoint: top level is a {type(checkpoint).__name__}, not a dict")
     return checkpoint

@@ -5,8 +5,10 @@ else on disk changed; the code-running ones never run (their marker file is neve
 when $TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD asks torch to load everything. One case per input, each
 written alone from a width-8 ResNet-50 (the refusals do not depend on the network's size).
 """
+import datetime
 import io
 import os
+import pathlib
 import pickle
 import subprocess
 import sys
@@ -71,6 +73,15 @@ def _zip_of_notes(path, source, marker):
         z.writestr("archive/readme.txt", "not a checkpoint")
 
 
+# What training scripts save beside the weights (issue 22, medium 10): plain data, rebuilt by globals that call no code
+PLAIN_EXTRAS = {
+    "numpy scalar": np.float64(71.1),  # best_acc1 as torchvision's and MoCo's main.py keep it
+    "numpy array": np.arange(12, dtype=np.float32).reshape(3, 4).T,  # non-contiguous: rebuilt by ndarray.__setstate__
+    "datetime": datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+    "PosixPath": pathlib.PosixPath("/runs/moco/checkpoint_0199.pth.tar"),
+}
+
+
 CORPUS = {  # name -> (file name, writer(path, source, marker), problem the message must contain)
     "truncated checkpoint": ("truncated.pth", _truncated, "truncated"),
     "random bytes": ("random.pth", lambda p, s, m: p.write_bytes(np.random.default_rng(0).bytes(1 << 16)),
@@ -126,6 +137,10 @@ CORPUS = {  # name -> (file name, writer(path, source, marker), problem the mess
     # pickle.dump of torch tensors: rebuilding them means an unrestricted torch.load; said so, not called hostile
     "plain pickle of torch tensors": ("pickled.pth", lambda p, s, m: p.write_bytes(pickle.dumps(dict(s), protocol=2)),
                                       "a plain pickle of torch tensors (pickle.dump, not torch.save)"),
+    # plain data beside the weights is allowed (benchmark.weights.loading.SAFE_CHECKPOINT_GLOBALS); code beside it is not
+    "code-running object beside plain data": (
+        "evil_extras.pth", _saved(lambda s, m: {"state_dict": dict(s), **PLAIN_EXTRAS, "x": CodeRunningPickle(m)}),
+        "refused: unpickling it would call posix.system, i.e. run code"),
     "code-running numpy-style pickle": (
         "evil_np.pth", lambda p, s, m: p.write_bytes(pickle.dumps({"conv1.weight": np.zeros(2), "x": CodeRunningPickle(m)},
                                                                   protocol=2)),
@@ -392,4 +407,59 @@ def test_a_converted_pkl_given_to_convert_is_named_as_such(genuine, tmp_path, ca
     src = tmp_path / "w.pkl"
     src.write_bytes(genuine[1])
     refused(capsys, "convert: converted .pkl without -o", lambda: convert([str(src), "--force"]), src,
-            problem="already converted weights (detectron2's .pkl): nothing to convert", protect=[tmp_path])
+            problem="already converted weights (detectron2's .pkl, format torchvision): nothing to convert", protect=[tmp_path])
+
+
+# ----------------------------------------------------------------------------- plain data beside the weights converts
+
+@pytest.mark.parametrize("extra", [*PLAIN_EXTRAS, "all of them"])
+def test_plain_data_beside_the_weights_converts(extra, tmp_path, source, capsys):
+    """A checkpoint with a numpy scalar, array, datetime or PosixPath beside its state dict converts
+    to the very arrays of the same checkpoint without it; torch's allow-list is unchanged after."""
+    from benchmark.weights.convert import load_converted
+
+    extras = PLAIN_EXTRAS if extra == "all of them" else {extra: PLAIN_EXTRAS[extra]}
+    allowed = list(torch.serialization.get_safe_globals())
+    torch.save({"state_dict": dict(source), "epoch": 200}, tmp_path / "plain.pth")
+    torch.save({"state_dict": dict(source), "epoch": 200, **extras}, tmp_path / "extras.pth")
+    for name in ("plain", "extras"):
+        assert convert([str(tmp_path / f"{name}.pth")]) == 0, capsys.readouterr().err
+    plain, with_extras = load_converted(tmp_path / "plain.pkl"), load_converted(tmp_path / "extras.pkl")
+    assert sorted(plain["model"]) == sorted(with_extras["model"])
+    for key, array in plain["model"].items():
+        np.testing.assert_array_equal(with_extras["model"][key], array, err_msg=key)
+    assert with_extras["__provenance__"]["format"] == plain["__provenance__"]["format"]
+    assert list(torch.serialization.get_safe_globals()) == allowed  # allowed for the one load, not for the user's process
+
+
+# ----------------------------------------------------------------------------- converted weights are not converted again
+
+def _renamed(genuine, tmp, name):
+    (tmp / name).write_bytes(genuine[1])
+    return tmp / name
+
+
+CONVERTED_AGAIN = {  # name -> (tool, argv builder(source file, tmp)): each names the converted file, writes nothing
+    "convert converted.pkl -o other.pkl": ("convert", lambda src, tmp: [str(src), "-o", str(tmp / "other.pkl")]),
+    "convert converted.pkl -o other.pkl --format torchvision": (
+        "convert", lambda src, tmp: [str(src), "-o", str(tmp / "other.pkl"), "--format", "torchvision"]),
+    "convert converted weights named .pth": ("convert", lambda src, tmp: [str(src), "-o", str(tmp / "other.pkl")]),
+    "--weights converted weights named .pth": (
+        "run_transfer", lambda src, tmp: ["--task", "voc07", "--smoke", "--weights", str(src), "--output", str(tmp / "out")]),
+}
+
+
+@pytest.mark.parametrize("name", CONVERTED_AGAIN)
+def test_converted_weights_are_not_converted_again(name, genuine, tmp_path, capsys, isolated_cache):
+    """Converting a converted file again would read detectron2's names as format 'backbone' and drop
+    its real format and input settings (SimCLR's RGB in [0, 1]): refused, saying it can be used as it is."""
+    which, argv = CONVERTED_AGAIN[name]
+    work = tmp_path / "work"
+    work.mkdir()
+    src = _renamed(genuine, work, "w.pth" if "named .pth" in name else "w.pkl")
+    args = argv(src, work)
+    line = refused(capsys, f"{which}: {name}", lambda: tool(which)(args), src, protect=[work],
+                   problem="already converted weights (detectron2's .pkl, format torchvision): nothing to convert",
+                   absent=[work / "other.pkl", work / "out"])
+    assert "--weights" in line and ("renamed to .pkl" in line) == (src.suffix != ".pkl"), line
+    assert sorted(p.name for p in work.iterdir()) == [src.name] and not list(isolated_cache.rglob("*.pkl"))
