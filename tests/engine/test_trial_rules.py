@@ -379,3 +379,34 @@ def test_a_finished_run_of_another_kind_is_not_reused(recorded, asked, problem):
         data["schema_version"] = 1
     record = Record.from_json(data)
     assert same_run_problem(record, task="voc07", sha256="s" * 64, digest="d", kind=asked) == problem
+
+
+@pytest.fixture(scope="module")
+def linear_ready(module_tmp, synthetic_checkpoint):
+    """Weights initialised as a real network (std-1 ones overflow the linear readoff) and ImageFolder data."""
+    from benchmark.data import write_synthetic
+
+    return synthetic_checkpoint("moco", width=8, init="torchvision"), write_synthetic("imagenet", module_tmp / "imagenet")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["voc07", "imagenet_linear"])
+def test_a_trial_resumed_from_its_final_checkpoint_records_max_iter_iterations(ready, linear_ready, tmp_path, capsys,
+                                                                                monkeypatch, task):
+    # TrainerBase.train ends with iter = start_iter + 1 when the loop does not run (start_iter >= max_iter):
+    # a trial whose final checkpoint is kept but whose record is lost must still record what it trained, 4.
+    from benchmark.records import results
+
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
+    weights, data = (ready[0].path, ready[1]) if task == "voc07" else linear_ready
+    argv = ["--task", task, "--smoke", "--weights", weights, "--data-root", data, "--output", tmp_path / "o",
+            "SOLVER.MAX_ITER", "4"] if task == "voc07" else [
+        "--task", task, "--smoke", "--weights", weights, "--data-root", data, "--output", tmp_path / "o"]
+    trial = tmp_path / "o" / "trial_0"
+    assert run_cli(capsys, *argv)[0] == 0
+    assert results.read_record(trial / "results.json").iterations == 4
+    (trial / "results.json").unlink()
+    rc, out = run_cli(capsys, *argv)
+    record = results.read_record(trial / "results.json")
+    assert rc == 0 and record.resume.count == 1  # resumed from the final checkpoint, nothing left to train
+    assert (record.status, record.iterations) == ("finished", 4)
