@@ -163,7 +163,7 @@ def _trials(opts: Options) -> list:
             raise RunError(f"--trial must be >= 0, got {opts.trial}")
         trials = [opts.trial]
     elif not 1 <= opts.trials <= MAX_TRIALS:  # one Job (a config) each, made before any runs: 10**10 is a MemoryError
-        raise RunError(f"--trials must be in 1..{MAX_TRIALS}, got {opts.trials}")
+        raise RunError(f"--trials must be >= 1 and at most {MAX_TRIALS}, got {opts.trials}")
     else:
         trials = list(range(opts.trials))
     if opts.seed < 0 or opts.seed + max(trials) >= 2**32:  # numpy's range; otherwise each trial fails late

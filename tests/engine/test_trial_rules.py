@@ -425,7 +425,7 @@ OUT_OF_RANGE = {
     "negative-solver-step": ("voc07", ["SOLVER.STEPS", "(-5,)"], "SOLVER.STEPS must hold"),
     "zero-max-iter": ("voc07", ["SOLVER.MAX_ITER", "0"], "SOLVER.MAX_ITER must be a positive"),
     "negative-seed": ("voc07", ["--seed", "-1"], "--seed must be in"),
-    "huge-trials": ("voc07", ["--trials", str(10**10)], "--trials must be in 1.."),
+    "huge-trials": ("voc07", ["--trials", str(10**10)], "--trials must be >= 1 and at most 1000"),
     "blank-name": ("voc07", ["--name", "   "], "--name must not be blank"),
     "empty-name": ("voc07", ["--name", ""], "--name must not be blank"),
 }
