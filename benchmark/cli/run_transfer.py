@@ -27,7 +27,7 @@ def parser():
     p.add_argument("--machine-rank", type=int, default=0, help="this machine's rank, 0..num-machines-1")
     p.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 (several machines)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--trials", type=int, default=1, help="run trials 0..K-1 (seeds S..S+K-1); finished ones are skipped")
+    g.add_argument("--trials", type=int, default=1, help="run trials 0..K-1, K <= 1000 (seeds S..S+K-1); finished ones are skipped")
     g.add_argument("--trial", type=int, help="run only trial k (seed S+k, OUTPUT/trial_k)")
     p.add_argument("--seed", type=int, default=0, help="seed S of trial 0")
     p.add_argument("--output", help="output folder (default output/<task>/<weights name>)")
@@ -41,7 +41,7 @@ def parser():
                         "(default --output output/sanity/<task>/<name>)")
     p.add_argument("--norm", choices=("naiveSyncBN", "SyncBN", "BN"), help="norm layers (default: the protocol's naiveSyncBN)")
     p.add_argument("--amp", action="store_true", help="mixed-precision training (CUDA only; recorded as a deviation)")
-    p.add_argument("--name", help="weights name in the run record (default: checkpoint file stem or zoo name)")
+    p.add_argument("--name", help="weights name in the run record, not blank (default: checkpoint file stem or zoo name)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. SOLVER.MAX_ITER 100")
     return p
 

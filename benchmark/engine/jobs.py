@@ -125,6 +125,7 @@ def prepare(opts: Options) -> list:
     except UnknownTaskError as exc:
         raise RunError(str(exc)) from None
     trials = _trials(opts)
+    _check_name(opts.name)
     _check_processes(opts)
     weights = _prepared_weights(opts.weights)
     data_root = _data_root(task, opts)
@@ -145,13 +146,24 @@ def prepare(opts: Options) -> list:
             for k in trials]
 
 
+# Far beyond any protocol's trial count (papers report 3 to 5); a trial is a whole training run.
+MAX_TRIALS = 1000
+
+
+def _check_name(name) -> None:
+    """--name is the record's weights name, which a record may not have blank (records.results): refused
+    here, not after training, when the record would be refused. An empty --name is no default either."""
+    if name is not None and not name.strip():
+        raise RunError(f"--name must not be blank, got {name!r}")
+
+
 def _trials(opts: Options) -> list:
     if opts.trial is not None:
         if opts.trial < 0:
             raise RunError(f"--trial must be >= 0, got {opts.trial}")
         trials = [opts.trial]
-    elif opts.trials < 1:
-        raise RunError(f"--trials must be >= 1, got {opts.trials}")
+    elif not 1 <= opts.trials <= MAX_TRIALS:  # one Job (a config) each, made before any runs: 10**10 is a MemoryError
+        raise RunError(f"--trials must be >= 1 and at most {MAX_TRIALS}, got {opts.trials}")
     else:
         trials = list(range(opts.trials))
     if opts.seed < 0 or opts.seed + max(trials) >= 2**32:  # numpy's range; otherwise each trial fails late

@@ -60,10 +60,10 @@ def _run_one(job: Job) -> dict:
             else:
                 trainer = trainer_class(cfg)
                 _start(trainer, job, attempt)
-                metrics, iterations = trainer.train(), trainer.iter  # TrainerBase.train leaves iter at max_iter
+                metrics, iterations = trainer.train(), _iterations_done(trainer)
         except Exception as exc:  # noqa: BLE001  (every failure becomes a failed record)
             reason = failure_reason(exc)
-            iterations = trainer.iter if trainer is not None else 0
+            iterations = _iterations_done(trainer) if trainer is not None else 0
             logger.exception("run failed: %s", reason)
             if rank == 0:
                 attempt.end(iterations, "failed")
@@ -75,6 +75,17 @@ def _run_one(job: Job) -> dict:
             path = write_record(job, "finished", None, metrics, iterations, attempt.total(), attempt.resume())
             logger.info("run record: %s", path)
         return metrics
+
+
+def _iterations_done(trainer) -> int:
+    """Iterations trained, at most max_iter.
+
+    TrainerBase.train leaves `iter` at max_iter after its loop, but sets it to start_iter and then adds 1
+    when the loop does not run: a trial resumed from its final checkpoint (start_iter = max_iter) would
+    count max_iter + 1. A failure inside the loop leaves `iter` at the iteration that failed, which is
+    the number done before it.
+    """
+    return min(int(trainer.iter), int(trainer.max_iter))
 
 
 def _start(trainer, job: Job, attempt: "_Attempt") -> None:

@@ -257,10 +257,19 @@ _SPLIT_KEYS = ("BENCHMARK.IMS_PER_GPU", "BENCHMARK.TRAIN_GB_PER_IMAGE", "BENCHMA
 
 # Values whose type yacs checks but whose range it does not: 0 or a negative number would train
 # nothing (or divide by zero in the world-size rule, or in a period) and still write a "finished" record.
+# The linear readoff's too: EPOCHS 0 would record an untrained head as "finished", a size or class count
+# of 0 or a negative INIT_STD fails only once the data is loaded.
 _POSITIVE = ("SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH", "SOLVER.BASE_LR", "SOLVER.CHECKPOINT_PERIOD",
-             "BENCHMARK.PROTOCOL_WORLD_SIZE", "BENCHMARK.MAX_IMS_PER_PROCESS", "BENCHMARK.LOG_PERIOD")
+             "BENCHMARK.PROTOCOL_WORLD_SIZE", "BENCHMARK.MAX_IMS_PER_PROCESS", "BENCHMARK.LOG_PERIOD",
+             "BENCHMARK.LINEAR.EPOCHS", "BENCHMARK.LINEAR.NUM_CLASSES", "BENCHMARK.LINEAR.TRAIN_CROP",
+             "BENCHMARK.LINEAR.TEST_RESIZE", "BENCHMARK.LINEAR.TEST_CROP")
 _NON_NEGATIVE = ("BENCHMARK.NONFINITE_CHECK_PERIOD", "BENCHMARK.CHECKPOINTS_TO_KEEP", "SOLVER.WARMUP_ITERS",
-                 "BENCHMARK.IMS_PER_GPU", "BENCHMARK.TRAIN_GB_PER_IMAGE", "BENCHMARK.TRAIN_GB_FIXED")
+                 "BENCHMARK.IMS_PER_GPU", "BENCHMARK.TRAIN_GB_PER_IMAGE", "BENCHMARK.TRAIN_GB_FIXED",
+                 "BENCHMARK.LINEAR.INIT_STD")
+# Schedules' milestones: yacs checks that they are a tuple, not what it holds. fvcore's multi-step schedule
+# refuses an iteration <= 0 only when training starts; the linear readoff's epochs are cut to whole numbers
+# (1.5 -> 1) and a negative one is never reached. Key: (least value, unit named in the refusal).
+_MILESTONES = {"SOLVER.STEPS": (1, "iterations"), "BENCHMARK.LINEAR.LR_STEPS": (0, "epochs")}
 
 
 def _check_values(cfg: CfgNode) -> None:
@@ -272,6 +281,10 @@ def _check_values(cfg: CfgNode) -> None:
     for key in _NON_NEGATIVE:
         if not math.isfinite(flat[key]) or flat[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {flat[key]!r}")
+    for key, (least, unit) in _MILESTONES.items():
+        steps = flat[key]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in steps):
+            raise ConfigError(f"{key} must hold whole numbers >= {least} ({unit}), got {steps!r}")
 
 
 # What a checkpoint format may set through the converted file's provenance: how the network sees

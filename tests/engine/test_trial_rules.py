@@ -379,3 +379,64 @@ def test_a_finished_run_of_another_kind_is_not_reused(recorded, asked, problem):
         data["schema_version"] = 1
     record = Record.from_json(data)
     assert same_run_problem(record, task="voc07", sha256="s" * 64, digest="d", kind=asked) == problem
+
+
+@pytest.fixture(scope="module")
+def linear_ready(module_tmp, synthetic_checkpoint):
+    """Weights initialised as a real network (std-1 ones overflow the linear readoff) and ImageFolder data."""
+    from benchmark.data import write_synthetic
+
+    return synthetic_checkpoint("moco", width=8, init="torchvision"), write_synthetic("imagenet", module_tmp / "imagenet")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["voc07", "imagenet_linear"])
+def test_a_trial_resumed_from_its_final_checkpoint_records_max_iter_iterations(ready, linear_ready, tmp_path, capsys,
+                                                                                monkeypatch, task):
+    # TrainerBase.train ends with iter = start_iter + 1 when the loop does not run (start_iter >= max_iter):
+    # a trial whose final checkpoint is kept but whose record is lost must still record what it trained, 4.
+    from benchmark.records import results
+
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
+    weights, data = (ready[0].path, ready[1]) if task == "voc07" else linear_ready
+    argv = ["--task", task, "--smoke", "--weights", weights, "--data-root", data, "--output", tmp_path / "o",
+            "SOLVER.MAX_ITER", "4"] if task == "voc07" else [
+        "--task", task, "--smoke", "--weights", weights, "--data-root", data, "--output", tmp_path / "o"]
+    trial = tmp_path / "o" / "trial_0"
+    assert run_cli(capsys, *argv)[0] == 0
+    assert results.read_record(trial / "results.json").iterations == 4
+    (trial / "results.json").unlink()
+    rc, out = run_cli(capsys, *argv)
+    record = results.read_record(trial / "results.json")
+    assert rc == 0 and record.resume.count == 1  # resumed from the final checkpoint, nothing left to train
+    assert (record.status, record.iterations) == ("finished", 4)
+
+
+# (task, argv, what the one error line must say): each would train nothing, train late into a failure, or
+# write no record; each is refused before compute, naming the option, with nothing written.
+OUT_OF_RANGE = {
+    "zero-linear-epochs": ("imagenet_linear", ["BENCHMARK.LINEAR.EPOCHS", "0"], "BENCHMARK.LINEAR.EPOCHS must be a positive"),
+    "negative-linear-epochs": ("imagenet_linear", ["BENCHMARK.LINEAR.EPOCHS", "-3"], "BENCHMARK.LINEAR.EPOCHS must be a positive"),
+    "negative-lr-step": ("imagenet_linear", ["BENCHMARK.LINEAR.LR_STEPS", "(-5,)"], "BENCHMARK.LINEAR.LR_STEPS must hold"),
+    "fractional-lr-step": ("imagenet_linear", ["BENCHMARK.LINEAR.LR_STEPS", "(1.5,)"], "BENCHMARK.LINEAR.LR_STEPS must hold"),
+    "zero-classes": ("imagenet_linear", ["BENCHMARK.LINEAR.NUM_CLASSES", "0"], "BENCHMARK.LINEAR.NUM_CLASSES must be a positive"),
+    "zero-crop": ("imagenet_linear", ["BENCHMARK.LINEAR.TRAIN_CROP", "0"], "BENCHMARK.LINEAR.TRAIN_CROP must be a positive"),
+    "negative-init-std": ("imagenet_linear", ["BENCHMARK.LINEAR.INIT_STD", "-1.0"], "BENCHMARK.LINEAR.INIT_STD must be >= 0"),
+    "negative-solver-step": ("voc07", ["SOLVER.STEPS", "(-5,)"], "SOLVER.STEPS must hold"),
+    "zero-max-iter": ("voc07", ["SOLVER.MAX_ITER", "0"], "SOLVER.MAX_ITER must be a positive"),
+    "negative-seed": ("voc07", ["--seed", "-1"], "--seed must be in"),
+    "huge-trials": ("voc07", ["--trials", str(10**10)], "--trials must be >= 1 and at most 1000"),
+    "blank-name": ("voc07", ["--name", "   "], "--name must not be blank"),
+    "empty-name": ("voc07", ["--name", ""], "--name must not be blank"),
+}
+
+
+@pytest.mark.parametrize("case", OUT_OF_RANGE, ids=list(OUT_OF_RANGE))
+def test_options_out_of_range_are_refused_before_compute(ready, linear_ready, tmp_path, capsys, monkeypatch, case):
+    task, argv, problem = OUT_OF_RANGE[case]
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
+    data = ready[1] if task == "voc07" else linear_ready[1]
+    rc, out = run_cli(capsys, "--task", task, "--smoke", "--weights", ready[0].path, "--data-root", data,
+                      "--output", tmp_path / "o", *argv)
+    assert rc == 1 and problem in one_error_line(out.err)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "cache").exists()
