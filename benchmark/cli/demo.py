@@ -17,11 +17,12 @@ from pathlib import Path
 
 TASK = "voc07"
 WIDTH = 8
-# A quarter of the --sanity check's schedule (its overlay trains 200 iterations to pass at AP50 90;
-# tests/learning): ~3 CPU minutes per run, enough for the gap between the two starting points to
-# show, not to pass the check (measured at 50 iterations: AP50 11.7 from torchvision's init, 7.7 from
-# N(0, 1); the whole demo took 6.3 CPU minutes).
-SCHEDULE = ("SOLVER.MAX_ITER", "50", "SOLVER.STEPS", "(40,)")
+# 120 of the --sanity check's 200 iterations (its overlay's schedule, tests/learning), the LR step at
+# 80% as there: ~45 s per run on 2 idle cores, and the gap between the two starting points is wide
+# (measured, trial 0: AP50 95.0 from torchvision's init, 37.5 from N(0, 1); at 50 iterations only
+# 11.7 against 7.7). Two trials each, so that the board shows a spread and tests the difference.
+SCHEDULE = ("SOLVER.MAX_ITER", "120", "SOLVER.STEPS", "(96,)")
+TRIALS = 2
 # (name, layout, seed, init, why it starts where it starts)
 CHECKPOINTS = (
     ("r50w8_torchvision_init", "moco", 0, "torchvision",
@@ -53,9 +54,11 @@ def main(argv=None):
             make_synthetic_checkpoint(raw, layout=layout, seed=seed, width=WIDTH, init=init)
         converted = convert_file(raw, out / f"{name}.pkl", force=True)
         print(converted.summary())
-        step(f"fine-tune {TASK} on {name}: the --sanity data, {SCHEDULE[1]} iterations")
-        # The check's exit status 3 (below the threshold it sets for 200 iterations) is expected here.
-        rc = run_transfer.main(["--task", TASK, "--weights", str(converted.output), "--sanity", "--trials", "1",
+        step(f"fine-tune {TASK} on {name}: the --sanity data, {SCHEDULE[1]} iterations, {TRIALS} trials")
+        print("   (the learning check's own verdict lines follow: one starting point is expected to stay below its "
+              "threshold, which is what the demo shows, not a bug)")
+        # The check's exit status 3 (below its threshold) is expected here for the N(0, 1) start.
+        rc = run_transfer.main(["--task", TASK, "--weights", str(converted.output), "--sanity", "--trials", str(TRIALS),
                                 "--data-root", str(out / "data"), "--output", str(out / "runs" / name),
                                 "--name", name, *SCHEDULE])
         if rc not in (0, 3):
@@ -71,9 +74,8 @@ def main(argv=None):
         return rc
     print(f"\nWhy the rows differ: both are the same network, converted by the same code, fine-tuned for the same "
           f"{SCHEDULE[1]} iterations on the same {TASK} pipeline and data (4 synthetic images of large objects, "
-          "scored on those same images with the official VOC evaluator; the --sanity check trains 4x longer and "
-          "expects AP50 >= 90 there, so these numbers are low by design: a short schedule). Only their starting "
-          "weights differ: "
+          "scored on those same images with the official VOC evaluator; the --sanity check trains 200 iterations "
+          "and expects AP50 >= 90 there). Only their starting weights differ: "
           + "; ".join(f"{name}: {why}" for name, _, _, _, why in CHECKPOINTS)
           + ". How far a starting point gets under one fixed fine-tuning protocol is what this suite measures; "
           "real checkpoints get the full protocol on the real datasets (README: Commands).")
