@@ -38,7 +38,21 @@ def run_one(job: Job) -> dict:
     (benchmark.engine.checkpointer), so the record's hash is that of what was loaded.
     """
     with pinned_weights(job.cfg.MODEL.WEIGHTS, job.weights["sha256"]):
-        return _run_one(job)
+        metrics = _run_one(job)
+    _leave_process_group()
+    return metrics
+
+
+def _leave_process_group() -> None:
+    """End a multi-process trial cleanly: wait until every process is done (rank 0 has written the
+    record), then destroy the process group. detectron2's launch leaves it to the process's exit, where
+    gloo's threads can be torn down mid-flight ("terminate called without an active exception", SIGABRT),
+    and the launcher then reports a trial whose record says finished as a failed one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        comm.synchronize()
+        dist.destroy_process_group()
 
 
 def _run_one(job: Job) -> dict:
