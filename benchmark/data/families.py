@@ -18,9 +18,11 @@ from benchmark.data.cityscapes import FAMILY as CITYSCAPES
 from benchmark.data.coco import FAMILY as COCO
 from benchmark.data.family import DatasetFamily
 from benchmark.data.imagenet import FAMILY as IMAGENET
+from benchmark.data.mafl import FAMILY as MAFL
+from benchmark.data.miniimagenet import FAMILY as MINIIMAGENET
 from benchmark.data.voc import FAMILY as VOC
 
-FAMILIES = MappingProxyType({f.name: f for f in (VOC, COCO, CITYSCAPES, IMAGENET)})
+FAMILIES = MappingProxyType({f.name: f for f in (VOC, COCO, CITYSCAPES, IMAGENET, MINIIMAGENET, MAFL)})
 
 
 def get_family(name) -> DatasetFamily:

@@ -23,7 +23,8 @@ from benchmark import CONFIG_DIR
 
 REGISTERED_PREFIX = "benchmark"
 # Layout keys that are paths relative to the data root (the others: VOC's split and year).
-PATH_KEYS = ("dirname", "image_root", "json_file", "image_dir", "gt_dir", "classes_dir")
+PATH_KEYS = ("dirname", "image_root", "json_file", "image_dir", "gt_dir", "classes_dir", "csv_dir", "imagenet_dir",
+             "celeba_dir", "mafl_dir")
 
 
 def absolute(root) -> str:

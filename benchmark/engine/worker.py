@@ -154,16 +154,26 @@ class _Attempt:
         return self.log.resume_summary() if self.log is not None else None
 
 
-def _trainer_class(cfg):
-    """The trainer of a config: the linear readoff's (benchmark.engine.linear) or the fine-tuning Trainer.
+# MODEL.META_ARCHITECTURE -> "module:class" of the trainer that runs it; any other: the fine-tuning Trainer.
+TRAINERS = {
+    "LinearClassifier": "benchmark.engine.linear:LinearTrainer",
+    "FewShotFeatures": "benchmark.engine.fewshot:FewShotTrainer",
+    "LandmarkRegressor": "benchmark.engine.landmarks:LandmarkTrainer",
+}
+FINE_TUNING_TRAINER = "benchmark.engine.trainer:Trainer"
 
-    Both train with `trainer_class(cfg).train()` and evaluate without training with
+
+def _trainer_class(cfg):
+    """The trainer of a config (`TRAINERS`): the linear readoff's, the few-shot evaluation's, ..., or the
+    fine-tuning Trainer.
+
+    Each trains with `trainer_class(cfg).train()` and evaluates without training with
     `trainer_class.evaluate_only(cfg, resume) -> (metrics, iterations)`.
     """
-    from benchmark.engine.linear import LinearTrainer, is_linear
-    from benchmark.engine.trainer import Trainer
+    import importlib
 
-    return LinearTrainer if is_linear(cfg) else Trainer
+    module, _, name = TRAINERS.get(cfg.MODEL.META_ARCHITECTURE, FINE_TUNING_TRAINER).partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _with_registered_datasets(cfg, names: dict):

@@ -74,3 +74,28 @@ register_task(Task(
             "publish no readoff recipe)"),
     description="linear readoff: frozen ResNet-50, pooled res5 -> linear, ImageNet train -> val, 100 epochs",
 ))
+register_task(Task(
+    name="fewshot_miniimagenet",
+    config="fewshot_miniimagenet.yaml",
+    train=(),  # the backbone is frozen: episodes are drawn from the novel classes of test.csv only
+    test=("miniimagenet_test",),
+    data_format="miniimagenet",
+    primary_metric="fewshot/1shot",
+    metrics=("fewshot/1shot", "fewshot/5shot"),
+    source=("Zhao et al. ICLR 2021 Table 4 setting; recipe of CloserLookFewShot's Baseline (Chen et al. ICLR 2019, "
+            "assumed: the paper publishes none)"),
+    description="5-way 1-/5-shot on mini-ImageNet's 20 novel classes: frozen ResNet, linear head per episode, 600 episodes",
+))
+register_task(Task(
+    name="mafl_landmarks",
+    config="mafl_landmarks.yaml",
+    train=("mafl_train",),
+    test=("mafl_test",),
+    data_format="mafl",
+    primary_metric="landmarks/iod_error",
+    metrics=("landmarks/iod_error",),
+    lower_is_better=("landmarks/iod_error",),
+    source=("Zhao et al. ICLR 2021 Table 5 setting; head of DVE's IntermediateKeypointPredictor on frozen features "
+            "(assumed: the paper says only 'a two-layer network')"),
+    description="5 MAFL landmarks on CelebA faces: frozen ResNet-50, soft-argmax keypoint head, error in % of eye distance",
+))

@@ -21,16 +21,27 @@ class Task:
     # Its dataset family (benchmark.data.families.FAMILIES): "voc" | "coco" | "cityscapes" | "imagenet".
     # The family says where the datasets live, how they are registered, validated, synthesized and evaluated.
     data_format: str
+    # A record's metric "group/name" may carry its 95% confidence interval's half-width as
+    # "group/name" + INTERVAL_SUFFIX (few-shot accuracy: 1.96 * std / sqrt(episodes)).
     primary_metric: str  # "group/metric" in the run record's metrics
     metrics: tuple  # every "group/metric" the task reports, primary first
     source: str  # where the protocol comes from
     description: str = ""
+    # Metrics of `metrics` for which a lower value is better (an error, a distance); all others are
+    # higher-is-better. The leaderboard's best mark and the paper tables' direction checks read it.
+    lower_is_better: tuple = ()
 
     def __post_init__(self):
         # An unknown family, or a dataset its family does not place, is refused when the task is
         # made, not when it runs.
         for name in (*self.train, *self.test):
             self.family.layout(name)
+        if not set(self.lower_is_better) <= set(self.metrics):
+            raise ValueError(f"task {self.name!r}: lower_is_better {self.lower_is_better} not among its metrics")
+
+    def higher_is_better(self, metric: str) -> bool:
+        """Whether a larger value of `metric` ("group/name") is the better one."""
+        return metric not in self.lower_is_better
 
     @property
     def config_path(self) -> Path:
@@ -50,6 +61,9 @@ class Task:
         from benchmark.data.families import get_family
 
         return get_family(self.data_format)
+
+
+INTERVAL_SUFFIX = "_ci95"  # "fewshot/1shot" -> "fewshot/1shot_ci95": the half-width of its 95% interval
 
 
 class UnknownTaskError(KeyError):
