@@ -44,11 +44,16 @@ _JPEG_END, _PNG_END = b"\xff\xd9", b"IEND\xaeB`\x82"
 _TAIL = 1024  # bytes read from an image's end: its end marker lies there (trailing padding tolerated)
 
 
-def check_image_complete(name, path):
-    """An image file that is cut short fails here, naming it (two small reads, no decoding).
+def check_image_complete(name, path) -> tuple:
+    """An image file that is cut short, or whose header no loader will open, fails here naming it;
+    returns its (width, height) from the header (two small reads and a header parse, no decoding).
 
     JPEG ends with the EOI marker FFD9, which entropy-coded data never holds (0xFF is stuffed), and
-    PNG with its IEND chunk; any other file must at least be an image PIL recognises.
+    PNG with its IEND chunk; any other file must at least be an image PIL recognises. The header is
+    read as every loader of the suite (detectron2's read_image, torchvision's ImageFolder) reads it,
+    through PIL: a size beyond PIL's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`, which PIL
+    warns about and, at twice the limit, refuses with DecompressionBombError, not an OSError) is
+    refused here instead of after training, when the test split is first read.
     """
     path = Path(path)
     try:
@@ -65,14 +70,46 @@ def check_image_complete(name, path):
     elif head.startswith(b"\x89PNG\r\n\x1a\n"):
         if _PNG_END not in tail:
             fail(name, "truncated image (its PNG IEND chunk is missing; copy or download the file again)", path)
-    else:
-        from PIL import Image, UnidentifiedImageError
+    return image_header_size(name, path)
 
-        try:
-            with Image.open(path):
-                pass
-        except (OSError, UnidentifiedImageError) as e:
-            fail(name, f"unreadable image ({type(e).__name__}: not an image PIL can read)", path)
+
+def image_header_size(name, path) -> tuple:
+    """(width, height) of an image from its header, as PIL (every loader here) opens it; refused when PIL
+    cannot read it or when it exceeds PIL's decompression-bomb limit."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        fail(name, f"image header claims more than PIL's limit of {Image.MAX_IMAGE_PIXELS:,} pixels (a "
+                   "decompression bomb, or a file that is not the dataset's image; PIL's loader refuses it)", path)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        fail(name, f"unreadable image ({type(e).__name__}: not an image PIL can read)", path)
+    if width < 1 or height < 1:
+        fail(name, f"image of size {width}x{height}", path)
+    return width, height
+
+
+def check_ids(name, ids, listing) -> None:
+    """A split's ids: each a plain file name stem (no folder, no `..`), none listed twice.
+
+    An id listed twice is read twice by the loader, and an evaluator counts its objects twice (VOC's
+    voc_eval: perfect detections then score AP50 54.5); an id with a path part reads outside the data root.
+    """
+    seen = set()
+    for fileid in ids:
+        if "/" in fileid or "\\" in fileid or fileid in (".", "..") or fileid.startswith("."):
+            fail(name, f"split id {fileid!r} is not a plain file name (it would read outside the data folder), in",
+                 listing)
+        if fileid in seen:
+            fail(name, f"split lists {fileid!r} twice (it would be read, and its objects evaluated, twice), in",
+                 listing)
+        seen.add(fileid)
 
 
 def check_json_file(name, path):

@@ -10,7 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmark.data.checks import check_image_complete, check_json_file, fail, need_dir, need_file
+from benchmark.data.checks import check_image_complete, check_json_file, fail, image_header_size, need_dir, need_file
 from benchmark.data.family import DatasetFamily, frozen_layouts
 from benchmark.data.synthetic import test_split_copies_training
 
@@ -64,16 +64,7 @@ def _check_label_size(name, image, label):
     Label ids are checked where the labels are decoded anyway (benchmark.engine's sem-seg mapper):
     decoding all of Cityscapes here would add ~a minute to every run.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    sizes = []
-    for path in (image, label):
-        try:
-            with Image.open(path) as im:
-                sizes.append(im.size)
-        except (OSError, UnidentifiedImageError) as e:
-            fail(name, f"unreadable image ({type(e).__name__})", path)
-    image_size, label_size = sizes
+    image_size, label_size = image_header_size(name, image), image_header_size(name, label)
     if image_size != label_size:
         fail(name, f"label image of size {label_size[0]}x{label_size[1]} for an image of size "
                    f"{image_size[0]}x{image_size[1]}:", label)

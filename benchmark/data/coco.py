@@ -13,11 +13,14 @@ import os
 import shutil
 from pathlib import Path
 
-from benchmark.data.checks import check_image_complete, check_json_file, fail, need_dir, need_file
+from benchmark.data.checks import FULL_PARSE_MAX_BYTES, check_image_complete, check_json_file, fail, need_dir, need_file
 from benchmark.data.family import DatasetFamily, frozen_layouts
 from benchmark.data.synthetic import test_split_copies_training
 
 SEED_CODE = 2  # of the synthetic images (benchmark.data.drawing.rng)
+# How far (pixels) a box may reach past its image's right or bottom edge: COCO's float boxes round,
+# VOC's check allows none; a box beyond this is a wrong annotation or a wrong image size.
+BOX_SLACK = 1.0
 # The synthetic data draws a few classes only (the evaluator skips classes without ground truth).
 CATEGORY_IDS = (3, 1, 18, 44)  # car, person, dog, bottle: their real COCO ids
 
@@ -43,16 +46,20 @@ def check(name, *, image_root, json_file):
     image_root, json_file = Path(image_root), Path(json_file)
     need_dir(name, image_root)
     need_file(name, json_file)
-    data = check_json_file(name, json_file)
-    if data is None:
+    if json_file.stat().st_size > FULL_PARSE_MAX_BYTES:  # checked for truncation only (benchmark.data.checks)
+        check_json_file(name, json_file)
         return
+    data = check_json_file(name, json_file)
     if not isinstance(data, dict) or any(k not in data for k in ("images", "annotations", "categories")):
         fail(name, "COCO annotation file without images/annotations/categories in", json_file)
     _check_shape(name, json_file, data)
     _check_categories(name, json_file, data["categories"])
     for img in data["images"]:
         need_file(name, image_root / img["file_name"])
-        check_image_complete(name, image_root / img["file_name"])
+        size = check_image_complete(name, image_root / img["file_name"])
+        if size != (img["width"], img["height"]):
+            fail(name, f"images entry {img['file_name']} says {img['width']}x{img['height']}, the image's header "
+                       f"{size[0]}x{size[1]}, in", json_file)
     _check_annotations(name, json_file, data)
 
 
@@ -69,6 +76,7 @@ def _check_shape(name, json_file, data):
     for key in ("images", "annotations", "categories"):
         if not isinstance(data[key], list):
             fail(name, f"'{key}' is a {type(data[key]).__name__}, not a list, in", json_file)
+    ids, files = set(), set()
     for i, img in enumerate(data["images"]):
         where = f"images[{i}]"
         if not isinstance(img, dict):
@@ -80,6 +88,12 @@ def _check_shape(name, json_file, data):
             fail(name, f"{where} file_name {file_name!r} points outside the image folder, in", json_file)
         if not _is_int(img.get("id")):
             fail(name, f"{where} ({file_name}) has no integer id, in", json_file)
+        if img["id"] in ids or file_name in files:  # read, and its objects evaluated, twice
+            twice = f"id {img['id']}" if img["id"] in ids else f"file_name {file_name!r}"
+            fail(name, f"{where} lists {twice} a second time (an image listed twice is trained on and evaluated "
+                       "twice), in", json_file)
+        ids.add(img["id"])
+        files.add(file_name)
         for key in ("height", "width"):
             if not _is_int(img.get(key)) or img[key] <= 0:
                 fail(name, f"{where} ({file_name}) has {key} {img.get(key)!r}, not a positive integer, in", json_file)
@@ -185,6 +199,10 @@ def _check_annotations(name, json_file, data):
             fail(name, f"{where} bbox {_short(box)}, not [x, y, width, height] numbers, in", json_file)
         if min(box) < 0:
             fail(name, f"{where} bbox {box} with a negative coordinate or size, in", json_file)
+        image = images[ann["image_id"]]
+        if box[0] + box[2] > image["width"] + BOX_SLACK or box[1] + box[3] > image["height"] + BOX_SLACK:
+            fail(name, f"{where} bbox {box} reaching outside its {image['width']}x{image['height']} image "
+                       f"({image['file_name']}), in", json_file)
         if "segmentation" in ann and not ann["segmentation"]:
             fail(name, f"{where} an empty segmentation, in", json_file)
         if "segmentation" in ann:

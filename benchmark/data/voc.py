@@ -9,7 +9,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from benchmark.data.checks import check_image_complete, fail, need_dir, need_file
+from benchmark.data.checks import check_ids, check_image_complete, fail, need_dir, need_file
 from benchmark.data.family import DatasetFamily, frozen_layouts
 from benchmark.data.synthetic import test_split_copies_training
 
@@ -25,7 +25,20 @@ def register(registered, *, dirname, split, year):
 
 # ----------------------------------------------------------------------------- layout check
 
+# The split detectron2's PascalVOCDetectionEvaluator reads annotations of (its parse_rec), and the
+# fields it converts with int() without a check: a value it cannot convert fails the run at evaluation,
+# after training, with a reason that names no file.
+EVALUATED_SPLIT = "test"
+EVALUATOR_INT_FIELDS = ("truncated", "difficult")
+
+
 def check(name, *, dirname, split, year):
+    """What detectron2's VOC loader (every split) and, for the test split, its evaluator will read.
+
+    Loader (load_voc_instances): size/width and size/height through int(), boxes through float(),
+    class names of its table. Evaluator (parse_rec): `pose`, `truncated` and `difficult` present, the
+    last two and every box coordinate through int(). The JPEG header's size must be the annotation's.
+    """
     from detectron2.data.datasets.pascal_voc import CLASS_NAMES
 
     d = Path(dirname)
@@ -37,23 +50,22 @@ def check(name, *, dirname, split, year):
     ids = split_file.read_text().split()
     if len(ids) < 2:  # np.loadtxt in detectron2's loader turns a one-line list into a 0-d array
         fail(name, "fewer than 2 images (detectron2's VOC loader needs at least 2) in", split_file)
+    check_ids(name, ids, split_file)
+    evaluated = split == EVALUATED_SPLIT
     for fileid in ids:
-        need_file(name, d / "JPEGImages" / f"{fileid}.jpg")
-        check_image_complete(name, d / "JPEGImages" / f"{fileid}.jpg")
+        jpg = d / "JPEGImages" / f"{fileid}.jpg"
+        need_file(name, jpg)
+        image_size = check_image_complete(name, jpg)
         xml = d / "Annotations" / f"{fileid}.xml"
         need_file(name, xml)
         try:
             tree = ET.parse(xml)
         except ET.ParseError as e:
             fail(name, f"corrupt annotation ({e})", xml)
-        if tree.find("./size/height") is None or tree.find("./size/width") is None:
-            fail(name, "annotation without size/height and size/width", xml)
-        try:
-            width, height = float(tree.findtext("./size/width")), float(tree.findtext("./size/height"))
-        except ValueError:
-            fail(name, "annotation whose size/width or size/height is not a number", xml)
-        if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
-            fail(name, f"annotation with an image size of {width:g}x{height:g} (must be positive) in", xml)
+        width, height = _annotated_size(name, xml, tree)
+        if (width, height) != image_size:
+            fail(name, f"annotation of a {width}x{height} image for {jpg.name}, whose header says "
+                       f"{image_size[0]}x{image_size[1]}, in", xml)
         for obj in tree.findall("object"):
             cls = obj.findtext("name")
             if cls not in CLASS_NAMES:
@@ -62,6 +74,50 @@ def check(name, *, dirname, split, year):
             if box is None or any(box.find(k) is None for k in ("xmin", "ymin", "xmax", "ymax")):
                 fail(name, "annotation object without a complete bndbox", xml)
             _check_box(name, xml, box, width, height)
+            if evaluated:
+                _check_evaluated_object(name, xml, obj, box)
+
+
+def _annotated_size(name, xml, tree) -> tuple:
+    """(width, height) of an annotation, as detectron2's loader reads them (int(), positive)."""
+    if tree.find("./size/height") is None or tree.find("./size/width") is None:
+        fail(name, "annotation without size/height and size/width", xml)
+    texts = (tree.findtext("./size/width") or "").strip(), (tree.findtext("./size/height") or "").strip()
+    try:
+        width, height = (float(t) for t in texts)
+    except ValueError:
+        fail(name, "annotation whose size/width or size/height is not a number", xml)
+    if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
+        fail(name, f"annotation with an image size of {width:g}x{height:g} (must be positive) in", xml)
+    if not all(_is_int_text(t) for t in texts):
+        fail(name, f"annotation with an image size of {texts[0]}x{texts[1]}: detectron2's loader reads whole "
+                   "numbers (int()), in", xml)
+    return int(texts[0]), int(texts[1])
+
+
+def _is_int_text(text) -> bool:
+    """Whether int(text) succeeds, as the evaluator and loader call it (no float text such as '12.0')."""
+    try:
+        int(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_evaluated_object(name, xml, obj, box):
+    """An object of the test split as detectron2's evaluator (parse_rec) reads it."""
+    if obj.find("pose") is None:
+        fail(name, "test annotation object without <pose> (detectron2's VOC evaluator reads it), in", xml)
+    for field in EVALUATOR_INT_FIELDS:
+        if not _is_int_text(obj.findtext(field)):
+            value = obj.findtext(field)
+            what = f"<{field}> {value.strip()!r}" if value is not None else f"no <{field}>"
+            fail(name, f"test annotation object with {what}: detectron2's VOC evaluator reads a whole number "
+                       "(int()), in", xml)
+    for key in ("xmin", "ymin", "xmax", "ymax"):
+        if not _is_int_text(box.findtext(key)):
+            fail(name, f"test annotation box with {key} {box.findtext(key).strip()!r}: detectron2's VOC evaluator "
+                       "reads whole pixel numbers (int()), in", xml)
 
 
 def _check_box(name, xml, box, width, height):

@@ -15,7 +15,7 @@ from tests.helpers.tally import BAD_INPUTS
 from tests.helpers.tools import tool
 
 run_transfer = tool("run_transfer")
-TASK_OF = {"voc": "voc07", "coco": "coco", "cityscapes": "cityscapes"}
+TASK_OF = {"voc": "voc07", "coco": "coco", "cityscapes": "cityscapes", "imagenet": "imagenet_linear"}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def pristine(module_tmp, synthetic_checkpoint):
 
     root = module_tmp
     weights = prepare_weights(synthetic_checkpoint("moco", width=8), cache_dir=root / "cache").path
-    data = {fmt: family.write_synthetic(root / fmt) for fmt, family in FAMILIES.items()}
+    data = {fmt: FAMILIES[fmt].write_synthetic(root / fmt) for fmt in TASK_OF}
     return weights, data
 
 
@@ -272,6 +272,136 @@ CASES = [
     ("coco", coco_compressed_rle_of_the_wrong_length), ("coco", coco_compressed_rle_cut_short),
     ("coco", coco_rle_of_another_size), ("coco", coco_odd_polygon),
     ("cityscapes", cityscapes_truncated_image),
+]
+
+
+# ----------------------------------------------------------------------------- what the evaluator and the image headers need
+
+def _first_voc_test(root):
+    fileid = (root / "VOC2007" / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
+    return root / "VOC2007" / "Annotations" / f"{fileid}.xml"
+
+
+def voc_test_box_not_a_whole_number(root):
+    xml = _first_voc_test(root)
+    _edit_first(r"<xmin>(\d+)</xmin>", r"<xmin>\1.5</xmin>", xml)
+    return xml, "evaluator reads whole pixel numbers"
+
+
+def voc_test_object_without_difficult(root):
+    xml = _first_voc_test(root)
+    _edit_first(r"<difficult>\d+</difficult>", "", xml)
+    return xml, "no <difficult>"
+
+
+def voc_test_object_without_pose(root):
+    xml = _first_voc_test(root)
+    _edit_first(r"<pose>\w+</pose>", "", xml)
+    return xml, "without <pose>"
+
+
+def voc_test_difficult_not_a_number(root):
+    xml = _first_voc_test(root)
+    _edit_first(r"<difficult>\d+</difficult>", "<difficult>yes</difficult>", xml)
+    return xml, "<difficult> 'yes'"
+
+
+def voc_image_size_not_a_whole_number(root):
+    _, xml = _first_voc(root)
+    _edit_first(r"<width>(\d+)</width>", r"<width>\1.0</width>", xml)
+    return xml, "reads whole numbers"
+
+
+def voc_annotation_of_another_image_size(root):
+    _, xml = _first_voc(root)
+    _edit_first(r"<height>\d+</height>", "<height>200</height>", xml)
+    return xml, "whose header says"
+
+
+def voc_split_lists_an_image_twice(root):
+    split = root / "VOC2007" / "ImageSets" / "Main" / "test.txt"
+    ids = split.read_text().split()
+    split.write_text("\n".join(ids + ids[:1]) + "\n")
+    return split, "twice"
+
+
+def voc_split_id_outside_the_data_root(root):
+    split = root / "VOC2007" / "ImageSets" / "Main" / "trainval.txt"
+    split.write_text("../../etc/passwd\n" + split.read_text())
+    return split, "not a plain file name"
+
+
+def _jpeg_bomb(path):
+    """Rewrite a real JPEG's SOF header to claim 60000x60000 pixels (its data untouched)."""
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _png_bomb(path):
+    """A PNG whose IHDR claims 60000x60000 pixels, complete down to its IEND chunk."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def voc_decompression_bomb(root):
+    fileid = (root / "VOC2007" / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
+    return _jpeg_bomb(root / "VOC2007" / "JPEGImages" / f"{fileid}.jpg"), "decompression bomb"
+
+
+def coco_decompression_bomb(root):
+    return _jpeg_bomb(root / "coco" / "train2017" / _first_image(root)["file_name"]), "decompression bomb"
+
+
+def coco_image_of_another_size(root):
+    return _edit_coco(root, lambda d: d["images"][0].update(width=d["images"][0]["width"] + 10)), "the image's header"
+
+
+def coco_image_listed_twice(root):
+    return _edit_coco(root, lambda d: d["images"].append(dict(d["images"][0]))), "a second time"
+
+
+def coco_bbox_outside_its_image(root):
+    def edit(data):
+        ann = data["annotations"][0]
+        image = next(i for i in data["images"] if i["id"] == ann["image_id"])
+        ann["bbox"] = [image["width"] - 10.0, 0.0, 50.0, 10.0]
+    return _edit_coco(root, edit), "reaching outside its"
+
+
+def coco_annotation_file_null(root):
+    ann = _coco_train(root)
+    ann.write_text("null")
+    return ann, "without images/annotations/categories"
+
+
+def cityscapes_label_decompression_bomb(root):
+    return _png_bomb(_first_label(root)), "decompression bomb"
+
+
+def imagenet_decompression_bomb(root):
+    image = sorted((root / "imagenet" / "val").glob("*/*.png"))[0]
+    return _png_bomb(image), "decompression bomb"
+
+
+CASES += [
+    ("voc", voc_test_box_not_a_whole_number), ("voc", voc_test_object_without_difficult),
+    ("voc", voc_test_object_without_pose), ("voc", voc_test_difficult_not_a_number),
+    ("voc", voc_image_size_not_a_whole_number), ("voc", voc_annotation_of_another_image_size),
+    ("voc", voc_split_lists_an_image_twice), ("voc", voc_split_id_outside_the_data_root),
+    ("voc", voc_decompression_bomb), ("coco", coco_decompression_bomb), ("coco", coco_image_of_another_size),
+    ("coco", coco_image_listed_twice), ("coco", coco_bbox_outside_its_image), ("coco", coco_annotation_file_null),
+    ("cityscapes", cityscapes_label_decompression_bomb), ("imagenet", imagenet_decompression_bomb),
 ]
 
 
