@@ -28,10 +28,10 @@ SECTIONS = ("train", "eval", "data", "convert")
 PRESETS = {
     "default": {"train": dict(sizes=(128, 192), warmup=2, rounds=10, block=1),
                 "eval": dict(num_images=300, repeats=3),
-                "data": dict(workers=(0, 1, 2), batches=100)},
+                "data": dict(workers=(0, 1, 2), batches=100, check_images=1000)},
     "quick": {"train": dict(sizes=(64, 96), warmup=1, rounds=4, block=1),
               "eval": dict(num_images=40, repeats=2),
-              "data": dict(workers=(0, 1, 2), batches=10)},
+              "data": dict(workers=(0, 1, 2), batches=10, check_images=100)},
 }
 
 
@@ -137,8 +137,13 @@ def _eval_rows(e) -> list:
 
 
 def _data_rows(d) -> list:
-    return [(f"data loader, {n} workers", f"{f['images_per_s']:.0f} img/s", f"first batch {f['first_batch_s']:.2f} s")
+    rows = [(f"data loader, {n} workers", f"{f['images_per_s']:.0f} img/s", f"first batch {f['first_batch_s']:.2f} s")
             for n, f in d["workers"].items()]
+    if d.get("layout_check"):
+        c = d["layout_check"]
+        rows.append(("layout check, VOC", f"{c['s_per_1000_images']:.2f} s per 1,000 images",
+                     f"{c['images']} images in {c['s']:.2f} s, before compute"))
+    return rows
 
 
 def _convert_rows(c) -> list:

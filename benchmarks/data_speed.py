@@ -1,12 +1,26 @@
 """The data section: images/s of detectron2's `build_detection_train_loader` with the smoke
-config's mapper, for several worker counts (the first batch, worker start-up included, apart)."""
+config's mapper, for several worker counts (the first batch, worker start-up included, apart), and
+the cost of the layout check that runs before compute (seconds per 1,000 VOC images: every file,
+its image header and end marker, its annotation as the loader and the evaluator read it)."""
 import time
 from pathlib import Path
 
 from benchmarks.common import quiet_logs, smoke_cfg, synthetic_data
 
 
-def data_figures(workdir, *, workers=(0, 1, 2), batches=30, progress=None) -> dict:
+def layout_check_figure(workdir, images: int) -> dict:
+    """Seconds of the VOC layout check (benchmark.data.voc.check) over `images` synthetic images."""
+    from benchmark.data import get_family
+
+    voc = get_family("voc")
+    root = voc.write_synthetic(Path(workdir) / "voc_layout", num_train=images)
+    start = time.perf_counter()
+    voc.validate("voc_2007_trainval", root)
+    elapsed = time.perf_counter() - start
+    return {"images": images, "s": elapsed, "s_per_1000_images": elapsed * 1000 / images}
+
+
+def data_figures(workdir, *, workers=(0, 1, 2), batches=30, check_images=1000, progress=None) -> dict:
     """Images/s of detectron2's train loader (smoke config's DatasetMapper) per worker count."""
     from detectron2.data import DatasetMapper, build_detection_train_loader
     from detectron2.utils.env import seed_all_rng
@@ -33,4 +47,8 @@ def data_figures(workdir, *, workers=(0, 1, 2), batches=30, progress=None) -> di
             del it, loader
             out["images_per_batch"] = int(cfg.SOLVER.IMS_PER_BATCH)
             out["workers"][str(n)] = {"images_per_s": images / elapsed, "images": images, "first_batch_s": first}
+        if check_images:
+            if progress:
+                progress(f"data: layout check of {check_images} VOC images ...")
+            out["layout_check"] = layout_check_figure(workdir, check_images)
     return out

@@ -257,8 +257,13 @@ def test_eval_figures_without_faster_coco_eval(tmp_path, monkeypatch):
 
 
 def test_data_figures(tmp_path):
-    fig = data_speed.data_figures(tmp_path, workers=(0, 1), batches=3)
+    fig = data_speed.data_figures(tmp_path, workers=(0, 1), batches=3, check_images=20)
     assert set(fig["workers"]) == {"0", "1"} and fig["images_per_batch"] == 2
+    check = fig["layout_check"]
+    assert check["images"] == 20 and check["s_per_1000_images"] == pytest.approx(check["s"] * 50)
+    positive(check, "s")
+    assert rows_of({"machine": MACHINE, "data": fig})["layout check, VOC"][0] == \
+        f"{check['s_per_1000_images']:.2f} s per 1,000 images"
     for w in fig["workers"].values():
         assert w["images"] == 6
         positive(w, "images_per_s", "first_batch_s")
