@@ -125,7 +125,22 @@ def _output_on_a_read_only_filesystem(tmp_path, monkeypatch):
     return ro / "out", "is not writable (read-only filesystem or no permission)"
 
 
-OUTPUTS = [_output_under_a_file, _output_is_a_file, _output_on_a_read_only_filesystem]
+def _output_is_a_symlink_loop(tmp_path, monkeypatch):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    return tmp_path / "loop" / "o", "symbolic link that leads nowhere"
+
+
+def _output_is_a_dangling_symlink(tmp_path, monkeypatch):
+    (tmp_path / "o").symlink_to(tmp_path / "gone")
+    return tmp_path / "o", "symbolic link that leads nowhere"
+
+
+def _output_name_too_long(tmp_path, monkeypatch):
+    return tmp_path / ("x" * 300) / "o", "longer than the filesystem allows"
+
+
+OUTPUTS = [_output_under_a_file, _output_is_a_file, _output_on_a_read_only_filesystem, _output_is_a_symlink_loop,
+           _output_is_a_dangling_symlink, _output_name_too_long]
 
 
 @pytest.mark.parametrize("case", OUTPUTS, ids=[c.__name__.strip("_") for c in OUTPUTS])
