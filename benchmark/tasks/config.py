@@ -87,12 +87,35 @@ def _flatten(cfg: CfgNode, prefix="") -> dict:
     return out
 
 
+MAX_MESSAGE = 300  # characters of a config error kept on its one line (yacs' messages can dump whole nodes)
+
+
 def _merge_pairs(cfg: CfgNode, pairs, what: str) -> None:
+    pairs = list(pairs)
+    for key in pairs[::2]:
+        node = _node_at(cfg, str(key))
+        if isinstance(node, CfgNode):  # yacs would answer with the whole node, dumped over dozens of lines
+            keys = sorted(node)
+            raise ConfigError(f"{what}: {key} is a group of {len(keys)} keys ({', '.join(keys[:4])}"
+                              f"{', ...' if len(keys) > 4 else ''}), not one value; set one of them, e.g. "
+                              f"{key}.{keys[0]} VALUE")
     try:
-        cfg.merge_from_list(list(pairs))
+        cfg.merge_from_list(pairs)
     except (KeyError, ValueError, AssertionError, TypeError) as exc:
-        msg = exc.args[0] if exc.args else str(exc)
+        msg = " ".join(str(exc.args[0] if exc.args else exc).split())
+        if len(msg) > MAX_MESSAGE:
+            msg = msg[:MAX_MESSAGE - 3] + "..."
         raise ConfigError(f"{what}: {msg}") from None
+
+
+def _node_at(cfg: CfgNode, key: str):
+    """The value at dotted `key` of `cfg`, or None where the path does not exist."""
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, CfgNode) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def protocol_config(task: Task) -> CfgNode:

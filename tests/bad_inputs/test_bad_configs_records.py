@@ -42,6 +42,10 @@ OPTIONS = {
     "option: unknown task": (["--task", "voc2077"], "voc2077", "known tasks: cityscapes"),
     "option: --trials 0": (["--trials", "0"], "--trials", "--trials must be >= 1"),
     "option: negative seed": (["--seed", "-3"], "--seed", "--seed must be in 0..2**32-1"),
+    # yacs answers these with the whole node dumped over 15 to 152 lines: one line names the group instead
+    "option: a group of keys given one value": (["MODEL.RESNETS", "[1]"], "MODEL.RESNETS",
+                                                "is a group of 15 keys (DEFORM_MODULATED"),
+    "option: a top-level group given one value": (["SOLVER", "x"], "SOLVER", "not one value; set one of them"),
 }
 
 
