@@ -7,6 +7,12 @@ pool as its own row, named by `row_tags`; a reproduction keeps one pool per (row
 (`one_pool_per_cell`) and reports the other records as not pooled. `aggregate` turns records into
 `Stat`s (mean, sample std, n) and `Failure`s; `welch` tests two cells.
 
+A metric with a 95% interval per trial (the record's "group/name" + INTERVAL_SUFFIX: few-shot accuracy,
+1.96 std / sqrt(episodes) of that trial's episodes) keeps each trial's half-width beside its value; a
+pooled cell shows the mean of the trials' half-widths (`Stat.interval`), and none when a trial lacks
+one. The ± std of a cell stays the spread between trials; the interval is never pooled into it.
+Which direction is better is the task's (`higher_is_better`, from Task.lower_is_better).
+
 Nothing here imports torch, detectron2 or numpy at import time (scipy is imported by `welch`,
 the error groups' names by `error_metrics`, when called).
 """

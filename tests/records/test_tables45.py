@@ -269,3 +269,18 @@ def test_gpu_hours_of_the_two_tasks_are_marked_estimates():
 def test_a_stat_without_intervals_formats_as_before():
     assert Stat((1.0, 2.0)).format() == "1.50 ± 0.71 (2)" and Stat((1.0,)).interval is None
     assert Path(ROOT / "tests" / "fixtures" / "leaderboard.md").read_text().count("95% CI") == 0
+
+
+def test_every_other_work_number_is_in_docs_references():
+    """The only source of numbers: each other work's value and interval, as written there, in its table's section."""
+    text = (ROOT / "docs" / "REFERENCES.md").read_text()
+    sections = {"table4": text.split("## Table 4:")[1].split("\n## ")[0], "table5": text.split("## Table 5:")[1].split("\n## ")[0]}
+    found = []
+    for name, section in sections.items():
+        for other in paper.load_table(name).other_work:
+            for v in other.cells.values():
+                for x in (v.value, v.interval):
+                    if x is not None:
+                        assert f"{x:.2f}" in section, (name, other.name, x)
+                        found.append(x)
+    assert sorted(found) == [0.63, 0.80, 2.86, 3.42, 51.75, 74.27]
