@@ -17,6 +17,13 @@ are listed under the table. Failed runs are listed apart with their reasons and 
 mean; records that results.gather refused are listed with its message. The legend, headers,
 marks and section titles are records.render's, which the HTML page (records.page) shares.
 
+Direction: a metric of Task.lower_is_better (an error) has its best mean the lowest; the best mark, the
+sort order and its title (render.LOWER after the column's name) follow Task.higher_is_better, never an
+assumption that larger is better. A metric with a per-trial 95% interval (the record's "group/name" +
+INTERVAL_SUFFIX, few-shot accuracy) shows it beside the mean (pooling.Stat.format: over several trials,
+the mean of the trials' half-widths); it is never a column of its own in Markdown or HTML, and the CSV
+carries it as "TASK METRIC ci95" for the columns that have one.
+
 Differences are tested, not eyeballed: within each group of comparable rows (equal tags), per
 column that at least two rows of the group have, the row with the best mean is marked (a row compared
 with nothing is best of nothing, so it is not marked), and every other row whose difference from it is not
@@ -34,7 +41,17 @@ import io
 from pathlib import Path
 
 from benchmark.fileio import atomic_write
-from benchmark.records.pooling import ALPHA, RowId, aggregate, deduplicated, error_metrics, row_tags, task_metrics, welch
+from benchmark.records.pooling import (
+    ALPHA,
+    RowId,
+    aggregate,
+    deduplicated,
+    error_metrics,
+    higher_is_better,
+    row_tags,
+    task_metrics,
+    welch,
+)
 from benchmark.records.render import (
     BEST,
     DEVIATIONS_TITLE,
@@ -43,6 +60,7 @@ from benchmark.records.render import (
     NO_RECORDS,
     PROBLEMS_TITLE,
     TIED,
+    column_title,
     deviating,
     header,
     legend,
@@ -59,6 +77,7 @@ class Row:
     deviations: dict = dataclasses.field(default_factory=dict)  # {task: [str]}
     records: dict = dataclasses.field(default_factory=dict)  # {task: [record path of each finished trial]}
     note: str | None = None
+    other_work: bool = False  # another work's numbers beside a paper table (published, never judged or marked)
 
     @property
     def name(self) -> str:
@@ -117,7 +136,8 @@ def _mark(rows, columns):
             have = [r for r in group if col in r.cells]
             if len(have) < 2:
                 continue
-            best = max(have, key=lambda r: (r.cells[col].mean, r.cells[col].n))
+            sign = 1.0 if higher_is_better(*col) else -1.0  # an error's best mean is its lowest
+            best = max(have, key=lambda r: (sign * r.cells[col].mean, r.cells[col].n))
             marks[(best.id,) + col] = BEST
             for r in have:
                 if r is best:
@@ -178,8 +198,9 @@ def build(records, problems=(), sort_by=None, published=()) -> Board:
     for (key, task), ms in stats.items():
         rows[key].cells.update({(task, m): s for m, s in ms.items()})
     for pub in published:  # published=True: a record named like a published row is its own row, never hidden by it
-        key = RowId(pub.name, (f"published: {', '.join(pub.tables)}",), published=True)
-        rows[key] = Row(key, dict(pub.cells), note=pub.note)
+        kind = pub.kind  # "published", or "other work, ...": another work's numbers beside a paper table
+        key = RowId(pub.name, (f"{kind}: {', '.join(pub.tables)}",), published=True)
+        rows[key] = Row(key, dict(pub.cells), note=pub.note, other_work=kind != "published")
         for task, metric in pub.cells:
             if task not in tasks:
                 tasks.append(task)
@@ -193,9 +214,10 @@ def build(records, problems=(), sort_by=None, published=()) -> Board:
         except UnknownTaskError:
             primary = columns[0][1]
         key = (sort_task, primary)
+        sign = -1.0 if higher_is_better(*key) else 1.0  # best first: the highest, or an error's lowest
         # comparable rows together (measured untagged first, then the published, then the rest), each group best first
         rows.sort(key=lambda row: (_group_order(row), row.tags, key not in row.cells,
-                                   -row.cells[key].mean if key in row.cells else 0.0, row.label))
+                                   sign * row.cells[key].mean if key in row.cells else 0.0, row.label))
     marks, p_best = _mark(rows, columns)
     return Board(columns, rows, failures, list(problems), key, marks, p_best, errors)
 
@@ -217,7 +239,7 @@ def _cell(board, row, col) -> str:
 def to_markdown(board: Board, title="Leaderboard") -> str:
     out = [f"# {_md_cell(title)}", "", legend(board), ""]
     if board.rows:
-        out.append("| checkpoint | " + " | ".join(header(c) for c in board.columns) + " |")
+        out.append("| checkpoint | " + " | ".join(column_title(c) for c in board.columns) + " |")
         out.append("| --- |" + " ---: |" * len(board.columns))
         for row in board.rows:
             out.append(f"| {_md_cell(row.label)} | " + " | ".join(_cell(board, row, c) for c in board.columns) + " |")
@@ -269,8 +291,9 @@ def to_csv(board: Board) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     cols = board.columns + board.errors
-    w.writerow(["checkpoint", "name", "tags"]
-               + [f"{header(c)} {part}" for c in cols for part in ("mean", "std", "n", "p vs best", "mark")]
+    with_ci = {c for c in cols for row in board.rows if c in row.cells and row.cells[c].interval is not None}
+    parts = lambda c: ("mean", "std", "n", "p vs best", "mark") + (("ci95",) if c in with_ci else ())  # noqa: E731
+    w.writerow(["checkpoint", "name", "tags"] + [f"{header(c)} {part}" for c in cols for part in parts(c)]
                + ["failed runs", "published sources"])
     failed = {}
     for f in board.failures:
@@ -283,6 +306,8 @@ def to_csv(board: Board) -> str:
             mark = {BEST: "best", TIED: "tied"}.get(board.marks.get(key), "")
             out += ["", "", 0, "", ""] if s is None else [_num(s.mean), _num(s.std), "" if s.n is None else s.n,
                                                           _num(board.p_vs_best.get(key)), mark]
+            if c in with_ci:  # the mean of the trials' own 95% half-widths (pooling.Stat.interval)
+                out.append("" if s is None else _num(s.interval))
         sources = "; ".join(f"{header(c)}: {row.cells[c].source}" for c in cols if row.published and c in row.cells)
         w.writerow(out + [failed.get(row.id, 0), _csv_text(sources)])
     return buf.getvalue()
@@ -308,7 +333,7 @@ def _bars(ax, col, rows):
     errs = [(s.std or 0.0) if s else 0.0 for s in stats]
     ax.bar(range(len(labels)), means, yerr=errs, capsize=4, color="#4878a8")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_title(header(col))
+    ax.set_title(column_title(col))
     ax.set_ylabel(col[1])
 
 

@@ -3,7 +3,8 @@
 One file, nothing fetched when it is opened (inline CSS, inline script, inline SVG charts, the
 error-analysis chart as a data: URI): it opens the same from a laptop, an e-mail attachment or a
 CI artifact. What it shows: the board with sortable columns (click a header; numbers sort by
-value, rows without a value last), badges for rows that are not a full published-protocol run
+value, best first on the first click: the highest, or the lowest in a lower-is-better column marked
+render.LOWER; rows without a value last), badges for rows that are not a full published-protocol run
 (smoke, sanity, eval-only, AMP, world size, protocol, deviating) and for published baselines,
 each measured cell linking to its trials' records and configs, one chart per task (its primary
 metric, ± std error bars; published values drawn hollow and dashed, so they are never mistaken
@@ -15,14 +16,15 @@ import html
 import os
 from pathlib import Path
 
+from benchmark.records.pooling import higher_is_better
 from benchmark.records.render import (
     DEVIATIONS_TITLE,
     ERRORS_TITLE,
     FAILURES_TITLE,
     NO_RECORDS,
     PROBLEMS_TITLE,
+    column_title,
     deviating,
-    header,
     legend,
 )
 from benchmark.tasks import UnknownTaskError, get_task
@@ -40,7 +42,7 @@ tr.published td{background:#fff8ef}
 td:first-child{white-space:nowrap}
 .badge{display:inline-block;white-space:nowrap;font-size:11px;border-radius:3px;padding:0 4px;margin-left:4px;color:#fff;background:#777}
 .badge.smoke,.badge.sanity,.badge.eval-only{background:#b05a00}
-.badge.published{background:#c77c1e}.badge.deviating{background:#a33}.badge.AMP{background:#4a6fa5}
+.badge.published{background:#c77c1e}.badge.other-work{background:#7a5c99}.badge.deviating{background:#a33}.badge.AMP{background:#4a6fa5}
 .links a{font-size:10px;margin-left:3px;color:#36c}
 .charts{display:flex;flex-wrap:wrap;gap:1.5em}
 .legend{max-width:70em;font-size:13px}
@@ -52,7 +54,10 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
   var heads = table.querySelectorAll("thead th");
   heads.forEach(function (th, col) {
     th.addEventListener("click", function () {
-      var asc = th.getAttribute("aria-sort") === "descending";  // first click: descending (best first)
+      // first click: best first (descending; ascending where lower is better, data-lower)
+      var lower = th.getAttribute("data-lower") === "1";
+      var sorted = th.getAttribute("aria-sort");
+      var asc = sorted ? sorted === "descending" : lower;
       heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
       th.setAttribute("aria-sort", asc ? "ascending" : "descending");
       var body = table.tBodies[0];
@@ -76,7 +81,7 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 def _badges(row) -> str:
     out = []
     for tag in row.tags:
-        kind = "published" if row.published else tag.split()[0]
+        kind = ("other-work" if row.other_work else "published") if row.published else tag.split()[0]
         out.append(f'<span class="badge {e(kind)}">{e(tag)}</span>')
     if not row.published and any(row.deviations.values()) and not set(row.tags) & {"smoke", "sanity"}:
         out.append('<span class="badge deviating">deviating</span>')
@@ -110,13 +115,19 @@ def _cell(board, row, col, base) -> str:
 
 def _table(board, columns, rows, base, cls="sortable") -> list:
     out = [f'<table class="{cls}"><thead><tr><th>checkpoint</th>'
-           + "".join(f"<th>{e(c[0])}<br>{e(c[1])}</th>" for c in columns) + "</tr></thead><tbody>"]
+           + "".join(f"<th{_lower(c)}>{e(c[0])}<br>{e(column_title(c)[len(c[0]) + 1:])}</th>" for c in columns)
+           + "</tr></thead><tbody>"]
     for row in rows:
         klass = ' class="published"' if row.published else ""
         out.append(f'<tr{klass}><td data-value="{e(row.label)}">{e(row.name)}{_badges(row)}</td>'
                    + "".join(_cell(board, row, c, base) for c in columns) + "</tr>")
     out.append("</tbody></table>")
     return out
+
+
+def _lower(column) -> str:
+    """The header attribute that makes a lower-is-better column sort lowest first on the first click."""
+    return "" if higher_is_better(*column) else ' data-lower="1" title="lower is better"'
 
 
 def _primary(board, task):
@@ -143,8 +154,8 @@ def svg_chart(board, col, width=None) -> str:
     vmax = max(max(highs), 1e-9) * 1.1
     y = lambda v: top + plot_h * (1 - v / vmax)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
-           f'role="img" aria-label="{e(header(col))}">',
-           f'<text x="{left}" y="14" font-size="13" font-weight="bold">{e(header(col))}</text>',
+           f'role="img" aria-label="{e(column_title(col))}">',
+           f'<text x="{left}" y="14" font-size="13" font-weight="bold">{e(column_title(col))}</text>',
            f'<line x1="{left}" y1="{top + plot_h}" x2="{width}" y2="{top + plot_h}" stroke="#444"/>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444"/>']
     for frac in (0.0, 0.5, 1.0):

@@ -7,6 +7,12 @@ pool as its own row, named by `row_tags`; a reproduction keeps one pool per (row
 (`one_pool_per_cell`) and reports the other records as not pooled. `aggregate` turns records into
 `Stat`s (mean, sample std, n) and `Failure`s; `welch` tests two cells.
 
+A metric with a 95% interval per trial (the record's "group/name" + INTERVAL_SUFFIX: few-shot accuracy,
+1.96 std / sqrt(episodes) of that trial's episodes) keeps each trial's half-width beside its value; a
+pooled cell shows the mean of the trials' half-widths (`Stat.interval`), and none when a trial lacks
+one. The ± std of a cell stays the spread between trials; the interval is never pooled into it.
+Which direction is better is the task's (`higher_is_better`, from Task.lower_is_better).
+
 Nothing here imports torch, detectron2 or numpy at import time (scipy is imported by `welch`,
 the error groups' names by `error_metrics`, when called).
 """
@@ -16,6 +22,7 @@ import math
 
 from benchmark.records.results import Record
 from benchmark.tasks import UnknownTaskError, get_task
+from benchmark.tasks.registry import INTERVAL_SUFFIX
 
 ALPHA = 0.05  # significance level of the leaderboard's tied marks and of a reproduction's two-row checks
 POOL_FIELDS = ("kind", "AMP", "world size", "protocol digest")  # pool_key's parts, in words
@@ -24,6 +31,9 @@ POOL_FIELDS = ("kind", "AMP", "world size", "protocol digest")  # pool_key's par
 @dataclasses.dataclass(frozen=True)
 class Stat:
     values: tuple  # one per finished trial, in trial order
+    # Each trial's own 95% interval half-width (the record's "group/name" + INTERVAL_SUFFIX: the spread of its
+    # episodes, few-shot accuracy), parallel to `values`, None for a trial that recorded none; () when no trial did.
+    intervals: tuple = ()
 
     @property
     def n(self) -> int:
@@ -41,10 +51,33 @@ class Stat:
         m = self.mean
         return math.sqrt(math.fsum((v - m) ** 2 for v in self.values) / (self.n - 1))
 
+    @property
+    def interval(self) -> float | None:
+        """The 95% interval half-width shown beside the mean: the mean of the trials' own half-widths (each the
+        spread of that trial's episodes, not of the trials); None unless every trial recorded one."""
+        if not self.intervals or any(h is None for h in self.intervals):
+            return None
+        return math.fsum(self.intervals) / len(self.intervals)
+
     def format(self, digits=2) -> str:
+        ci = "" if self.interval is None else f" {format_interval(self.interval, digits)}"
         if self.std is None:
-            return f"{self.mean:.{digits}f} ({self.n})"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} ({self.n})"
+            return f"{self.mean:.{digits}f} ({self.n}){ci}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} ({self.n}){ci}"
+
+
+def format_interval(half_width: float, digits=2) -> str:
+    """A 95% interval's half-width as a cell shows it beside the mean: "[95% CI ± 0.80]" (render.legend says what it is)."""
+    return f"[95% CI ± {half_width:.{digits}f}]"
+
+
+def higher_is_better(task: str, metric: str) -> bool:
+    """Whether a larger value is the better one in a (task, metric) column (Task.higher_is_better); an unregistered
+    task's metrics count as higher-is-better, as every metric did before tasks could say otherwise."""
+    try:
+        return get_task(task).higher_is_better(metric)
+    except UnknownTaskError:
+        return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +192,8 @@ def task_metrics(task: str, records=()) -> tuple:
         from benchmark.tasks.errors import ERROR_GROUP  # here: that module imports numpy
 
         found = {f"{g}/{m}" for r in records for g, ms in r.metrics.items() for m in ms if g != ERROR_GROUP}
-        return tuple(sorted(found))
+        # a metric's interval ("fewshot/1shot_ci95") is shown beside it, never as a metric of its own
+        return tuple(sorted(m for m in found if not (m.endswith(INTERVAL_SUFFIX) and m[:-len(INTERVAL_SUFFIX)] in found)))
 
 
 def error_metrics(records) -> tuple:
@@ -180,7 +214,7 @@ def aggregate(records, row=None) -> tuple[dict, list]:
     first by path.
     """
     row_of = row or (lambda r: r.weights.name)
-    values, failures = {}, []
+    values, intervals, failures = {}, {}, []
     for r in deduplicated(records):
         row, task = row_of(r), r.task
         if r.status != "finished":
@@ -190,8 +224,14 @@ def aggregate(records, row=None) -> tuple[dict, list]:
             v = r.metric(metric)
             if v is not None:
                 values.setdefault((row, task), {}).setdefault(metric, []).append(v)
-    stats = {k: {m: Stat(tuple(v)) for m, v in ms.items()} for k, ms in values.items()}
+                intervals.setdefault((row, task), {}).setdefault(metric, []).append(r.metric(metric + INTERVAL_SUFFIX))
+    stats = {k: {m: Stat(tuple(v), _intervals(intervals[k][m])) for m, v in ms.items()} for k, ms in values.items()}
     return stats, failures
+
+
+def _intervals(half_widths) -> tuple:
+    """The trials' interval half-widths, () when none of them recorded one (most tasks: no interval)."""
+    return () if all(h is None for h in half_widths) else tuple(half_widths)
 
 
 def welch(a: Stat, b: Stat) -> float | None:

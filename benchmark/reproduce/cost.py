@@ -2,6 +2,9 @@
 
 GPU-hours of one run = seconds per iteration x MAX_ITER (from the task's config) x GPUs the
 figure was taken on / 3600. Evaluation time is not included.
+
+Tasks that train no network by iterations (few-shot episodes on frozen features; a landmark head on a
+frozen backbone) give GPU-hours per run directly (`hours_per_run`), with `how` they were reckoned.
 """
 import dataclasses
 from pathlib import Path
@@ -17,6 +20,8 @@ class SpeedFigure:
     gpus: int  # how many GPUs shared that batch
     measured: bool  # False: an estimate borrowed from elsewhere, until benchmarks/run_bench.py measures it
     basis: str
+    hours_per_run: float | None = None  # GPU-hours of one run, for tasks not costed by iterations
+    how: str = ""  # the reckoning that gives hours_per_run, shown by --dry-run
 
 
 _D2_ZOO = "detectron2 MODEL_ZOO.md (8 V100, batch 16, PyTorch 1.3)"
@@ -35,6 +40,19 @@ SPEED = {
     "imagenet_linear": SpeedFigure(0.1, 8, False, "no published figure; assumed data-loading bound: ~2,500 JPEGs "
                                                   "decoded and cropped per second on an 8-GPU node, 256 per step "
                                                   "(the frozen ResNet-50 forward is faster); ~14 h on 8 GPUs"),
+    # ESTIMATES, reckoned from the work a run does (no figure is published; replace by a measurement).
+    "fewshot_miniimagenet": SpeedFigure(
+        None, 1, False,
+        "no published figure; estimate: feature extraction of the 12,000 test.csv images by a frozen ResNet-18 at "
+        "~500 images/s (JPEG decoding bound; features cached once per run), then 1,200 episodes (600 1-shot of 200 "
+        "SGD steps, 600 5-shot of 700) of a 512x5 linear head at ~1 ms per step",
+        hours_per_run=0.2, how="(12,000 images / 500 per s + 540,000 head steps x 1 ms) on 1 GPU, rounded up"),
+    "mafl_landmarks": SpeedFigure(
+        None, 1, False,
+        "no published figure; estimate: the landmark head trained on the 19,000 MAFL training faces over a frozen "
+        "ResNet-50 forward at ~400 faces/s (~48 s per epoch); the epoch count is assumed (50, until the task's "
+        "config fixes it), plus the 1,000 test faces",
+        hours_per_run=0.7, how="50 epochs x 19,000 faces / 400 per s on 1 GPU, rounded up"),
 }
 
 
@@ -54,6 +72,8 @@ def max_iter(task_name: str) -> int:
 def run_gpu_hours(task_name: str) -> float | None:
     """Estimated GPU-hours of one training run of the task; None when no figure is known."""
     fig = SPEED.get(task_name)
+    if fig is not None and fig.hours_per_run is not None:
+        return fig.hours_per_run
     if fig is None or fig.seconds_per_iter is None:
         return None
     return fig.seconds_per_iter * max_iter(task_name) * fig.gpus / 3600.0

@@ -1,5 +1,10 @@
 """Our statistics against a paper table: a verdict per cell (the tolerance rule of reproduce.paper)
 and per check (direction-only claims; two-row ones tested with Welch's t-test).
+
+Only the table's rows are judged: its `other_work` (other works' numbers) never reaches a verdict.
+A check compares numbers, whichever way the metric is better: `moco_v2_celeba < supervised_celeba` on
+an error (Task.lower_is_better) claims MoCo's error is the lower, and holds only when the mean is lower
+and Welch's test finds the difference significant.
 """
 import ast
 import dataclasses
@@ -107,10 +112,14 @@ def tested_comparison(check, stats) -> tuple[str, bool, bool]:
     """(verdict, judged, ok) of a two-row check, tested with Welch's t-test (records.pooling.welch).
 
     `a > b` holds only when a's mean is the larger and the difference is significant (p < ALPHA);
-    `a >= b` ("b does not beat a") holds unless b's mean is the larger and significantly so. With
-    fewer than 2 trials on either side nothing can be tested: "not enough trials", not judged.
+    `a >= b` ("b does not beat a") holds unless b's mean is the larger and significantly so; `b < a`
+    and `b <= a` are the same claims (two_rows turns them round), and the reasons name the rows as the
+    check does. With fewer than 2 trials on either side nothing can be tested: "not enough trials", not judged.
     """
     a, strict, b = two_rows(check)
+    op = ast.parse(check.expr, mode="eval").body.ops[0]
+    larger = "lower" if isinstance(op, (ast.Lt, ast.LtE)) else "higher"  # the word of the check as written
+    first, second = (b, a) if larger == "lower" else (a, b)  # the rows as the check names them
     sa, sb = (stats.get((n, check.task), {}).get(check.metric) for n in (a, b))
     if sa.n < 2 or sb.n < 2:
         return (f"not enough trials ({a}: {sa.n}, {b}: {sb.n}; a significance test needs >= 2 each)", False, True)
@@ -118,10 +127,12 @@ def tested_comparison(check, stats) -> tuple[str, bool, bool]:
     significant = p < ALPHA
     if strict:
         ok = sa.mean > sb.mean and significant
-        why = "" if ok else (": the difference is not significant" if sa.mean > sb.mean else ": the mean is lower")
+        why = "" if ok else (": the difference is not significant" if sa.mean > sb.mean
+                             else f": the mean of {first} is not {larger} than that of {second}")
     else:
         ok = not (sb.mean > sa.mean and significant)
-        why = "" if ok else f": {b} is significantly higher"
+        flip = "lower" if larger == "higher" else "higher"
+        why = "" if ok else f": {first} is significantly {flip}"
     return f"{'holds' if ok else 'does not hold'} (Welch p = {p:.3g}){why}", True, ok
 
 

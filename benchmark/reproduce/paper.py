@@ -8,6 +8,15 @@ task metric, e.g. "moco_v2_imagenet - moco_v2_imagenet_aug_f > supervised_imagen
 `spread_published: true` says the table's std and published_trials are the publication's own
 figures for its values (not borrowed or assumed), so the leaderboard may show them beside the values.
 
+`other_work` lists other works' numbers shown beside the table, never judged (no cell, no check may
+name them): [{name, what, source, same_protocol, cells: {task: {metric: {value, ci95}}}, note}].
+`same_protocol: true` says that work ran the protocol this suite runs (CloserLook's Baseline on
+mini-ImageNet); false, that it reports the same metric on other features or training (DVE on MAFL).
+`ci95` is the published 95% interval's half-width, where the work gives one.
+
+Direction: checks compare numbers, so `a < b` on an error (Task.lower_is_better) claims that a's error
+is the lower; judge.tested_comparison tests either way round with Welch's t-test.
+
 Tolerance rule (a cell holds when |ours - published| <= tolerance):
     tolerance = 2 * std * sqrt(1/n + 1/n_pub) + 0.05
 std is the published run-to-run std of that task metric (the table's `std`), n our finished
@@ -26,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from benchmark import CONFIG_DIR
+from benchmark.records.pooling import format_interval, higher_is_better
 from benchmark.tasks import UnknownTaskError, get_task
 
 PAPER_DIR = CONFIG_DIR / "paper"  # the paper's tables only; machinery tests keep theirs in tests/fixtures
@@ -60,6 +70,28 @@ class Row:
 
 
 @dataclasses.dataclass(frozen=True)
+class OtherValue:
+    value: float
+    interval: float | None = None  # the published 95% interval's half-width, where the work gives one
+
+
+@dataclasses.dataclass(frozen=True)
+class OtherWork:
+    """Another work's numbers shown beside a table: reported with their source, never judged."""
+    name: str
+    what: str
+    source: str
+    same_protocol: bool
+    cells: dict  # {(task, metric): OtherValue}
+    note: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """How it is labelled wherever it is shown (report, dry run, leaderboard rows)."""
+        return "other work, same protocol" if self.same_protocol else "other work, same metric only"
+
+
+@dataclasses.dataclass(frozen=True)
 class Check:
     task: str
     metric: str
@@ -83,6 +115,7 @@ class PaperTable:
     published_trials: int
     check_source: str = ""
     spread_published: bool = False  # std and published_trials are the publication's own for these values
+    other_work: tuple = ()  # (OtherWork, ...): shown, never judged
 
     @property
     def tasks(self) -> tuple:
@@ -133,8 +166,10 @@ def _metric_pairs(where, mapping, what):
 # A misspelt key (`zo:`, `tolerence:`) would otherwise be ignored silently: a row that is not run,
 # a tolerance that does not apply, and verdicts that look fine.
 _TABLE_KEYS = ("title", "source", "columns", "std", "std_source", "published_trials", "rows", "checks",
-               "check_source", "tolerance", "spread_published")
+               "check_source", "tolerance", "spread_published", "other_work")
 _ROW_KEYS = ("name", "zoo", "weights", "synthetic", "note", "cells", "other")
+_OTHER_KEYS = ("name", "what", "source", "same_protocol", "cells", "note")
+_OTHER_CELL_KEYS = ("value", "ci95")
 
 
 def _refuse_unknown_keys(where, mapping, known, what):
@@ -159,14 +194,16 @@ def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
     rows = []
     for spec in data["rows"]:
         rows.append(_row(where, spec, columns, rows))
+    other = _other_work(where, data.get("other_work"), columns, [r.name for r in rows])
     tolerance = {k: float(v) for k, v in _metric_pairs(where, data.get("tolerance"), "tolerance").items()}
     tolerance.update(tolerance_overrides or {})
     std = {k: float(v) for k, v in _metric_pairs(where, data.get("std"), "std").items()}
-    checks = [_parse_check(where, c, [r.name for r in rows], columns) for c in data.get("checks") or []]
+    checks = [_parse_check(where, c, [r.name for r in rows], columns, [o.name for o in other])
+              for c in data.get("checks") or []]
     table = PaperTable(path.stem, path, str(data.get("title", path.stem)), str(data.get("source", "")), tuple(columns),
                        tuple(rows), tuple(checks), std, str(data.get("std_source", "")), tolerance,
                        int(data.get("published_trials", 1)), str(data.get("check_source", "")),
-                       data.get("spread_published") is True)
+                       data.get("spread_published") is True, tuple(other))
     for row in rows:
         for (task, metric) in row.cells:
             if table.tolerance_for(task, metric, 1)[0] is None:
@@ -221,6 +258,43 @@ def _row(where, spec, columns, rows) -> Row:
                tuple(spec.get("other") or ()))
 
 
+def _other_work(where, specs, columns, row_names) -> list:
+    """The table's other works: unique names that are no row's, known keys, a source, same_protocol given as
+    true or false (never guessed), cells of the table's columns with a finite value and an optional ci95 >= 0."""
+    if specs is None:
+        return []
+    if not isinstance(specs, list):
+        raise TableError(f"{where}: other_work must be a list of {{name, what, source, same_protocol, cells}}")
+    out = []
+    for spec in specs:
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if not name or not str(name).isidentifier():
+            raise TableError(f"{where}: every other_work entry needs a name that is a Python identifier, got {name!r}")
+        if name in row_names or name in (o.name for o in out):
+            raise TableError(f"{where}: other_work {name!r} has the name of a row or of another entry")
+        _refuse_unknown_keys(where, spec, _OTHER_KEYS, f"other_work {name}")
+        if not spec.get("source") or not spec.get("what"):
+            raise TableError(f"{where}: other_work {name} needs what it is and its source")
+        if not isinstance(spec.get("same_protocol"), bool):
+            raise TableError(f"{where}: other_work {name} must say same_protocol: true or false")
+        cells = {}
+        for key, cell in _metric_pairs(f"{where}: other_work {name}", spec.get("cells"), "cells").items():
+            if key not in columns:
+                raise TableError(f"{where}: other_work {name} has a value for {key[0]} {key[1]}, which is not a column")
+            ok = isinstance(cell, dict) and isinstance(cell.get("value"), (int, float)) and math.isfinite(cell["value"])
+            ci = cell.get("ci95") if isinstance(cell, dict) else None
+            if not ok or (ci is not None and not (isinstance(ci, (int, float)) and math.isfinite(ci) and ci >= 0)):
+                raise TableError(f"{where}: other_work {name}, {key[0]} {key[1]}: expected {{value: number, ci95: "
+                                 f"number >= 0 (optional)}}, got {cell!r}")
+            _refuse_unknown_keys(where, cell, _OTHER_CELL_KEYS, f"other_work {name}, {key[0]} {key[1]}")
+            cells[key] = OtherValue(float(cell["value"]), None if ci is None else float(ci))
+        if not cells:
+            raise TableError(f"{where}: other_work {name} gives no value")
+        out.append(OtherWork(str(name), str(spec["what"]), str(spec["source"]), spec["same_protocol"], cells,
+                             spec.get("note")))
+    return out
+
+
 # --------------------------------------------------------------------------- checks
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -228,7 +302,7 @@ _CMPOPS = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.L
 _FUNCS = {"min": min, "max": max, "abs": abs}
 
 
-def _parse_check(where, spec, row_names, columns) -> Check:
+def _parse_check(where, spec, row_names, columns, other_names=()) -> Check:
     try:
         task, metric, expr = spec["task"], spec["metric"], str(spec["expr"])
     except (KeyError, TypeError):
@@ -242,6 +316,9 @@ def _parse_check(where, spec, row_names, columns) -> Check:
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id not in _FUNCS:
+            if node.id in other_names:
+                raise TableError(f"{where}: check {expr!r} names {node.id!r}, another work's numbers (other_work), "
+                                 f"which are shown, never judged")
             if node.id not in row_names:
                 raise TableError(f"{where}: check {expr!r} names {node.id!r}, which is not a row")
             names.append(node.id)
@@ -281,3 +358,24 @@ def _evaluate(tree, values, where="", expr=""):
 def evaluate_check(check: Check, means: dict) -> bool:
     """Whether the check holds on `means` {row name: our mean of the check's task metric}."""
     return bool(_evaluate(ast.parse(check.expr, mode="eval"), means, expr=check.expr))
+
+
+# --------------------------------------------------------------------------- shown, not judged
+
+def other_work_lines(table, tasks=None) -> list:
+    """One line per other work's value (of `tasks`, default all): "NAME [KIND]: TASK METRIC = V [95% CI ± h]
+    (what; source)"; the same text in the report and the dry run."""
+    out = []
+    for o in table.other_work:
+        for (task, metric), v in o.cells.items():
+            if tasks is None or task in tasks:
+                ci = "" if v.interval is None else f" {format_interval(v.interval)}"
+                out.append(f"{o.name} [{o.kind}]: {task} {metric} = {v.value:.2f}{ci} ({o.what}; source: {o.source})"
+                           + (f"; {o.note}" if o.note else ""))
+    return out
+
+
+def direction_lines(table, tasks) -> list:
+    """The table's lower-is-better columns (an error), in words; nothing when every column is higher-is-better."""
+    return [f"{task} {metric}: lower is better (an error): a check's `<` claims the lower error"
+            for task, metric in table.columns if task in tasks and not higher_is_better(task, metric)]

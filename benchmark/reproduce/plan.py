@@ -14,6 +14,7 @@ from tabulate import tabulate
 from benchmark.records import results
 from benchmark.reproduce import cost
 from benchmark.reproduce.assumed import assumed, assumption_ids
+from benchmark.reproduce.paper import direction_lines, other_work_lines
 
 
 class ReproduceError(ValueError):
@@ -202,15 +203,31 @@ def format_plan(table, runs, not_run, opts) -> str:
                           colalign=("left", "left", "right", "right", "left", "right", "left")))
     for name, why in not_run:
         lines.append(f"not run: {name}: {why}")
+    if not runs and not_run:  # a table of unreleased checkpoints (table4): say how to give them
+        lines.append(f"nothing to run: every row needs its weights, given as --weights ROW=SPEC (SPEC: a path, URL or "
+                     f"zoo:NAME), e.g. --weights {not_run[0][0]}=/path/to/{not_run[0][0]}.pth")
+        lines += [f"  {r.name}: {r.note}" for r in table.rows if r.note and r.name in dict(not_run)]
     lines += ["", f"to run: {todo} of {len(runs)} runs; estimated {total:.1f} GPU-hours"
               + (f" + {unknown} runs of unknown cost" if unknown else "")
               + (" (estimate, see *)" if any(not cost.SPEED[t].measured for t in tasks) else "")]
     for task in tasks:
         fig = cost.SPEED[task]
-        kind = "measured" if fig.measured else ("* estimate" if fig.seconds_per_iter else "no figure")
-        per = (f"{fig.seconds_per_iter} s/iter x {cost.max_iter(task)} iterations x {fig.gpus} GPUs = "
-               f"{_hours(cost.run_gpu_hours(task))} GPU-h per run" if fig.seconds_per_iter else "not estimated")
+        kind = "measured" if fig.measured else ("* estimate" if cost.run_gpu_hours(task) is not None else "no figure")
+        if fig.hours_per_run is not None:
+            per = f"{fig.how} = {_hours(fig.hours_per_run)} GPU-h per run"
+        elif fig.seconds_per_iter:
+            per = (f"{fig.seconds_per_iter} s/iter x {cost.max_iter(task)} iterations x {fig.gpus} GPUs = "
+                   f"{_hours(cost.run_gpu_hours(task))} GPU-h per run")
+        else:
+            per = "not estimated"
         lines.append(f"  {task}: {kind}: {per}; basis: {fig.basis}")
+    directions = direction_lines(table, tasks)
+    if directions:
+        lines += ["", "direction:"] + [f"  {d}" for d in directions]
+    others = other_work_lines(table, tasks)
+    if others:
+        lines += ["", "other works (shown in the report and on the leaderboard, never judged):"]
+        lines += [f"  {o}" for o in others]
     lines += format_assumed(table, tasks)
     return "\n".join(lines) + "\n"
 

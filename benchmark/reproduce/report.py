@@ -1,10 +1,16 @@
-"""The verdicts as the reproduction's report: OUTPUT/NAME.md (for people) and OUTPUT/NAME.csv."""
+"""The verdicts as the reproduction's report: OUTPUT/NAME.md (for people) and OUTPUT/NAME.csv.
+
+The table's other works (paper.OtherWork) get a section of their own, each value marked "other work,
+same protocol" or "other work, same metric only" with its source: shown beside our numbers, never a
+verdict, never in the CSV of verdicts.
+"""
 import csv
 import io
 
 from benchmark.reproduce import paper
 from benchmark.reproduce.assumed import assumed, marked
 from benchmark.reproduce.judge import passed
+from benchmark.reproduce.paper import direction_lines, other_work_lines
 from benchmark.reproduce.plan import selected_tasks
 
 
@@ -46,6 +52,9 @@ def to_markdown(table, cells, checks, failures, problems, opts, counts) -> str:
         out.append(f"| {c.row} | {c.task} | {c.metric} | {c.stat.format() if c.stat else '-'} | {_paper_value(c.ref)} | "
                    f"{esc(c.ref.source) if c.ref else '-'} | {_f(c.diff, sign=True)} | {_f(c.tolerance)} | "
                    f"{marked(c.verdict, c.assumptions)} |")
+    directions = direction_lines(table, tasks)
+    if directions:
+        out += ["", "Direction: " + "; ".join(directions) + "."]
     if checks:
         out += ["", "## Checks (direction only, on our means)" + (f": {table.check_source}" if table.check_source else ""), "",
                 "| task | metric | check | claim | our means | verdict |", "| --- | --- | --- | --- | --- | --- |"]
@@ -53,6 +62,13 @@ def to_markdown(table, cells, checks, failures, problems, opts, counts) -> str:
             vals = ", ".join(f"{n} {_f(v)}" for n, v in k.values.items())
             out.append(f"| {k.check.task} | {k.check.metric} | `{esc(k.check.expr)}` | {esc(k.check.claim)} | {vals} | "
                        f"{marked(k.verdict, k.assumptions)} |")
+    others = other_work_lines(table, tasks)
+    if others:
+        out += ["", "## Other works (shown for context, never judged)", "",
+                "Other works' published numbers: 'same protocol' where the work ran the protocol this suite runs, "
+                "'same metric only' where it reports this metric on other features or training. No cell or check "
+                "counts them.", ""]
+        out += [f"- {esc(line)}" for line in others]
     under = assumed(tasks)
     if under:
         out += ["", "## Assumed protocols", "",

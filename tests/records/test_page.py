@@ -136,3 +136,46 @@ def test_the_page_in_a_real_headless_browser(tmp_path):
         assert severe == []
     finally:
         driver.quit()
+
+
+@pytest.mark.slow  # starts a browser (a few seconds)
+def test_an_error_column_sorts_lowest_first_and_intervals_show_in_the_browser(tmp_path):
+    """Issue 19's metrics in the page: the landmark error (lower is better) sorts lowest first on the first
+    click and its lowest mean carries the best mark; the few-shot interval is shown beside the mean."""
+    from selenium.webdriver.common.by import By
+
+    for name, errors in {"low": (3.0, 3.2), "high": (6.0, 6.4), "mid": (4.0, 4.2)}.items():
+        for trial, v in enumerate(errors):
+            write_record(tmp_path / "runs" / name / "mafl" / f"trial_{trial}", name=name, task="mafl_landmarks", trial=trial,
+                         metrics={"landmarks": {"iod_error": v}})
+            write_record(tmp_path / "runs" / name / "fewshot" / f"trial_{trial}", name=name, task="fewshot_miniimagenet",
+                         trial=trial, metrics={"fewshot": {"1shot": 50.0 + v, "1shot_ci95": 0.8, "5shot": 70.0, "5shot_ci95": 0.6}})
+    records, problems = results.gather([tmp_path / "runs"])
+    board = leaderboard.build(records, problems, sort_by="fewshot_miniimagenet", published=published_rows(["table5"]))
+    out = tmp_path / "board"
+    leaderboard.write(board, out, ["html"])
+    driver = _chromium()
+    try:
+        driver.get(Path(out / "leaderboard.html").resolve().as_uri())
+        table = driver.find_element(By.CSS_SELECTOR, "table.sortable")
+        header = table.find_elements(By.CSS_SELECTOR, "thead th")
+        err = [h.text.replace("\n", " ") for h in header].index("mafl_landmarks landmarks/iod_error ↓")
+
+        def cells(i):
+            return [tr.find_elements(By.TAG_NAME, "td")[i] for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
+        header[err].click()
+        assert header[err].get_attribute("aria-sort") == "ascending"
+        values = [float(td.get_attribute("data-value")) for td in cells(err) if td.get_attribute("data-value")]
+        assert values == sorted(values) == [2.86, 3.1, 3.42, 4.1, 6.2]  # DVE's two (other work) among ours
+        lowest_measured = next(td for td in cells(err) if td.get_attribute("data-value") == "3.1")
+        assert lowest_measured.text.startswith("3.10 ± 0.14 (2) ★")
+        header[err].click()
+        assert header[err].get_attribute("aria-sort") == "descending"
+        one = [h.text.replace("\n", " ") for h in header].index("fewshot_miniimagenet fewshot/1shot")
+        assert any(td.text.startswith("53.10 ± 0.14 (2) [95% CI ± 0.80]") for td in cells(one))
+        badges = driver.find_elements(By.CSS_SELECTOR, ".badge.other-work")
+        assert sorted(b.text for b in badges) == ["other work, same metric only: table5"] * 2
+        assert [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
