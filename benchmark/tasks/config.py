@@ -263,6 +263,7 @@ def build_config(task, weights_settings=None, opts=(), smoke=False, num_gpus=1, 
         if after[key] != before[key] and key not in _SPLIT_KEYS:  # their effect is the world-size line
             deviations.append(f"{key}: {protocol.get(key)!r} in the protocol, {after[key]!r} from the command line")
     _check_values(cfg)
+    check_basic_blocks(cfg, task.name)
     if cfg.SOLVER.AMP.ENABLED:
         deviations.append("mixed precision (AMP) training; the protocol trains in FP32")
     if device_memory_gb == "auto":
@@ -308,6 +309,50 @@ def _check_values(cfg: CfgNode) -> None:
         steps = flat[key]
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in steps):
             raise ConfigError(f"{key} must hold whole numbers >= {least} ({unit}), got {steps!r}")
+
+
+# ResNet-18/34 (basic blocks) fit a model only where detectron2's build_resnet_backbone builds the whole
+# ResNet and nothing else needs a bottleneck: it asserts RES5_DILATION 1, NUM_GROUPS 1 and no deformable
+# stage for them; DeepLab's backbone builder knows depths 50/101/152 only; the C4 ROI head
+# (Res5ROIHeads) builds its own bottleneck res5 stage on res4's output. Tasks that read the backbone's
+# features (imagenet_linear, fewshot_miniimagenet, mafl_landmarks) take them.
+BASIC_BLOCK_DEPTHS = (18, 34)
+BASIC_BLOCK_TASKS = ("imagenet_linear", "fewshot_miniimagenet", "mafl_landmarks")
+
+
+def basic_block_conflicts(cfg: CfgNode) -> list:
+    """What in `cfg` needs a bottleneck ResNet, as phrases ([] when a ResNet-18/34 can be built into it)."""
+    from detectron2.modeling import ROI_HEADS_REGISTRY
+    from detectron2.modeling.roi_heads import Res5ROIHeads
+
+    conflicts = []
+    r = cfg.MODEL.RESNETS
+    if cfg.MODEL.BACKBONE.NAME != "build_resnet_backbone":
+        conflicts.append(f"its backbone {cfg.MODEL.BACKBONE.NAME} builds bottleneck ResNets only")
+    if r.RES5_DILATION != 1:
+        conflicts.append(f"it dilates res5 (MODEL.RESNETS.RES5_DILATION {r.RES5_DILATION}; detectron2 builds "
+                         "ResNet-18/34 with 1 only)")
+    if r.NUM_GROUPS != 1 or any(r.DEFORM_ON_PER_STAGE):
+        conflicts.append("it uses grouped or deformable convolutions (MODEL.RESNETS.NUM_GROUPS, DEFORM_ON_PER_STAGE)")
+    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
+        head = ROI_HEADS_REGISTRY.get(cfg.MODEL.ROI_HEADS.NAME)
+        if isinstance(head, type) and issubclass(head, Res5ROIHeads):
+            conflicts.append(f"its R50-C4 ROI head ({cfg.MODEL.ROI_HEADS.NAME}) builds a bottleneck res5 stage on res4")
+    return conflicts
+
+
+def check_basic_blocks(cfg: CfgNode, task_name: str = "") -> None:
+    """Refuse, before compute, a basic-block ResNet (MODEL.RESNETS.DEPTH 18 or 34, from the weights or
+    an option) in a model that needs bottleneck blocks (`basic_block_conflicts`), naming why and what fits."""
+    depth = cfg.MODEL.RESNETS.DEPTH
+    if depth not in BASIC_BLOCK_DEPTHS:
+        return
+    conflicts = basic_block_conflicts(cfg)
+    if conflicts:
+        task = f"task {task_name}" if task_name else "this task"
+        raise ConfigError(f"ResNet-{depth} weights (basic blocks) cannot be used for {task}: {'; '.join(conflicts)}. "
+                          f"Use bottleneck ResNet-50/101/152 weights for it; ResNet-18/34 weights fit "
+                          f"{', '.join(BASIC_BLOCK_TASKS)}")
 
 
 # What a checkpoint format may set through the converted file's provenance: how the network sees

@@ -17,9 +17,10 @@ and never leaves a partial output.
 
 The output is detectron2's own pickle (the design card's converted-weights contract):
     {"model": {name: np.ndarray}, "__author__": format, "matching_heuristics": True,
-     "__provenance__": {"input", "sha256", "format", "entry", "converter", "depth", "width", "input_settings"}}
+     "__provenance__": {"input", "sha256", "format", "entry", "converter", "depth", "width", "input_settings"[, "url"]}}
 where input_settings are the config keys a model fine-tuned from it needs: the format's input
-settings (RGB, mean/std, stride) and the architecture (MODEL.RESNETS.DEPTH, widths).
+settings (RGB, mean/std, stride) and the architecture (MODEL.RESNETS.DEPTH, widths); `url`, for a
+downloaded input (http(s) URL, zoo:NAME), is the (redacted) URL its bytes were fetched from.
 
 RULES: converted weights are never converted again (read again they would pass as format 'backbone'
 and lose their real format and input settings): they are refused, pointing at --weights FILE.pkl; the
@@ -87,6 +88,7 @@ class PreparedWeights:
     input_settings: dict  # config keys: input format, mean/std, stride, architecture
     source_sha256: str | None = None  # of the original checkpoint: ours when we converted it; a given .pkl's claim
     format: str | None = None  # the source format (provenance format, else __author__)
+    url: str | None = None  # the (redacted) URL the original was downloaded from (provenance url); None for a local file
 
     def record_fields(self, name: str | None = None) -> dict:
         """The run record's `weights` (records.results.WEIGHTS_KEYS), all from here: the sha256 is the one
@@ -190,6 +192,8 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
         "width": width,
         "input_settings": settings_for(source, depth, width),
     }
+    if local.url is not None:  # downloaded (a URL, a zoo name): the URL the bytes came from, a zoo fallback's if used
+        provenance["url"] = local.url
     data = {"model": converted, "__author__": fmt, "matching_heuristics": True, "__provenance__": provenance}
     try:
         with atomic_write(output, "wb") as f:
@@ -229,14 +233,16 @@ def prepare_weights(spec, cache_dir=None) -> PreparedWeights:
     out = download.safe_cache_path(f"converted/{local.sha256}.pkl", root=cache)
     if out.is_file():
         try:
-            return _use_converted(out, spec, source_sha256=local.sha256)
+            prepared = _use_converted(out, spec, source_sha256=local.sha256)
+            # the same bytes, fetched this time from where `local` says (a converted file keeps its first URL)
+            return dataclasses.replace(prepared, url=local.url) if local.url is not None else prepared
         except ConversionError:
             pass  # a stale, torn or foreign cache entry: convert again over it
     if out.parent.is_dir():
         remove_stale_temporaries(out.parent)  # what conversions killed earlier left
     result = _convert(spec, local, out)
     return PreparedWeights(out, spec.name, result.sha256, spec.text, dict(result.provenance["input_settings"]),
-                           source_sha256=local.sha256, format=result.format)
+                           source_sha256=local.sha256, format=result.format, url=result.provenance.get("url"))
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -271,5 +277,6 @@ def _use_converted(path: Path, spec: WeightsSpec, source_sha256) -> PreparedWeig
         claim = provenance.get("sha256")
         source_sha256 = claim.lower() if isinstance(claim, str) and _SHA256.fullmatch(claim.lower()) else None
     fmt = provenance.get("format") if isinstance(provenance.get("format"), str) else str(data["__author__"])
+    url = provenance.get("url") if isinstance(provenance.get("url"), str) else None
     return PreparedWeights(path, spec.name, sha256, spec.text, {**settings, **architecture_settings(depth, width)},
-                           source_sha256=source_sha256, format=fmt)
+                           source_sha256=source_sha256, format=fmt, url=url)

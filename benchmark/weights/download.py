@@ -65,14 +65,25 @@ def redact_url(url) -> str:
     return f"{url[:len(parts.scheme)]}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
-class DownloadError(Exception):
-    """A download that was refused or did not complete; str() is '<url>: <problem>', URL redacted."""
+# HTTP statuses that say the file is definitively not at that URL: the only failures after which a
+# zoo entry's fallback URL is tried (a 5xx, a timeout or a cut transfer say nothing about the file)
+ABSENT_STATUSES = (404, 410)
 
-    def __init__(self, url, problem):
+
+class DownloadError(Exception):
+    """A download that was refused or did not complete; str() is '<url>: <problem>', URL redacted.
+    `status`: the HTTP status where the server answered with an error, else None."""
+
+    def __init__(self, url, problem, status=None):
         shown = redact_url(url)
         problem = str(problem).replace(str(url), shown) if url else str(problem)
-        super().__init__(f"{shown}: {problem}")
-        self.url, self.problem = shown, problem
+        super().__init__(f"{shown}: {problem}" if url else problem)  # no URL (a setting, several URLs): the problem alone
+        self.url, self.problem, self.status = (shown if url else None), problem, status
+
+    @property
+    def absent(self) -> bool:
+        """True when the server said the file is not there (HTTP 404 or 410)."""
+        return self.status in ABSENT_STATUSES
 
 
 def cache_dir() -> Path:
@@ -125,6 +136,7 @@ class LocalFile:
 
     path: Path
     known_sha256: str | None = None
+    url: str | None = None  # the URL (redacted) the bytes were downloaded from; None for a local file
 
     @property
     def sha256(self) -> str:
@@ -229,14 +241,14 @@ def fetch_file(url, dest, sha256=None, progress=True, verify=verify_checkpoint, 
             if verify is not None:
                 _verified(url, verify, tmp)
     except urllib.error.HTTPError as e:
-        raise DownloadError(url, f"HTTP {e.code} {e.reason}") from None
+        raise DownloadError(url, f"HTTP {e.code} {e.reason}", status=e.code) from None
     except DownloadError:
         raise
     except TimeoutError as e:
         raise DownloadError(url, f"download failed: {e or 'timed out'}; {RETRY}") from None
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError, IncompleteRead, resets, timeouts
         raise DownloadError(url, f"download failed: {e}") from None
-    return LocalFile(dest, sha)
+    return LocalFile(dest, sha, redact_url(url))
 
 
 def _stream(url, response, out, bar, start: float, deadline: float) -> tuple:
@@ -326,7 +338,7 @@ def cached_download(url, progress=True, root=None, verify=verify_checkpoint) -> 
         try:
             if verify is not None:
                 verify(dest)
-            return LocalFile(dest)
+            return LocalFile(dest, url=redact_url(url))
         except Exception:  # noqa: BLE001  (a poisoned entry: replace it)
             dest.unlink(missing_ok=True)
     return fetch_file(url, dest, progress=progress, verify=verify)

@@ -11,6 +11,15 @@ public file that writes or reads that layout (`source`, repo:path). A key that i
 ResNet's nor listed as dropped keeps its own name, so that the architecture's `validate` names it
 as unexpected: a layout is never made to fit by silently dropping what the format does not know.
 
+The renaming is per key, so basic-block ResNet-18/34 (width 64) convert in every layout as bottleneck
+ones do. Covered by tests (tests/weights/test_basic_blocks.py), as the layouts whose projects publish or
+train ResNet-18s: torchvision (plain and DataParallel; also timm's published resnet18 weights), moco
+(main_moco.py takes any torchvision --arch), backbone (mmselfsup / OpenSelfSup / mmpretrain, which
+publishes resnet18_8xb32_in1k), solo_learn (its ImageNet-100 zoo; its CIFAR ResNet-18s have a 3x3 stem
+detectron2 cannot build and are refused by shape), timm (training checkpoints) and exemplar (Zhao et
+al.'s layout, Table 4's user-given rows). MoCo v3, SwAV, DINO, Barlow Twins, VICReg, BYOL, SimCLR v1/v2,
+PyContrast, DenseCL and VISSL publish bottleneck ResNet-50s (or wider) only.
+
 `convert_state_dict(sd, source)` renames, `dropped_keys` says what was left out and why,
 `format_table` lists the formats. Finding the format and the state dict in a checkpoint is
 benchmark.weights.detect's; checking the renamed weights, benchmark.weights.architecture's
@@ -245,6 +254,8 @@ def format_table() -> str:
     text = tabulate(rows, headers=("name", "detected", "description", "source"), tablefmt="plain", disable_numparse=True)
     odd = sorted(n for n, s in SOURCES.items() if s.input_settings != TORCHVISION_INPUT)
     return (f"{len(rows)} checkpoint formats (bottleneck ResNet-50/101/152 of any width)\n\n{text}\n\n"
+            "basic-block ResNet-18/34 (width 64) convert in every layout; tested in torchvision (plain, module.), moco, "
+            "backbone, solo_learn, timm and exemplar, whose projects publish or train them\n"
             f"input settings: RGB, torchvision mean/std, stride in the 3x3 (STRIDE_IN_1X1 False); "
             f"{', '.join(odd)}: RGB in [0, 1] without mean/std\n")
 

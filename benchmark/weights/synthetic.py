@@ -3,9 +3,11 @@
 The weights are random but seeded (same seed, same bytes) and every tensor, BN statistics
 included, gets distinct values, so a test comparing converted arrays with the source catches a
 swapped or mis-named key. Nothing is downloaded and no network is initialised: the tensors are
-those of torchvision's bottleneck ResNet (its names, shapes and order; tests/weights/test_convert.py
-checks them against torchvision's own model), at any base `width`: 64 is torchvision's
-ResNet-50/101/152, 8 a tiny backbone that keeps tests and smoke runs fast.
+those of torchvision's ResNet (its names, shapes and order; tests/weights/test_convert.py
+checks them against torchvision's own model): bottleneck ResNet-50/101/152 at any base `width`
+(64 is torchvision's, 8 a tiny backbone that keeps tests and smoke runs fast) or basic-block
+ResNet-18/34 (`depth=18`, width 64 only, as torchvision and detectron2 build them), in every layout:
+`synthetic_checkpoint("moco", seed, depth=18)`, `python -m benchmark.weights.synthetic OUT --depth 18`.
 
 `REPLICAS` are the public self-supervised checkpoints (MoCo v3, SwAV, DINO, Barlow Twins, VICReg,
 BYOL, SimCLR v1/v2, PyContrast, DenseCL, solo-learn, VISSL, timm) rebuilt with these random
@@ -22,7 +24,8 @@ the convolutions as torchvision's ResNet.__init__ does (He-normal, fan_out) and 
 identity (weight 1, bias 0, running mean 0, variance 1), giving features of order 1 as a
 pretrained network does: use it for `imagenet_linear` and for learning checks.
 
-    python -m benchmark.weights.synthetic OUT.pth --layout moco --seed 0 [--depth 50] [--width 64] [--init torchvision]
+    python -m benchmark.weights.synthetic OUT.pth --layout moco --seed 0 [--depth 50|18|34|101|152] [--width 64]
+        [--init torchvision]
 """
 import argparse
 import functools
@@ -32,7 +35,7 @@ from pathlib import Path
 import torch
 
 from benchmark.fileio import atomic_write
-from benchmark.weights.architecture import BLOCKS, TORCHVISION_WIDTH
+from benchmark.weights.architecture import BASIC, BASIC_WIDTH, BLOCK_TYPE, BLOCKS, TORCHVISION_WIDTH
 
 LAYOUTS = ("moco", "moco_v1", "torchvision", "dataparallel", "exemplar", "encoder_q", "backbone", "encoder", "model")
 INITS = ("random", "torchvision")
@@ -40,9 +43,24 @@ MOCO_DIM, MOCO_QUEUE = 128, 65536  # MoCo's defaults (feature dim, queue length)
 NUM_CLASSES = 1000  # torchvision's ImageNet classifier (fc), dropped by the converter
 
 
+def _check_architecture(depth, width) -> None:
+    if depth not in BLOCKS:
+        raise ValueError(f"unsupported depth {depth}; supported: {', '.join(map(str, BLOCKS))}")
+    if width < 1:
+        raise ValueError(f"width must be a positive number of channels, got {width}")
+    if BLOCK_TYPE[depth] == BASIC and width != BASIC_WIDTH:
+        raise ValueError(f"a ResNet-{depth} (basic blocks) has width {BASIC_WIDTH} only (torchvision's and detectron2's), "
+                         f"got {width}; narrow test backbones are bottleneck ResNets (--depth 50 --width 8)")
+
+
 def torchvision_shapes(depth=50, width=TORCHVISION_WIDTH) -> dict:
-    """{torchvision key: shape} of a bottleneck ResNet, in torchvision's state_dict order; a
-    0-d shape is a BN layer's num_batches_tracked (an integer)."""
+    """{torchvision key: shape} of a ResNet (bottleneck 50/101/152 or basic-block 18/34), in
+    torchvision's state_dict order; a 0-d shape is a BN layer's num_batches_tracked (an integer).
+
+    Basic blocks (torchvision's BasicBlock): conv1 3x3 (strided), conv2 3x3, a downsample where the
+    stride or the channels change (layer2.0, layer3.0, layer4.0; not layer1.0)."""
+    _check_architecture(depth, width)
+    basic = BLOCK_TYPE[depth] == BASIC
     shapes = {}
 
     def conv_bn(conv, bn, out_c, in_c, k):
@@ -53,14 +71,21 @@ def torchvision_shapes(depth=50, width=TORCHVISION_WIDTH) -> dict:
     conv_bn("conv1", "bn1", width, 3, 7)
     in_c = width
     for i, n in enumerate(BLOCKS[depth]):
-        mid, out_c = width * 2**i, 4 * width * 2**i
+        mid, out_c = width * 2**i, (1 if basic else 4) * width * 2**i
         for b in range(n):
             name = f"layer{i + 1}.{b}"
-            conv_bn(f"{name}.conv1", f"{name}.bn1", mid, in_c if b == 0 else out_c, 1)
-            conv_bn(f"{name}.conv2", f"{name}.bn2", mid, mid, 3)
-            conv_bn(f"{name}.conv3", f"{name}.bn3", out_c, mid, 1)
-            if b == 0:
-                conv_bn(f"{name}.downsample.0", f"{name}.downsample.1", out_c, in_c, 1)
+            block_in = in_c if b == 0 else out_c
+            if basic:
+                conv_bn(f"{name}.conv1", f"{name}.bn1", out_c, block_in, 3)
+                conv_bn(f"{name}.conv2", f"{name}.bn2", out_c, out_c, 3)
+                if b == 0 and (i > 0 or in_c != out_c):  # stride 2 in layer2-4, or a channel change
+                    conv_bn(f"{name}.downsample.0", f"{name}.downsample.1", out_c, in_c, 1)
+            else:
+                conv_bn(f"{name}.conv1", f"{name}.bn1", mid, block_in, 1)
+                conv_bn(f"{name}.conv2", f"{name}.bn2", mid, mid, 3)
+                conv_bn(f"{name}.conv3", f"{name}.bn3", out_c, mid, 1)
+                if b == 0:
+                    conv_bn(f"{name}.downsample.0", f"{name}.downsample.1", out_c, in_c, 1)
         in_c = out_c
     shapes["fc.weight"], shapes["fc.bias"] = (NUM_CLASSES, in_c), (NUM_CLASSES,)
     return shapes
@@ -132,10 +157,7 @@ def synthetic_checkpoint(layout="moco", seed=0, depth=50, width=TORCHVISION_WIDT
     """The object `make_synthetic_checkpoint` saves: a container around a state dict."""
     if layout not in LAYOUTS and layout not in REPLICAS:
         raise ValueError(f"unknown layout {layout!r}; known: {', '.join((*LAYOUTS, *REPLICAS))}")
-    if depth not in BLOCKS:
-        raise ValueError(f"unsupported depth {depth}; supported: {', '.join(map(str, BLOCKS))}")
-    if width < 1:
-        raise ValueError(f"width must be a positive number of channels, got {width}")
+    _check_architecture(depth, width)
     tv = _torchvision_weights(seed, depth, width, init)
     features = tv["fc.weight"].shape[1]
     gen = torch.Generator().manual_seed(seed + 1)
@@ -204,6 +226,13 @@ def _mlp2(gen, in_f, hidden, out_f, prefix, bias=True, last_bn=False):
     return {**d, **_bn1d(gen, out_f, f"{prefix}.4", affine=False)} if last_bn else d
 
 
+def _arch(tv) -> str:
+    """torchvision's model name of the ResNet `tv` holds ("resnet50", "resnet18"), as the writers record it."""
+    basic = "layer1.0.conv3.weight" not in tv
+    counts = tuple(len({k.split(".")[1] for k in tv if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+    return next(f"resnet{d}" for d, n in BLOCKS.items() if n == counts and (BLOCK_TYPE[d] == BASIC) == basic)
+
+
 _OPTIMIZER = {"state": {}, "param_groups": [{"lr": 0.3, "momentum": 0.9, "weight_decay": 1e-6, "params": [0, 1]}]}
 _SCALER = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000, "_growth_tracker": 0}
 
@@ -215,7 +244,7 @@ def _mocov3(tv, gen, features, width):  # facebookresearch/moco-v3: main_moco.py
         sd.update(_backbone(weights, f"module.{encoder}."))
         sd.update(_mlp2(gen, features, mlp, dim, f"module.{encoder}.fc", bias=False, last_bn=True))
     sd.update(_mlp2(gen, dim, mlp, dim, "module.predictor", bias=False, last_bn=True))
-    return {"epoch": 1000, "arch": "resnet50", "state_dict": sd, "optimizer": _OPTIMIZER, "scaler": _SCALER}
+    return {"epoch": 1000, "arch": _arch(tv), "state_dict": sd, "optimizer": _OPTIMIZER, "scaler": _SCALER}
 
 
 def _swav(tv, gen, features, width):  # facebookresearch/swav: the released file is the raw (DDP) state dict
@@ -240,7 +269,7 @@ def _dino(tv, gen, features, width):  # facebookresearch/dino: main_dino.py save
     out = 60000 * width // 640
     return {"student": _dino_network(_decoy(tv, gen), gen, features, width), "teacher": _dino_network(tv, gen, features, width),
             "optimizer": _OPTIMIZER, "epoch": 800,
-            "args": argparse.Namespace(arch="resnet50", out_dim=out, optimizer="sgd", lr=0.03, epochs=800, use_fp16=False),
+            "args": argparse.Namespace(arch=_arch(tv), out_dim=out, optimizer="sgd", lr=0.03, epochs=800, use_fp16=False),
             "dino_loss": {"center": torch.randn(1, out, generator=gen)}}
 
 
@@ -302,7 +331,7 @@ def _solo_learn(tv, gen, features, width):  # vturrisi/solo-learn: a PyTorch Lig
     sd.update(_weight(gen, NUM_CLASSES, features, "classifier", True))
     return {"epoch": 399, "global_step": 500400, "pytorch-lightning_version": "1.6.5", "state_dict": sd, "loops": {},
             "callbacks": {}, "optimizer_states": [_OPTIMIZER], "lr_schedulers": [{"last_epoch": 399}],
-            "hyper_parameters": {"method": "byol", "backbone": {"name": "resnet50"}, "max_epochs": 400}}
+            "hyper_parameters": {"method": "byol", "backbone": {"name": _arch(tv)}, "max_epochs": 400}}
 
 
 def _vissl(tv, gen, features, width):  # facebookresearch/vissl: a classy checkpoint (SwAV head)
@@ -315,8 +344,8 @@ def _vissl(tv, gen, features, width):  # facebookresearch/vissl: a classy checkp
 
 
 def _timm(tv, gen, features, width):  # huggingface/pytorch-image-models: CheckpointSaver._save
-    return {"epoch": 299, "arch": "resnet50", "state_dict": dict(tv), "optimizer": _OPTIMIZER, "version": 2,
-            "args": argparse.Namespace(model="resnet50", lr=0.5, epochs=300, model_ema=True), "amp_scaler": _SCALER,
+    return {"epoch": 299, "arch": _arch(tv), "state_dict": dict(tv), "optimizer": _OPTIMIZER, "version": 2,
+            "args": argparse.Namespace(model=_arch(tv), lr=0.5, epochs=300, model_ema=True), "amp_scaler": _SCALER,
             "state_dict_ema": _decoy(tv, gen), "metric": 80.4}
 
 
@@ -359,13 +388,17 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--depth", type=int, default=50, choices=tuple(BLOCKS))
     parser.add_argument("--width", type=int, default=TORCHVISION_WIDTH,
-                        help="stem channels (default 64: torchvision's ResNet; 8: a tiny backbone for tests)")
+                        help="stem channels (default 64: torchvision's ResNet; 8: a tiny backbone for tests; ResNet-18/34: 64 only)")
     parser.add_argument("--init", default="random", choices=INITS,
                         help="random: every tensor N(0, 1) (default); torchvision: He-normal convolutions and BN at "
                              "identity, features of order 1 (needed by imagenet_linear, whose backbone is frozen)")
     args = parser.parse_args(argv)
     if args.width < 1:
         parser.error(f"--width must be >= 1, got {args.width}")
+    try:
+        _check_architecture(args.depth, args.width)
+    except ValueError as e:
+        parser.error(str(e))
     path = make_synthetic_checkpoint(args.output, args.layout, args.seed, args.depth, args.width, args.init)
     width = "" if args.width == TORCHVISION_WIDTH else f" width {args.width}"
     init = "" if args.init == "random" else f", {args.init} init"

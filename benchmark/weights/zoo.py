@@ -14,7 +14,15 @@ the cached file, and every re-download, must match it. A mismatch (a corrupted o
 or a download cut short is refused with one line naming the file; it is never handed on.
 
 `$BENCHMARK_ZOO_MIRROR`, when set, replaces every URL by MIRROR/FILE, FILE being the entry's cache
-name (a local mirror; the tests' server).
+name (a local mirror; the tests' server); a fallback URL by MIRROR/its last path component.
+
+RULE (fallbacks): an entry may carry a second URL of the *same* file (`fallback_file` under base_url,
+or `fallback_url`), e.g. the spelling a README used before the authors corrected it. It is tried only
+when the primary URL answers that the file is not there (HTTP 404 or 410); any other failure (a 5xx,
+a timeout, a transfer cut short, a sha256 mismatch) is reported as it is, and both URLs missing is
+one error naming both. A fallback is never a different checkpoint. Whichever URL delivered the bytes
+is recorded beside the pin (`$BENCHMARK_CACHE/zoo/urls.json`) and handed on (`LocalFile.url`): the
+converted file's provenance says which URL was fetched.
 """
 import contextlib
 import dataclasses
@@ -33,6 +41,7 @@ from benchmark.weights import download
 ZOO_FILE = CONFIG_DIR / "zoo.yaml"
 CACHE_SUBDIR = "zoo"
 RECORD_NAME = "sha256.json"
+URLS_NAME = "urls.json"  # {file: the (redacted) URL its cached bytes were downloaded from}
 
 
 class ZooError(ValueError):
@@ -57,6 +66,7 @@ class ZooEntry:
     note: str | None = None
     format: str | None = None  # the converter's format for the file, where zoo.yaml names it (public entries)
     source: str | None = None  # where the URL is published (repo:README.md)
+    fallback_url: str | None = None  # the same file's older URL, tried only when `url` is absent (404/410)
 
     @property
     def source_format(self) -> str | None:
@@ -101,7 +111,8 @@ def _load(path: str) -> dict:
             entries[name] = ZooEntry(
                 name=name, file=file, url=base + file, method=spec["method"], supervision=spec["supervision"],
                 data=spec["data"], augmentations=spec.get("augmentations"),
-                paper=tuple((p["table"], p["row"]) for p in spec["paper"]), note=spec.get("note"))
+                paper=tuple((p["table"], p["row"]) for p in spec["paper"]), note=spec.get("note"),
+                fallback_url=_fallback(path, name, spec, base, base + file))
         except (KeyError, TypeError) as e:
             raise ZooError(f"{path}: checkpoint {name!r} lacks {e}") from None
     default_source = data.get("source")
@@ -119,7 +130,7 @@ def _load(path: str) -> dict:
                 name=name, file=file, url=url, method=method,
                 supervision=spec.get("supervision") or ("supervised" if method.lower().startswith("supervised") else "unsupervised"),
                 data=spec["data"], augmentations=None, paper=(), note=spec.get("note"), format=str(spec["format"]),
-                source=str(spec["source"]))
+                source=str(spec["source"]), fallback_url=_fallback(path, name, spec, None, url))
         except (KeyError, TypeError) as e:
             raise ZooError(f"{path}: checkpoint {name!r} lacks {e}") from None
     files = [e.file for e in entries.values()]
@@ -127,6 +138,26 @@ def _load(path: str) -> dict:
         twice = sorted({f for f in files if files.count(f) > 1})
         raise ZooError(f"{path}: cache file names must be unique; listed twice: {', '.join(twice)}")
     return entries
+
+
+def _fallback(path, name, spec, base, url) -> str | None:
+    """The entry's fallback URL: `fallback_url`, or `fallback_file` under base_url (the paper's entries)."""
+    fallback_file, fallback_url = spec.get("fallback_file"), spec.get("fallback_url")
+    if fallback_file is not None and fallback_url is not None:
+        raise ZooError(f"{path}: checkpoint {name!r} gives both fallback_file and fallback_url; keep one")
+    if fallback_file is not None:
+        if base is None:
+            raise ZooError(f"{path}: checkpoint {name!r}: fallback_file needs base_url (the paper's entries); "
+                           "give a public entry's older URL as fallback_url")
+        fallback_url = base + _check_name(fallback_file, "fallback file")
+    if fallback_url is None:
+        return None
+    fallback_url = str(fallback_url)
+    if not fallback_url.startswith(("https://", "http://")):
+        raise ZooError(f"{path}: checkpoint {name!r}: fallback_url must be http(s), got {fallback_url!r}")
+    if fallback_url == url:
+        raise ZooError(f"{path}: checkpoint {name!r}: its fallback is its own URL {url}")
+    return fallback_url
 
 
 def _entries() -> dict:
@@ -152,6 +183,14 @@ def url_of(entry: ZooEntry) -> str:
     return mirror.rstrip("/") + "/" + entry.file if mirror else entry.url
 
 
+def fallback_url_of(entry: ZooEntry) -> str | None:
+    """The entry's fallback URL (under $BENCHMARK_ZOO_MIRROR as MIRROR/its file name), None without one."""
+    if entry.fallback_url is None:
+        return None
+    mirror = os.environ.get("BENCHMARK_ZOO_MIRROR")
+    return mirror.rstrip("/") + "/" + download.url_filename(entry.fallback_url) if mirror else entry.fallback_url
+
+
 def format_zoo_table() -> str:
     """The zoo as an aligned text table (for --list-zoo): every entry with its format and source,
     then where the files are downloaded from, then the notes."""
@@ -159,9 +198,11 @@ def format_zoo_table() -> str:
     rows, notes = [], []
     for e in list_zoo():
         paper = "; ".join(f"{t} {r}" for t, r in e.paper) or "-"
-        mark = f" [{len(notes) + 1}]" if e.note else ""
-        if e.note:
-            notes.append(f"[{len(notes) + 1}] {e.name}: {e.note}")
+        note = " ".join(filter(None, (e.note, f"Fallback (tried second, only on HTTP 404/410): {fallback_url_of(e)}"
+                                      if e.fallback_url else None)))
+        mark = f" [{len(notes) + 1}]" if note else ""
+        if note:
+            notes.append(f"[{len(notes) + 1}] {e.name}: {note}")
         rows.append((e.name + mark, e.method.split(" (")[0] if e.paper else e.method, e.shown_format, e.data.split(" (")[0],
                      paper, e.source or "-"))
     from tabulate import tabulate
@@ -183,6 +224,21 @@ def _zoo_dir() -> Path:
 
 def _records_path() -> Path:
     return _zoo_dir() / RECORD_NAME
+
+
+def _urls_path() -> Path:
+    return _zoo_dir() / URLS_NAME
+
+
+def recorded_urls() -> dict:
+    """{file: the URL its cached bytes came from}; {} where not recorded (a cache older than the record)."""
+    try:
+        data = json.loads(_urls_path().read_text())
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ZooError(f"{_urls_path()}: not valid JSON ({e}); delete it (it only says where files came from)") from None
+    return data if isinstance(data, dict) else {}
 
 
 def recorded_sha256() -> dict:
@@ -246,10 +302,34 @@ def fetch_file(name: str, progress: bool = True) -> download.LocalFile:
             for stale in dest.parent.glob(f".{entry.file}.*.tmp"):
                 stale.unlink(missing_ok=True)
             # fetch_file renames the file in only once it loads as a checkpoint: the pin below is never an HTML page's
-            actual = download.fetch_file(url_of(entry), dest, sha256=known, progress=progress,
-                                         pinned_in=_records_path()).sha256
+            fetched = _download(entry, dest, known, progress)
+            actual = fetched.sha256
+            urls = recorded_urls()
+            urls[entry.file] = fetched.url
+            write_json_atomic(_urls_path(), urls)
         if known is None:
             records = recorded_sha256()
             records[entry.file] = actual
             write_json_atomic(_records_path(), records)
-    return download.LocalFile(dest, actual)
+        url = recorded_urls().get(entry.file)
+    return download.LocalFile(dest, actual, url if isinstance(url, str) else None)
+
+
+def _download(entry: ZooEntry, dest: Path, known, progress) -> download.LocalFile:
+    """Download `entry` to `dest` from its URL, or from its fallback URL when the first is absent (404/410)."""
+    primary, fallback = url_of(entry), fallback_url_of(entry)
+    try:
+        return download.fetch_file(primary, dest, sha256=known, progress=progress, pinned_in=_records_path())
+    except download.DownloadError as e:
+        if fallback is None or not e.absent:
+            raise
+        first = e
+    try:
+        return download.fetch_file(fallback, dest, sha256=known, progress=progress, pinned_in=_records_path())
+    except download.DownloadError as e:
+        if e.absent:
+            raise download.DownloadError(
+                None, f"zoo checkpoint {entry.name!r} is at neither of its URLs: {first.url} ({first.problem}), then the "
+                      f"fallback {e.url} ({e.problem}); nothing was stored", status=e.status) from None
+        raise download.DownloadError(None, f"zoo checkpoint {entry.name!r}: {first.url} ({first.problem}); the fallback "
+                                           f"{e}", status=e.status) from None

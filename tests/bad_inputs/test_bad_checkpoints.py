@@ -43,11 +43,14 @@ def _vit_state_dict():
     return {"model": sd}
 
 
-def _resnet18_state_dict():
+def _cifar_resnet18_state_dict():
+    """A CIFAR ResNet-18 (solo-learn's CIFAR models): torchvision's, its stem conv 3x3 instead of 7x7.
+    ResNet-18 itself converts (tests/weights/test_basic_blocks.py); this stem is not detectron2's."""
     import torchvision
 
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in torchvision.models.resnet18().state_dict().items()}
+    shapes["conv1.weight"] = (64, 3, 3, 3)
     return {k: torch.zeros(s) for k, s in shapes.items()}
 
 
@@ -104,7 +107,8 @@ CORPUS = {  # name -> (file name, writer(path, source, marker), problem the mess
                      _saved(lambda s, m: {**s, "layer3.0.conv1.weight": s["layer3.0.conv1.weight"].transpose(0, 1).contiguous()}),
                      "wrong shape 1 (res4.0.conv1.weight: (64, 32, 1, 1), expected (32, 64, 1, 1))"),
     "ViT state dict": ("vit.pth", _saved(lambda s, m: _vit_state_dict()), "not a ResNet checkpoint of a known format"),
-    "ResNet-18": ("resnet18.pth", _saved(lambda s, m: _resnet18_state_dict()), "basic-block ResNet (ResNet-18/34"),
+    "CIFAR ResNet-18": ("resnet18_cifar.pth", _saved(lambda s, m: _cifar_resnet18_state_dict()),
+                        "wrong shape 1 (stem.conv1.weight: (64, 3, 3, 3), expected (64, 3, 7, 7))"),
     "empty state dict": ("empty_dict.pth", _saved(lambda s, m: {"state_dict": {}}), "empty state dict"),
     "a tensor, not a dict": ("tensor.pth", _saved(lambda s, m: torch.zeros(3)), "top level is a Tensor"),
     "a folder": ("folder.pth", lambda p, s, m: p.mkdir(), "not a regular file"),
@@ -179,7 +183,7 @@ def test_a_broken_checkpoint_is_refused_by_convert(name, tmp_path, source, capsy
     assert [p.name for p in corpus.iterdir()] == [path.name]  # no output, no temporary
 
 
-@pytest.mark.parametrize("name", ["truncated checkpoint", "code-running checkpoint (torch.save)", "NaN weights", "ResNet-18"])
+@pytest.mark.parametrize("name", ["truncated checkpoint", "code-running checkpoint (torch.save)", "NaN weights", "CIFAR ResNet-18"])
 def test_a_broken_checkpoint_is_refused_as_weights(name, tmp_path, source, capsys, isolated_cache):
     """The same files as --weights: refused before any data is read or compute spent."""
     path, problem, marker, corpus = _write(tmp_path, name, source)

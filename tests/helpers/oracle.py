@@ -1,6 +1,11 @@
 """detectron2's names for torchvision's ResNet keys, written out independently of
 benchmark/weights/formats.py (as MoCo's detection/convert-pretrain-to-detectron2.py does it), and
-the arrays every converted file of given synthetic weights must hold: the tests' renaming oracle."""
+the arrays every converted file of given weights must hold: the tests' renaming oracle.
+
+The renaming is the same for bottleneck (ResNet-50/101/152) and basic blocks (ResNet-18/34):
+a basic block's conv1/bn1 and conv2/bn2 take the same names as a bottleneck's, it just has no
+conv3, and its downsample (where torchvision has one) becomes the shortcut as well.
+"""
 from benchmark.weights.synthetic import torchvision_weights
 
 
@@ -15,7 +20,18 @@ def detectron2_name(tv_key: str) -> str:
     return k.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
 
 
+def backbone_of(state_dict) -> dict:
+    """{detectron2 name: tensor} of a torchvision ResNet state dict (any depth): the classifier and
+    num_batches_tracked left out, every other tensor renamed, the `module.` of DataParallel stripped."""
+    out = {}
+    for key, value in state_dict.items():
+        key = key[7:] if key[:7] == "module." else key
+        if key.split(".")[0] == "fc" or key.split(".")[-1] == "num_batches_tracked":
+            continue  # a backbone has no classifier; BN's counter is not a weight
+        out[detectron2_name(key)] = value
+    return out
+
+
 def expected_backbone(seed=0, depth=50, width=64) -> dict:
     """{detectron2 name: tensor} every converted file of these synthetic weights must hold exactly."""
-    return {detectron2_name(k): v for k, v in torchvision_weights(seed, depth, width).items()
-            if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}  # a backbone has no classifier
+    return backbone_of(torchvision_weights(seed, depth, width))

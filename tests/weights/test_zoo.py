@@ -1,6 +1,8 @@
 """The model zoo: the 24 released checkpoints of the paper, the public ones beyond it, safe names, and
 the checksum-on-first-use cache."""
+import contextlib
 import hashlib
+import http.server
 import json
 import pickle
 import re
@@ -26,10 +28,16 @@ def test_the_24_released_checkpoints():
     assert {t: len(n) for t, n in by_table.items()} == {"table1": 10, "table2": 14, "table3": 2}
     assert by_table["table3"] == ["exemplar_v1", "exemplar_v2"]
     assert [e.augmentations for e in entries[:5]] == ["f", "fr", "frc", "frcg", "frcgb"]
+    # the authors' corrected README (shared/REFERENCES.md): the old spelling is a fallback of the same file
     places = zoo.get("moco_v2_places")
-    assert places.file == "moco_v2_palces.pth" and places.url == BASE + "moco_v2_palces.pth"
+    assert (places.file, places.url, places.fallback_url) == (
+        "moco_v2_places.pth", BASE + "moco_v2_places.pth", BASE + "moco_v2_palces.pth")
+    assert "c182505" in places.note
     sup = zoo.get("supervised_imagenet")
-    assert sup.file == "supervised_imagenet.pth" and "supervised_synthia.pth" in sup.note
+    assert (sup.file, sup.url, sup.fallback_url) == ("supervised_imagenet.pth", BASE + "supervised_imagenet.pth", None)
+    assert "supervised_synthia.pth" in sup.note and "601d566" in sup.note
+    # the old links that were other checkpoints are no fallback of anything
+    assert [e.name for e in zoo.list_zoo() if e.fallback_url] == ["moco_v2_places"]
     assert sup.paper == (("table1", "frcgb (supervised)"), ("table2", "ImageNet (supervised)"))
     assert zoo.get("moco_v2_imagenet").paper == (("table1", "frcgb (MoCo v2)"), ("table2", "ImageNet (MoCo v2)"))
 
@@ -86,9 +94,10 @@ def test_format_zoo_table_lists_every_checkpoint_and_the_notes():
     swav = next(r for r in rows if r.startswith("swav_800ep "))
     assert "  swav  " in swav and swav.rstrip().endswith("facebookresearch/swav:README.md (Model Zoo)")
     assert any(ln.startswith("supervised_imagenet [1]") for ln in lines)
-    assert any(ln.startswith("[1] supervised_imagenet: Table 2's published link for this row is supervised_synthia.pth")
-               for ln in lines)
-    assert "[2] moco_v2_places: The released file name is spelled moco_v2_palces.pth (sic) in the listing." in lines
+    assert any(ln.startswith("[1] supervised_imagenet: Table 2's first published link for this row was "
+                             "supervised_synthia.pth") and "601d566" in ln for ln in lines)
+    assert any(ln.startswith("[2] moco_v2_places: The README first spelled the file moco_v2_palces.pth (sic)")
+               and ln.endswith(f"Fallback (tried second, only on HTTP 404/410): {BASE}moco_v2_palces.pth") for ln in lines)
 
 
 def test_an_unknown_name_is_refused_with_the_known_ones():
@@ -156,7 +165,7 @@ def test_a_redownload_with_other_bytes_is_refused_and_not_kept(served, isolated_
     (folder / "exemplar_v1.pth").write_bytes(b"other bytes")
     with pytest.raises(DownloadError, match=f"sha256 mismatch: expected {hashlib.sha256(payload).hexdigest()}"):
         zoo.fetch("exemplar_v1", progress=False)
-    assert sorted(p.name for p in (isolated_cache / "zoo").iterdir()) == [".lock", "sha256.json"]
+    assert sorted(p.name for p in (isolated_cache / "zoo").iterdir()) == [".lock", "sha256.json", "urls.json"]  # from the first download
 
 
 def test_a_download_cut_short_is_refused_and_not_recorded(served, isolated_cache, monkeypatch):
@@ -171,13 +180,15 @@ def test_zoo_name_as_weights_goes_through_the_converter(http_server, monkeypatch
     """`zoo:NAME` in prepare_weights (what --weights and tools/convert.py call) downloads, records, converts."""
     base, folder = http_server
     raw = synthetic_checkpoint("moco", seed=3, width=8)
-    (folder / "moco_v2_palces.pth").write_bytes(raw.read_bytes())
+    (folder / "moco_v2_places.pth").write_bytes(raw.read_bytes())
     monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", base)
     prepared = prepare_weights("zoo:moco_v2_places")
-    assert (prepared.name, prepared.source) == ("moco_v2_places", "zoo:moco_v2_places")
+    assert (prepared.name, prepared.source, prepared.url) == ("moco_v2_places", "zoo:moco_v2_places",
+                                                              f"{base}/moco_v2_places.pth")
     assert prepared.source_sha256 == hashlib.sha256(raw.read_bytes()).hexdigest()  # .sha256: of the converted .pkl
-    assert json.loads((isolated_cache / "zoo" / "sha256.json").read_text()) == {"moco_v2_palces.pth": prepared.source_sha256}
-    assert load_converted(prepared.path)["__provenance__"]["input"] == "zoo:moco_v2_places"
+    assert json.loads((isolated_cache / "zoo" / "sha256.json").read_text()) == {"moco_v2_places.pth": prepared.source_sha256}
+    provenance = load_converted(prepared.path)["__provenance__"]
+    assert (provenance["input"], provenance["url"]) == ("zoo:moco_v2_places", f"{base}/moco_v2_places.pth")
 
 
 @pytest.mark.parametrize("name, layout, recorded", [("exemplar_v2", "exemplar", "exemplar"),
@@ -239,3 +250,138 @@ def test_a_bad_public_zoo_entry_is_one_line(public, problem, tmp_path):
     with pytest.raises(zoo.ZooError, match=re.escape(problem)) as info:
         zoo._load(str(path))
     assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- fallback URLs (same file, older URL)
+
+class _Statuses(http.server.BaseHTTPRequestHandler):
+    """Serves FILES ({name: bytes}); a name in STATUS answers that HTTP status instead; every path asked is logged."""
+
+    FILES, STATUS, ASKED = {}, {}, []
+
+    def do_GET(self):
+        name = self.path.lstrip("/")
+        self.ASKED.append(name)
+        code = self.STATUS.get(name, 200 if name in self.FILES else 404)
+        if code != 200:
+            self.send_error(code)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.FILES[name])))
+        self.end_headers()
+        self.wfile.write(self.FILES[name])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def places_mirror(monkeypatch):
+    """(serve(files, status) -> base URL, the paths asked): a mirror for moco_v2_places.pth and its fallback
+    moco_v2_palces.pth, each present, absent or failing with the status given."""
+    from tests.helpers.server import serve
+
+    with contextlib.ExitStack() as stack:
+        def start(files, status=None):
+            handler = type("Handler", (_Statuses,), {"FILES": files, "STATUS": status or {}, "ASKED": []})
+            base = stack.enter_context(serve(handler))
+            monkeypatch.setenv("BENCHMARK_ZOO_MIRROR", base)
+            start.asked = handler.ASKED
+            return base
+        yield start
+
+
+PAYLOAD = pickle.dumps({"places": b"moco v2 on Places" * 100}, protocol=4)  # loadable: checked before the cache takes it
+
+
+def test_the_primary_url_is_used_when_present(places_mirror, isolated_cache):
+    base = places_mirror({"moco_v2_places.pth": PAYLOAD, "moco_v2_palces.pth": b"never asked"})
+    local = zoo.fetch_file("moco_v2_places", progress=False)
+    assert (local.path.read_bytes(), local.url, places_mirror.asked) == (PAYLOAD, f"{base}/moco_v2_places.pth",
+                                                                         ["moco_v2_places.pth"])
+    assert json.loads((isolated_cache / "zoo" / "urls.json").read_text()) == {"moco_v2_places.pth": f"{base}/moco_v2_places.pth"}
+
+
+def test_a_404_primary_falls_back_and_the_fallback_url_is_recorded(places_mirror, isolated_cache, tmp_path):
+    base = places_mirror({"moco_v2_palces.pth": PAYLOAD})
+    local = zoo.fetch_file("moco_v2_places", progress=False)
+    assert places_mirror.asked == ["moco_v2_places.pth", "moco_v2_palces.pth"]
+    # stored under the entry's (corrected) name, pinned, and said to come from the fallback
+    assert local.path == isolated_cache / "zoo" / "moco_v2_places.pth" and local.path.read_bytes() == PAYLOAD
+    assert local.url == f"{base}/moco_v2_palces.pth"
+    assert json.loads((isolated_cache / "zoo" / "sha256.json").read_text()) == {
+        "moco_v2_places.pth": hashlib.sha256(PAYLOAD).hexdigest()}
+    assert json.loads((isolated_cache / "zoo" / "urls.json").read_text()) == {"moco_v2_places.pth": f"{base}/moco_v2_palces.pth"}
+    again = zoo.fetch_file("moco_v2_places", progress=False)  # from the cache: no request, the same URL said
+    assert (again.url, len(places_mirror.asked)) == (f"{base}/moco_v2_palces.pth", 2)
+
+
+def test_a_fallback_download_is_recorded_in_the_converted_provenance(places_mirror, synthetic_checkpoint):
+    base = places_mirror({"moco_v2_palces.pth": synthetic_checkpoint("moco", seed=4, width=8).read_bytes()})
+    prepared = prepare_weights("zoo:moco_v2_places")
+    assert prepared.url == f"{base}/moco_v2_palces.pth"
+    assert load_converted(prepared.path)["__provenance__"]["url"] == f"{base}/moco_v2_palces.pth"
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_both_urls_absent_is_one_error_naming_both(status, places_mirror, isolated_cache):
+    base = places_mirror({}, {"moco_v2_palces.pth": status})
+    reason = {404: "Not Found", 410: "Gone"}[status]
+    with pytest.raises(DownloadError) as refused:
+        zoo.fetch_file("moco_v2_places", progress=False)
+    assert str(refused.value) == (f"zoo checkpoint 'moco_v2_places' is at neither of its URLs: {base}/moco_v2_places.pth "
+                                  f"(HTTP 404 Not Found), then the fallback {base}/moco_v2_palces.pth (HTTP {status} "
+                                  f"{reason}); nothing was stored")
+    assert sorted(p.name for p in (isolated_cache / "zoo").iterdir()) == [".lock"]
+
+
+@pytest.mark.parametrize("status", [500, 503, 403])
+def test_a_primary_that_fails_otherwise_is_reported_without_fallback(status, places_mirror, isolated_cache):
+    base = places_mirror({"moco_v2_palces.pth": PAYLOAD}, {"moco_v2_places.pth": status})
+    with pytest.raises(DownloadError) as refused:
+        zoo.fetch_file("moco_v2_places", progress=False)
+    assert str(refused.value).startswith(f"{base}/moco_v2_places.pth: HTTP {status} ")
+    assert places_mirror.asked == ["moco_v2_places.pth"]  # the fallback is not tried
+    assert sorted(p.name for p in (isolated_cache / "zoo").iterdir()) == [".lock"]
+
+
+def test_an_entry_without_fallback_reports_its_404_as_before(places_mirror, isolated_cache):
+    base = places_mirror({})
+    with pytest.raises(DownloadError) as refused:
+        zoo.fetch_file("supervised_imagenet", progress=False)
+    assert str(refused.value) == f"{base}/supervised_imagenet.pth: HTTP 404 Not Found"
+    assert places_mirror.asked == ["supervised_imagenet.pth"]
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"fallback_file": "a.pth", "fallback_url": "https://h/a.pth"}, "gives both fallback_file and fallback_url; keep one"),
+    ({"fallback_url": "ftp://h/a.pth"}, "fallback_url must be http(s), got 'ftp://h/a.pth'"),
+    ({"fallback_file": "../a.pth"}, "unsafe zoo fallback file '../a.pth'"),
+    ({"fallback_file": "exemplar_v1.pth"}, "its fallback is its own URL"),
+])
+def test_a_bad_fallback_is_one_line(entry, problem, tmp_path):
+    import yaml
+
+    data = yaml.safe_load(zoo.ZOO_FILE.read_text())
+    data["checkpoints"]["exemplar_v1"].update(entry)
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(zoo.ZooError, match=re.escape(problem)) as info:
+        zoo._load(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_a_public_entry_takes_a_fallback_url(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(zoo.ZOO_FILE.read_text())
+    data["public"]["vicreg_resnet50"]["fallback_url"] = "https://h/old/resnet50.pth"
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert zoo._load(str(path))["vicreg_resnet50"].fallback_url == "https://h/old/resnet50.pth"
+    data["public"]["vicreg_resnet50"] = {**data["public"]["vicreg_resnet50"], "fallback_file": "x.pth"}
+    del data["public"]["vicreg_resnet50"]["fallback_url"]
+    other = tmp_path / "zoo2.yaml"  # zoo._load caches by path
+    other.write_text(yaml.safe_dump(data))
+    with pytest.raises(zoo.ZooError, match="fallback_file needs base_url"):
+        zoo._load(str(other))
