@@ -203,9 +203,10 @@ def check(name, *, csv_dir, image_dir, imagenet_dir, split):
 
 # ----------------------------------------------------------------------------- synthetic data
 
-def synthetic_classes(split: str) -> list:
+def synthetic_classes(split: str, sanity=False) -> list:
+    """The synthetic WordNet-id-like classes of a split; a learning check's test split has 5, one per colour."""
     base = {"train": 91000000, "val": 92000000, "test": 93000000}[split]
-    return [f"n{base + i:08d}" for i in range(_CLASSES[split])]
+    return [f"n{base + i:08d}" for i in range(5 if sanity and split == "test" else _CLASSES[split])]
 
 
 def synthetic_image(seed, k, i, h, w, sanity=False):
@@ -218,13 +219,15 @@ def synthetic_image(seed, k, i, h, w, sanity=False):
     r = rng(seed, SEED_CODE, k, i)
     colour = np.asarray(COLOURS[k % len(COLOURS)], np.float32) * (0.55 if k >= len(COLOURS) else 1.0)
     colour = colour * r.uniform(0.9, 1.0)
-    return np.clip(texture(r, h, w, colour, amplitude=20.0 if sanity else 40.0), 0, 255).astype(np.uint8)
+    return np.clip(texture(r, h, w, colour, amplitude=8.0 if sanity else 40.0), 0, 255).astype(np.uint8)
 
 
 def synthesize(out, p):
     """miniimagenet/{train,val,test}.csv and the images in layout p["layout"] ("images", the default, or
     "imagenet"): every class of every split holds num_train images (the episodes draw support and query
-    images from the test split's 6 classes; num_test is not used). ImageNet layout: imagenet/train/<wnid>/
+    images from the test split's 6 classes, 5 for a learning check, p["sanity"]; num_test is not used:
+    the episodes' support images are the "training" images, their queries other images of the same classes).
+    ImageNet layout: imagenet/train/<wnid>/
     <wnid>_<n>.JPEG, numbered so that the numeric and the lexical order differ, one file more than the CSV
     names (ImageNet's folders hold more than mini-ImageNet takes)."""
     from PIL import Image
@@ -240,7 +243,7 @@ def synthesize(out, p):
         (top / "images").mkdir()
     for split_code, split in enumerate(("train", "val", "test")):
         rows = []
-        for k, wnid in enumerate(synthetic_classes(split)):
+        for k, wnid in enumerate(synthetic_classes(split, p.get("sanity", False))):
             class_code = 10 * split_code + k
             if layout == "imagenet":
                 folder = out / "imagenet" / "train" / wnid
