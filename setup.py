@@ -64,6 +64,7 @@ setup(
         "hydra-core>=1.1",
         "yacs>=0.1.8",
         "tabulate",
+        "scikit-learn",  # fewshot_miniimagenet --head rfs: RFS's LogisticRegression (lbfgs) per episode
         "termcolor>=1.1",
         "cloudpickle",
         "tqdm>4.29.0",

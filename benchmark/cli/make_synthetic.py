@@ -29,6 +29,9 @@ def main(argv=None):
                              + ", ".join(f"{f.name} {f.smoke_image_size[0]} {f.smoke_image_size[1]}"
                                          for f in FAMILIES.values()) + ")")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--layout", choices=("images", "imagenet"), default=None,
+                        help="miniimagenet only: the release's images/ folder (default) or ImageNet train folders "
+                             "(imagenet/train, CloserLookFewShot's mapping); see datasets.md")
     args = parser.parse_args(argv)
     formats = tuple(FAMILIES) if args.format == "all" else (args.format,)
     problem = _unusable_out(args.out)
@@ -44,8 +47,9 @@ def main(argv=None):
         for fmt in formats:
             family = get_family(fmt)
             size = tuple(args.size) if args.size else family.smoke_image_size
+            layout = {"layout": args.layout} if fmt == "miniimagenet" and args.layout else {}
             family.write_synthetic(args.out, num_train=args.num_train, num_test=args.num_test, image_size=size,
-                                   seed=args.seed)
+                                   seed=args.seed, **layout)
             print(f"{fmt}: {args.out}")
     except OSError as e:
         where = e.filename or args.out

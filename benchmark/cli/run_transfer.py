@@ -41,6 +41,9 @@ def parser():
                         "(default --output output/sanity/<task>/<name>)")
     p.add_argument("--norm", choices=("naiveSyncBN", "SyncBN", "BN"), help="norm layers (default: the protocol's naiveSyncBN)")
     p.add_argument("--amp", action="store_true", help="mixed-precision training (CUDA only; recorded as a deviation)")
+    p.add_argument("--head", choices=("baseline", "rfs"),
+                   help="fewshot_miniimagenet: the per-episode head, CloserLookFewShot's linear layer (default) or RFS's "
+                        "logistic regression on L2-normalised features (sets BENCHMARK.FEWSHOT.HEAD; a deviation)")
     p.add_argument("--name", help="weights name in the run record, not blank (default: checkpoint file stem or zoo name)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. SOLVER.MAX_ITER 100")
     return p
@@ -85,6 +88,10 @@ def main(argv=None):
         return 0
     if not args.task or not args.weights:
         parser().error("--task and --weights are required (or --list-tasks)")
+    if args.head and args.task != "fewshot_miniimagenet":
+        parser().error(f"--head is an option of fewshot_miniimagenet, not of task {args.task}")
+    if args.head:  # a config key: the dumped config, its digest and the deviations say which head ran
+        args.opts = ["BENCHMARK.FEWSHOT.HEAD", args.head, *args.opts]
     if args.ims_per_gpu:  # a config key, so the dumped config.yaml says how the batch was split
         args.opts = ["BENCHMARK.IMS_PER_GPU", str(args.ims_per_gpu), *args.opts]
     from benchmark.cli import quiet_third_party_deprecations

@@ -47,7 +47,7 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def write(family, root, *, num_train=8, num_test=None, image_size=None, seed=0, sanity=False) -> Path:
+def write(family, root, *, num_train=8, num_test=None, image_size=None, seed=0, sanity=False, layout=None) -> Path:
     """Write `family`'s synthetic dataset (a DatasetFamily) under `root`; return `root`.
 
     The trees are those of the real datasets (see datasets.md), so `register_datasets(task, root)`
@@ -57,7 +57,9 @@ def write(family, root, *, num_train=8, num_test=None, image_size=None, seed=0, 
     dealt round its min(4, num_test) classes); images are `image_size` = (height, width), by
     default the family's smoke image size. `sanity`: the data of a learning check
     (`test_split_copies_training`): the test split is a copy of the training split, so `num_test`
-    is `num_train` (given otherwise, it is refused).
+    is `num_train` (given otherwise, it is refused). `layout`: the on-disk layout of a family that has
+    several (miniimagenet: "images" or "imagenet"; benchmark.data.miniimagenet); a top folder the writer
+    adds beyond the family's `tops` (miniimagenet's "imagenet" layout writes imagenet/train) must not exist.
     """
     if sanity and num_test is None:
         num_test = num_train
@@ -76,6 +78,8 @@ def write(family, root, *, num_train=8, num_test=None, image_size=None, seed=0, 
               "image_size": [h, w], "seed": int(seed)}
     if sanity:  # only then: the markers of the other datasets stay as they were
         params["sanity"] = True
+    if layout is not None:  # likewise
+        params["layout"] = str(layout)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     marker = root / f".synthetic_{data_format}.json"
@@ -97,7 +101,12 @@ def write(family, root, *, num_train=8, num_test=None, image_size=None, seed=0, 
         tmp = Path(tempfile.mkdtemp(prefix=f".synthetic-{data_format}-", dir=root))
         try:
             family.synthesize(tmp, params)
-            for top in family.tops:
+            extra = sorted(p.name for p in tmp.iterdir() if p.is_dir() and p.name not in family.tops)
+            for top in extra:  # another family's top (a layout that shares it): never written over
+                if (root / top).exists():
+                    raise FileExistsError(f"{root / top} exists; the synthetic {data_format} data in layout "
+                                          f"{layout!r} writes its own {top}/: choose another folder")
+            for top in (*family.tops, *extra):
                 (tmp / top / _OWN_MARK).write_text(json.dumps(params) + "\n")
                 os.rename(tmp / top, root / top)
             write_json_atomic(marker, params)

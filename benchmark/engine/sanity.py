@@ -63,6 +63,15 @@ CHECKS = {
         image_size=(48, 48),
         chance="4 classes of 2 images each, told apart by colour: chance top-1 is 25% (a constant prediction too); "
                "75% needs 6 of the 8 right, which guessing reaches with probability 0.4% (binomial, p = 1/4)"),
+    # The few-shot evaluation trains nothing shared: each episode's head learns its own 5x5 support images and
+    # is scored on 5x5 other query images of the same colour classes (the test split is the episodes' pool;
+    # benchmark.data.miniimagenet.synthesize).
+    "miniimagenet": SanityCheck(
+        family="miniimagenet", overlay="fewshot_miniimagenet.yaml", metric="fewshot/5shot", threshold=90.0,
+        num_images=10, image_size=(84, 84),
+        chance="5-way episodes: chance accuracy is 20% (a constant prediction too); 90% over 12 episodes of 25 "
+               "queries each is 270 of 300 right, which guessing reaches with probability < 1e-100 (binomial, "
+               "p = 1/5); support labels shuffled across the support set leave the head nothing to learn"),
 }
 
 

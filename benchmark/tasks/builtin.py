@@ -82,8 +82,8 @@ register_task(Task(
     data_format="miniimagenet",
     primary_metric="fewshot/1shot",
     metrics=("fewshot/1shot", "fewshot/5shot"),
-    source=("Zhao et al. ICLR 2021 Table 4 setting; recipe of CloserLookFewShot's Baseline (Chen et al. ICLR 2019, "
-            "assumed: the paper publishes none)"),
+    source=("Zhao et al. ICLR 2021 Table 4 setting; recipe of CloserLookFewShot's Baseline (baselinefinetune.py, "
+            "Chen et al. ICLR 2019; assumed: the paper publishes none); --head rfs: RFS's logistic regression"),
     description="5-way 1-/5-shot on mini-ImageNet's 20 novel classes: frozen ResNet, linear head per episode, 600 episodes",
 ))
 register_task(Task(

@@ -26,6 +26,7 @@ from detectron2.projects.deeplab import add_deeplab_config
 from benchmark.tasks import (
     Task,
     classification,  # noqa: F401  (registers the linear readoff's meta-architecture)
+    fewshot,  # noqa: F401  (registers the few-shot feature extractor's meta-architecture)
     modeling,  # noqa: F401  (registers the model pieces our configs name)
 )
 
@@ -74,6 +75,26 @@ def add_benchmark_config(cfg: CfgNode) -> CfgNode:
     cfg.BENCHMARK.LINEAR.TEST_RESIZE = 256  # shorter side before the centre crop at test
     cfg.BENCHMARK.LINEAR.TEST_CROP = 224  # CenterCrop side at test
     cfg.BENCHMARK.LINEAR.INIT_STD = 0.01  # std of the normal init of the linear weights (bias 0)
+    # Few-shot evaluation (fewshot_miniimagenet, benchmark.engine.fewshot): frozen features once, then
+    # EPISODES episodes per shot count, each with a fresh head (configs/fewshot_miniimagenet.yaml: sources).
+    cfg.BENCHMARK.FEWSHOT = CfgNode()
+    cfg.BENCHMARK.FEWSHOT.HEAD = "baseline"  # "baseline" (CloserLookFewShot's linear layer) | "rfs" (logistic regression)
+    cfg.BENCHMARK.FEWSHOT.WAYS = 5  # classes per episode
+    cfg.BENCHMARK.FEWSHOT.SHOTS = (1, 5)  # support images per class; one metric "<n>shot" each
+    cfg.BENCHMARK.FEWSHOT.QUERIES = 15  # query images per class
+    cfg.BENCHMARK.FEWSHOT.EPISODES = 600  # per shot count
+    cfg.BENCHMARK.FEWSHOT.EPOCHS = 100  # passes of the baseline head over the support set
+    cfg.BENCHMARK.FEWSHOT.BATCH = 4  # support images per SGD step of the baseline head
+    cfg.BENCHMARK.FEWSHOT.LR = 0.01
+    cfg.BENCHMARK.FEWSHOT.MOMENTUM = 0.9
+    cfg.BENCHMARK.FEWSHOT.DAMPENING = 0.9
+    cfg.BENCHMARK.FEWSHOT.WEIGHT_DECAY = 0.001
+    cfg.BENCHMARK.FEWSHOT.RFS_C = 1.0  # inverse L2 strength of the rfs head's LogisticRegression
+    cfg.BENCHMARK.FEWSHOT.RFS_MAX_ITER = 1000  # lbfgs iterations of the rfs head
+    cfg.BENCHMARK.FEWSHOT.RESIZE = 257  # both sides, before the centre crop
+    cfg.BENCHMARK.FEWSHOT.CROP = 224  # centre crop side
+    cfg.BENCHMARK.FEWSHOT.WORKERS = 0  # local processes per trial process for the episodes on CPU (0: one per core)
+    cfg.BENCHMARK.FEWSHOT.LOG_PERIOD_S = 10.0  # seconds between progress lines (episodes done, ETA)
     return cfg
 
 
@@ -286,13 +307,18 @@ _SPLIT_KEYS = ("BENCHMARK.IMS_PER_GPU", "BENCHMARK.TRAIN_GB_PER_IMAGE", "BENCHMA
 _POSITIVE = ("SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH", "SOLVER.BASE_LR", "SOLVER.CHECKPOINT_PERIOD",
              "BENCHMARK.PROTOCOL_WORLD_SIZE", "BENCHMARK.MAX_IMS_PER_PROCESS", "BENCHMARK.LOG_PERIOD",
              "BENCHMARK.LINEAR.EPOCHS", "BENCHMARK.LINEAR.NUM_CLASSES", "BENCHMARK.LINEAR.TRAIN_CROP",
-             "BENCHMARK.LINEAR.TEST_RESIZE", "BENCHMARK.LINEAR.TEST_CROP")
+             "BENCHMARK.LINEAR.TEST_RESIZE", "BENCHMARK.LINEAR.TEST_CROP",
+             "BENCHMARK.FEWSHOT.WAYS", "BENCHMARK.FEWSHOT.QUERIES", "BENCHMARK.FEWSHOT.EPISODES",
+             "BENCHMARK.FEWSHOT.EPOCHS", "BENCHMARK.FEWSHOT.BATCH", "BENCHMARK.FEWSHOT.LR", "BENCHMARK.FEWSHOT.RFS_C",
+             "BENCHMARK.FEWSHOT.RFS_MAX_ITER", "BENCHMARK.FEWSHOT.RESIZE", "BENCHMARK.FEWSHOT.CROP")
 _NON_NEGATIVE = ("BENCHMARK.NONFINITE_CHECK_PERIOD", "BENCHMARK.CHECKPOINTS_TO_KEEP", "SOLVER.WARMUP_ITERS",
                  "BENCHMARK.IMS_PER_GPU", "BENCHMARK.TRAIN_GB_PER_IMAGE", "BENCHMARK.TRAIN_GB_FIXED",
-                 "BENCHMARK.LINEAR.INIT_STD")
+                 "BENCHMARK.LINEAR.INIT_STD", "BENCHMARK.FEWSHOT.WORKERS", "BENCHMARK.FEWSHOT.MOMENTUM",
+                 "BENCHMARK.FEWSHOT.DAMPENING", "BENCHMARK.FEWSHOT.WEIGHT_DECAY")
 # Schedules' milestones: yacs checks that they are a tuple, not what it holds. fvcore's multi-step schedule
 # refuses an iteration <= 0 only when training starts; the linear readoff's epochs are cut to whole numbers
 # (1.5 -> 1) and a negative one is never reached. Key: (least value, unit named in the refusal).
+FEWSHOT_HEADS = ("baseline", "rfs")  # BENCHMARK.FEWSHOT.HEAD (benchmark.engine.fewshot)
 _MILESTONES = {"SOLVER.STEPS": (1, "iterations"), "BENCHMARK.LINEAR.LR_STEPS": (0, "epochs")}
 
 
@@ -305,6 +331,11 @@ def _check_values(cfg: CfgNode) -> None:
     for key in _NON_NEGATIVE:
         if not math.isfinite(flat[key]) or flat[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {flat[key]!r}")
+    if cfg.BENCHMARK.FEWSHOT.HEAD not in FEWSHOT_HEADS:
+        raise ConfigError(f"BENCHMARK.FEWSHOT.HEAD must be one of {', '.join(FEWSHOT_HEADS)}, "
+                          f"got {cfg.BENCHMARK.FEWSHOT.HEAD!r}")
+    if not cfg.BENCHMARK.FEWSHOT.SHOTS or not all(isinstance(v, int) and v >= 1 for v in cfg.BENCHMARK.FEWSHOT.SHOTS):
+        raise ConfigError(f"BENCHMARK.FEWSHOT.SHOTS must hold whole numbers >= 1, got {cfg.BENCHMARK.FEWSHOT.SHOTS!r}")
     for key, (least, unit) in _MILESTONES.items():
         steps = flat[key]
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in steps):

@@ -24,7 +24,7 @@ def _resolves(kind, name) -> bool:
 def test_the_protocol_configs_are_the_task_configs_and_their_bases():
     names = [p.name for p in PROTOCOL_CONFIGS]
     assert names == ["Base-DeepLabV3-OS16.yaml", "Base-RCNN-C4-Transfer.yaml", "cityscapes.yaml", "coco.yaml",
-                     "coco_2x.yaml", "imagenet_linear.yaml", "voc07.yaml", "voc0712.yaml"]
+                     "coco_2x.yaml", "fewshot_miniimagenet.yaml", "imagenet_linear.yaml", "voc07.yaml", "voc0712.yaml"]
     assert {t.config for t in list_tasks()} <= set(names)
 
 

@@ -6,7 +6,8 @@ from benchmark.tasks import Task, UnknownTaskError, get_task, list_tasks, regist
 
 
 def test_six_tasks_registered():
-    assert [t.name for t in list_tasks()] == ["cityscapes", "coco", "coco_2x", "imagenet_linear", "voc07", "voc0712"]
+    assert [t.name for t in list_tasks()] == ["cityscapes", "coco", "coco_2x", "fewshot_miniimagenet", "imagenet_linear", "mafl_landmarks",
+                                                 "voc07", "voc0712"]
 
 
 @pytest.mark.parametrize("name", ["cityscapes", "coco", "coco_2x", "imagenet_linear", "voc07", "voc0712"])
@@ -25,7 +26,8 @@ def test_pattern():
 def test_unknown_task_lists_known_ones():
     with pytest.raises(UnknownTaskError) as exc:
         get_task("voc2007")
-    assert str(exc.value) == "unknown task 'voc2007'; known tasks: cityscapes, coco, coco_2x, imagenet_linear, voc07, voc0712"
+    assert str(exc.value) == ("unknown task 'voc2007'; known tasks: cityscapes, coco, coco_2x, "
+                              "fewshot_miniimagenet, imagenet_linear, mafl_landmarks, voc07, voc0712")
 
 
 def test_duplicate_registration_is_an_error_and_changes_nothing():
