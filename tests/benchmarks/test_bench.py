@@ -271,6 +271,17 @@ def test_data_figures(tmp_path):
         f"{fig['workers']['1']['images_per_s']:.0f} img/s"
 
 
+def test_fewshot_figures(tmp_path):
+    from benchmarks import fewshot_speed
+
+    fig = fewshot_speed.fewshot_figures(tmp_path, episodes=4, images=4)
+    positive(fig, "episodes_s_per_100", "extraction_images_per_s")
+    assert fig["protocol_s_uncached"] == pytest.approx(fig["protocol_s_cached"] + 12000 / fig["extraction_images_per_s"])
+    assert fig["uncached_s_per_100"] > fig["episodes_s_per_100"]
+    rows = rows_of({"machine": MACHINE, "fewshot": fig})
+    assert rows["few-shot, 100 episodes, features cached"][0] == f"{fig['episodes_s_per_100']:.1f} s"
+
+
 @pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_measure_convert(tmp_path):
     from benchmark.weights.convert import expected_shapes
@@ -289,7 +300,7 @@ def test_measure_convert(tmp_path):
 
 
 def test_run_puts_threads_back_and_says_progress(tmp_path, monkeypatch):
-    monkeypatch.setitem(bench.PRESETS["quick"], "data", dict(workers=(0,), batches=2))
+    monkeypatch.setitem(bench.PRESETS["quick"], "data", dict(workers=(0,), batches=2, check_images=0))
     threads, said = torch.get_num_threads(), []
     report = bench.run(["data"], quick=True, threads=1, workdir=tmp_path, progress=said.append)
     assert torch.get_num_threads() == threads
@@ -298,7 +309,7 @@ def test_run_puts_threads_back_and_says_progress(tmp_path, monkeypatch):
     assert report["data"]["workers"]["0"]["images"] == 4 and report["data"]["section_s"] > 0
     assert said == ["[1/1] data: train loader with 0 workers ..."]
     assert {p.name for p in tmp_path.iterdir()} - {"cache"} == set()  # its temporary folder is gone
-    with pytest.raises(ValueError, match="unknown section.s. speed; choose from train, eval, data, convert"):
+    with pytest.raises(ValueError, match="unknown section.s. speed; choose from train, eval, data, convert, fewshot"):
         bench.run(["speed"])
 
 
@@ -313,6 +324,6 @@ def test_scripts_run_from_their_folder_anywhere(tmp_path):
                                        capture_output=True, text=True, timeout=300)
     refused = run(ROOT / "benchmarks" / "run_bench.py", "--sections", "train,speed")
     assert refused.returncode == 2, refused.stderr
-    assert "unknown section speed; choose from train,eval,data,convert" in refused.stderr
+    assert "unknown section speed; choose from train,eval,data,convert,fewshot" in refused.stderr
     helped = run(ROOT / "benchmarks" / "bench_convert.py", "--help")
     assert helped.returncode == 0 and "peak memory under 3x" in helped.stdout, helped.stderr
