@@ -26,6 +26,7 @@ from detectron2.projects.deeplab import add_deeplab_config
 from benchmark.tasks import (
     Task,
     classification,  # noqa: F401  (registers the linear readoff's meta-architecture)
+    landmarks,  # noqa: F401  (registers the landmark regressor's meta-architecture)
     modeling,  # noqa: F401  (registers the model pieces our configs name)
 )
 
@@ -74,6 +75,21 @@ def add_benchmark_config(cfg: CfgNode) -> CfgNode:
     cfg.BENCHMARK.LINEAR.TEST_RESIZE = 256  # shorter side before the centre crop at test
     cfg.BENCHMARK.LINEAR.TEST_CROP = 224  # CenterCrop side at test
     cfg.BENCHMARK.LINEAR.INIT_STD = 0.01  # std of the normal init of the linear weights (bias 0)
+    # The landmark regressor (mafl_landmarks, benchmark.engine.landmarks / benchmark.tasks.landmarks):
+    # DVE's preprocessing (a square crop of the aligned image, resized) and keypoint head, epochs.
+    cfg.BENCHMARK.LANDMARKS = CfgNode()
+    cfg.BENCHMARK.LANDMARKS.CROP_TOP = 30  # rows cut off the top of the aligned image
+    cfg.BENCHMARK.LANDMARKS.CROP_LEFT = 0  # columns cut off its left
+    cfg.BENCHMARK.LANDMARKS.CROP_SIZE = 178  # side of the square crop (landmarks shifted alike)
+    cfg.BENCHMARK.LANDMARKS.INPUT_SIZE = 224  # side the crop is resized to (landmarks scaled alike)
+    cfg.BENCHMARK.LANDMARKS.PIXEL_MEAN = [0.5084, 0.4224, 0.3769]  # RGB, of 0..1 images
+    cfg.BENCHMARK.LANDMARKS.PIXEL_STD = [0.2599, 0.2371, 0.2323]
+    cfg.BENCHMARK.LANDMARKS.NUM_LANDMARKS = 5  # annotated points
+    cfg.BENCHMARK.LANDMARKS.NUM_INTERMEDIATE = 50  # soft-argmax points per annotated one
+    cfg.BENCHMARK.LANDMARKS.SOFTARGMAX_MUL = 100.0  # softmax temperature of the heatmaps (its inverse)
+    cfg.BENCHMARK.LANDMARKS.LOSS_SCALE = 10.0  # smooth L1 on coordinates in [-1, 1] times this
+    cfg.BENCHMARK.LANDMARKS.AMSGRAD = True  # Adam's amsgrad variant
+    cfg.BENCHMARK.LANDMARKS.EPOCHS = 20  # passes over the training images
     return cfg
 
 
@@ -269,6 +285,10 @@ _NON_NEGATIVE = ("BENCHMARK.NONFINITE_CHECK_PERIOD", "BENCHMARK.CHECKPOINTS_TO_K
 # Schedules' milestones: yacs checks that they are a tuple, not what it holds. fvcore's multi-step schedule
 # refuses an iteration <= 0 only when training starts; the linear readoff's epochs are cut to whole numbers
 # (1.5 -> 1) and a negative one is never reached. Key: (least value, unit named in the refusal).
+_POSITIVE += ("BENCHMARK.LANDMARKS.CROP_SIZE", "BENCHMARK.LANDMARKS.INPUT_SIZE", "BENCHMARK.LANDMARKS.EPOCHS",
+              "BENCHMARK.LANDMARKS.NUM_LANDMARKS", "BENCHMARK.LANDMARKS.NUM_INTERMEDIATE",
+              "BENCHMARK.LANDMARKS.SOFTARGMAX_MUL", "BENCHMARK.LANDMARKS.LOSS_SCALE")
+_NON_NEGATIVE += ("BENCHMARK.LANDMARKS.CROP_TOP", "BENCHMARK.LANDMARKS.CROP_LEFT")
 _MILESTONES = {"SOLVER.STEPS": (1, "iterations"), "BENCHMARK.LINEAR.LR_STEPS": (0, "epochs")}
 
 
