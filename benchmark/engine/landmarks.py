@@ -60,7 +60,8 @@ def crop_and_scale(points, cfg) -> np.ndarray:
 
 
 class LandmarkSplit(Dataset):
-    """Dataset dicts {"file_name", "landmarks"} -> (3 x S x S uint8 crop in `INPUT.FORMAT` order, 5 x 2 points)."""
+    """Dataset dicts {"file_name", "landmarks"} -> (3 x S x S uint8 crop in `INPUT.FORMAT` order, 5 x 2 points,
+    its index: the key of the model's feature cache)."""
 
     def __init__(self, dicts, cfg):
         if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
@@ -81,12 +82,13 @@ class LandmarkSplit(Dataset):
         arr = np.array(img, dtype=np.uint8)
         if self.bgr:
             arr = np.ascontiguousarray(arr[:, :, ::-1])
-        return torch.from_numpy(arr).permute(2, 0, 1), points
+        return torch.from_numpy(arr).permute(2, 0, 1), points, i
 
 
 def collate(samples):
-    images, points = zip(*samples)
-    return {"image": torch.stack(images), "landmarks": torch.stack(points)}
+    images, points, indices = zip(*samples)
+    return {"image": torch.stack(images), "landmarks": torch.stack(points),
+            "index": torch.tensor(indices, dtype=torch.int64)}
 
 
 def _loader(dataset, cfg, sampler, generator=None):

@@ -24,9 +24,9 @@ from benchmark.tasks.config import ConfigError
 
 # The landmark check (family mafl): its faces, its error bound, and the error of the mean shape on those
 # faces (tests/learning/test_landmark_learning.py recomputes it from the data).
-MAFL_IMAGES = 16
-MAFL_THRESHOLD = 15.0
-MAFL_MEAN_SHAPE_ERROR = 0.0
+MAFL_IMAGES = 8
+MAFL_THRESHOLD = 20.0
+MAFL_MEAN_SHAPE_ERROR = 49.5
 EXIT_BELOW_THRESHOLD = 3  # tools/run_transfer.py --sanity: 0 passed, 1 bad input or failed run, 2 usage, 3 this
 
 
@@ -80,8 +80,8 @@ CHECKS = {
     "mafl": SanityCheck(
         family="mafl", overlay="mafl_landmarks.yaml", metric="landmarks/iod_error", threshold=MAFL_THRESHOLD,
         num_images=MAFL_IMAGES, image_size=(218, 178),
-        chance=f"each synthetic face is shifted (+-22 px), scaled (0.7-1.3) and turned (+-20 degrees) at random, so no "
-               f"one shape fits them all: on these {MAFL_IMAGES} faces the best constant prediction (the mean shape) "
+        chance=f"each synthetic face is shifted (+-32 px), scaled (0.75-1.25) and turned (+-14 degrees) at random, so no "
+               f"one shape fits them all: on these {MAFL_IMAGES} faces the mean-shape predictor (one constant shape for all) "
                f"errs by {MAFL_MEAN_SHAPE_ERROR:g}% of the eye distance, and x/y-swapped training landmarks keep the "
                f"error far above the threshold of {MAFL_THRESHOLD:g}%"),
 }

@@ -90,6 +90,8 @@ def add_benchmark_config(cfg: CfgNode) -> CfgNode:
     cfg.BENCHMARK.LANDMARKS.LOSS_SCALE = 10.0  # smooth L1 on coordinates in [-1, 1] times this
     cfg.BENCHMARK.LANDMARKS.AMSGRAD = True  # Adam's amsgrad variant
     cfg.BENCHMARK.LANDMARKS.EPOCHS = 20  # passes over the training images
+    # Keep each training image's frozen features after its first epoch (no augmentation: they never change).
+    cfg.BENCHMARK.LANDMARKS.CACHE_FEATURES = True
     return cfg
 
 

@@ -18,6 +18,11 @@ benchmark.engine.landmarks), "landmarks": N x 5 x 2 in [-1, 1]}. The images are 
 BENCHMARK.LANDMARKS.PIXEL_MEAN/STD (DVE's RGB values on 0..1 images), the protocol's normalisation
 for every network, not the checkpoint's MODEL.PIXEL_MEAN/STD (reordered for a BGR checkpoint).
 In training the model returns {"loss_landmarks"}, in eval the N x 5 x 2 predicted points.
+
+Feature cache (BENCHMARK.LANDMARKS.CACHE_FEATURES): the backbone is frozen, in eval mode, and the
+training images are not augmented, so an image's features are the same in every epoch; in training,
+a batch that carries "index" (its images' dataset indices) takes the features computed the first time
+each image was seen (held on the model's device, never saved) instead of running the backbone again.
 """
 import torch
 import torch.nn.functional as F
@@ -64,6 +69,7 @@ class LandmarkRegressor(nn.Module):
         mean, std = [255.0 * float(v) for v in lm.PIXEL_MEAN], [255.0 * float(v) for v in lm.PIXEL_STD]
         if cfg.INPUT.FORMAT == "BGR":
             mean, std = mean[::-1], std[::-1]
+        self.feature_cache = {} if bool(lm.CACHE_FEATURES) else None  # dataset index -> C x H x W features
         self.register_buffer("pixel_mean", torch.tensor(mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(std).view(-1, 1, 1), False)
         self.train()
@@ -86,6 +92,17 @@ class LandmarkRegressor(nn.Module):
         with torch.no_grad():
             return self.backbone(x)[self.feature]
 
+    def training_features(self, batch) -> torch.Tensor:
+        """The features of a training batch: from the cache for images seen before (module's rule)."""
+        if self.feature_cache is None or "index" not in batch:
+            return self.features(batch["image"])
+        indices = [int(i) for i in batch["index"]]
+        new = [k for k, i in enumerate(indices) if i not in self.feature_cache]
+        if new:
+            for k, f in zip(new, self.features(batch["image"][new])):
+                self.feature_cache[indices[k]] = f
+        return torch.stack([self.feature_cache[i] for i in indices])
+
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         """N x C x H x W features -> N x 5 x 2 points in [-1, 1]."""
         n = features.shape[0]
@@ -96,8 +113,8 @@ class LandmarkRegressor(nn.Module):
         return torch.cat([x, y], dim=-1)
 
     def forward(self, batch):
-        points = self.predict(self.features(batch["image"]))
         if self.training:
+            points = self.predict(self.training_features(batch))
             target = batch["landmarks"].to(self.device, non_blocking=True).float()
             return {"loss_landmarks": F.smooth_l1_loss(self.loss_scale * points, self.loss_scale * target)}
-        return points
+        return self.predict(self.features(batch["image"]))
