@@ -161,6 +161,8 @@ class LandmarkTrainer(TrainerBase):
         self.train_loader = LandmarkEpochLoader(LandmarkSplit(dicts, cfg), cfg, self.epochs)
         self.iters_per_epoch = self.train_loader.iters_per_epoch
         self.start_iter, self.max_iter = 0, self.epochs * self.iters_per_epoch
+        # A constant LR (DVE's Adam): the scheduler only puts "lr" in the logs and metrics.json.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
         step = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self.step_trainer = step(self.model, self.train_loader, self.optimizer)
         self.eval_results = None
@@ -183,8 +185,8 @@ class LandmarkTrainer(TrainerBase):
 
     def build_hooks(self):
         cfg = self.cfg
-        ret = [hooks.IterationTimer(), NonFiniteGuard(self.model, cfg.BENCHMARK.NONFINITE_CHECK_PERIOD),
-               hooks.EvalHook(0, self._evaluate)]
+        ret = [hooks.IterationTimer(), hooks.LRScheduler(self.optimizer, self.scheduler),
+               NonFiniteGuard(self.model, cfg.BENCHMARK.NONFINITE_CHECK_PERIOD), hooks.EvalHook(0, self._evaluate)]
         if comm.is_main_process():  # writers before the checkpoint (as benchmark.engine.trainer)
             period = cfg.BENCHMARK.LOG_PERIOD
             writers = [CommonMetricPrinter(self.max_iter),

@@ -71,7 +71,7 @@ def test_only_the_head_learns_and_the_backbone_stays_in_eval_mode():
     batch = {"image": torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8), "landmarks": torch.zeros(2, 5, 2),
              "index": torch.tensor([0, 1])}
     loss = model(batch)["loss_landmarks"]
-    assert loss.ndim == 0 and math.isfinite(float(loss))
+    assert loss.ndim == 0 and math.isfinite(float(loss.detach()))
     assert sorted(model.feature_cache) == [0, 1]  # the frozen features, kept for the next epochs
     model.eval()
     assert model(batch).shape == (2, 5, 2)
@@ -104,6 +104,13 @@ def test_smoke_run_writes_a_record_with_a_finite_inter_ocular_error(tmp_path, r5
     state = torch.load(trial / "landmark_checkpoint.pth", weights_only=True)
     assert (state["epoch"], state["iteration"], sorted(state["head"])) == (2, 3, ["heatmaps", "regressor"])
     assert (trial / "last_checkpoint").read_text() == "landmark_checkpoint.pth"
+    assert [r["lr"] for r in rows if "lr" in r] == pytest.approx([0.001] * 4)  # Adam's constant LR
+    # --eval-only --resume evaluates the saved head: the trained run's number again
+    rc = tool("run_transfer")(["--task", "mafl_landmarks", "--weights", str(r50), "--smoke", "--eval-only", "--resume",
+                               "--output", str(out)])
+    again = results.read_record(trial / "eval_only" / results.RECORD_NAME)
+    assert rc == 0 and again.iterations == 4
+    assert again.metrics["landmarks"]["iod_error"] == pytest.approx(error, abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- learning check
