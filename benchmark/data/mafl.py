@@ -9,8 +9,9 @@ name and the x, y of lefteye, righteye, nose, leftmouth, rightmouth), `celeba/Ev
 RULES
 - Split lists: each must be byte for byte the published one (`LIST_SHA256`, from zhzhanp/TCDCN-face-alignment);
   a list with one line changed is refused, naming the file and the expected sha256. The one exception:
-  a tree the suite wrote itself (its `celeba/.synthetic` marker, benchmark.data.synthetic) cannot hold the
-  published lists; its lists are checked for shape only (names, no duplicates, every image and landmark row).
+  a tree the suite wrote itself (its `celeba/.synthetic` marker holding {"format": "mafl", ...}, written by
+  benchmark.data.synthetic) cannot hold the published lists; its lists are checked for shape only (names,
+  no duplicates, every image, landmark and partition row).
 - The known caveat (assumption `mafl-test-overlap`, stored in every record of the task): MAFL's test faces
   with an id in CelebA's train or val range (below `CELEBA_TEST_FIRST_ID`, 904 of the 1,000 published)
   may have been seen, without labels, by CelebA-pretrained checkpoints. The check counts them in the
@@ -51,8 +52,15 @@ def _paths(celeba_dir, mafl_dir, split):
 
 
 def is_synthetic(celeba_dir) -> bool:
-    """Whether the CelebA tree was written by benchmark.data.synthetic (its marker file)."""
-    return (Path(celeba_dir) / SYNTHETIC_MARK).is_file()
+    """Whether the CelebA tree was written by benchmark.data.synthetic: its marker file holds the writer's
+    parameters, {"format": "mafl", ...} (an empty or foreign file is no marker)."""
+    import json
+
+    try:
+        params = json.loads((Path(celeba_dir) / SYNTHETIC_MARK).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(params, dict) and params.get("format") == "mafl"
 
 
 def read_names(path) -> list:

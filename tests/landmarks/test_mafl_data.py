@@ -95,6 +95,9 @@ def test_synthetic_lists_pass_by_their_marker_only(synthetic, tmp_path):
     are refused as not the published ones."""
     validate_layout(TASK, synthetic)
     root = _copy(synthetic, tmp_path)
+    (root / "celeba" / ".synthetic").write_text("")  # not the writer's marker: an empty file proves nothing
+    with pytest.raises(DatasetLayoutError, match=f"expected {mafl.LIST_SHA256['training']}"):
+        validate_layout(TASK, root)
     (root / "celeba" / ".synthetic").unlink()
     with pytest.raises(DatasetLayoutError, match=f"expected {mafl.LIST_SHA256['training']}"):
         validate_layout(TASK, root)
