@@ -87,9 +87,25 @@ def r50(module_tmp):
     return make_synthetic_checkpoint(module_tmp / "r50_w8.pth", "torchvision", 0, 50, 8, "torchvision")
 
 
-def test_smoke_run_writes_a_record_with_a_finite_inter_ocular_error(tmp_path, r50):
-    out = tmp_path / "out"
-    rc = tool("run_transfer")(["--task", "mafl_landmarks", "--weights", str(r50), "--smoke", "--output", str(out)])
+class _Killed(Exception):
+    pass
+
+
+def _smoke(module_tmp, out, *extra):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENCHMARK_CACHE", str(module_tmp / "cache"))  # one synthetic tree and conversion for the module
+        return tool("run_transfer")(["--task", "mafl_landmarks", "--weights", str(extra[0]), "--smoke", "--output",
+                                     str(out), *extra[1:]])
+
+
+@pytest.fixture(scope="module")
+def smoke_run(module_tmp, r50):
+    out = module_tmp / "smoke"
+    return _smoke(module_tmp, out, r50), out
+
+
+def test_smoke_run_writes_a_record_with_a_finite_inter_ocular_error(smoke_run, module_tmp, r50):
+    rc, out = smoke_run
     assert rc == 0
     trial = out / "trial_0"
     record = results.read_record(trial / results.RECORD_NAME)
@@ -106,11 +122,39 @@ def test_smoke_run_writes_a_record_with_a_finite_inter_ocular_error(tmp_path, r5
     assert (trial / "last_checkpoint").read_text() == "landmark_checkpoint.pth"
     assert [r["lr"] for r in rows if "lr" in r] == pytest.approx([0.001] * 4)  # Adam's constant LR
     # --eval-only --resume evaluates the saved head: the trained run's number again
-    rc = tool("run_transfer")(["--task", "mafl_landmarks", "--weights", str(r50), "--smoke", "--eval-only", "--resume",
-                               "--output", str(out)])
+    rc = _smoke(module_tmp, out, r50, "--eval-only", "--resume")
     again = results.read_record(trial / "eval_only" / results.RECORD_NAME)
     assert rc == 0 and again.iterations == 4
     assert again.metrics["landmarks"]["iod_error"] == pytest.approx(error, abs=1e-6)
+
+
+def test_a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_head(smoke_run, module_tmp, r50):
+    from unittest import mock
+
+    from benchmark.engine.landmarks import EpochCheckpoint
+
+    _, uninterrupted = smoke_run
+    out = module_tmp / "killed"
+    after_step = EpochCheckpoint.after_step
+
+    def stop_after_first_epoch(self):
+        after_step(self)
+        if self._owner.iter + 1 == self._owner.iters_per_epoch:
+            raise _Killed("stopped after epoch 1")
+
+    with mock.patch.object(EpochCheckpoint, "after_step", stop_after_first_epoch):
+        assert _smoke(module_tmp, out, r50) == 1  # a failed record, its checkpoint of epoch 1 kept
+    assert torch.load(out / "trial_0" / "landmark_checkpoint.pth", weights_only=True)["epoch"] == 1
+    assert _smoke(module_tmp, out, r50) == 0  # the same command again resumes
+    record = results.read_record(out / "trial_0" / results.RECORD_NAME)
+    assert record.status == "finished" and record.resume.count == 1
+    assert record.resume.from_iterations == (2,) and record.resume.exact is True
+    resumed = torch.load(out / "trial_0" / "landmark_checkpoint.pth", weights_only=True)["head"]
+    straight = torch.load(uninterrupted / "trial_0" / "landmark_checkpoint.pth", weights_only=True)["head"]
+    for module in straight:
+        for key in straight[module]:
+            assert torch.equal(resumed[module][key], straight[module][key]), (module, key)
+    assert record.metrics == results.read_record(uninterrupted / "trial_0" / results.RECORD_NAME).metrics
 
 
 # ----------------------------------------------------------------------------- learning check
