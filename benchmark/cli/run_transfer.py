@@ -6,7 +6,7 @@
   python tools/run_transfer.py --list-tasks | --list-zoo
 
 Exit status: 0 every trial finished; 1 bad input (one line `error: ...`) or a failed trial; 2 usage;
-3 (--sanity) the learning check finished below its threshold.
+3 (--sanity) the learning check finished on the wrong side of its threshold (below it; above it for an error).
 """
 import argparse
 import sys
@@ -37,7 +37,8 @@ def parser():
     p.add_argument("--smoke", action="store_true", help="synthetic data and a tiny schedule: an end-to-end check on CPU")
     p.add_argument("--sanity", action="store_true",
                    help="learning check: fine-tune on a few synthetic images (written by itself) and evaluate on the "
-                        "same ones; prints the score and PASS/FAIL, exit 3 below the threshold; record kind 'sanity' "
+                        "same ones; prints the score and PASS/FAIL, exit 3 below the threshold (above it for an error); "
+                        "record kind 'sanity' "
                         "(default --output output/sanity/<task>/<name>)")
     p.add_argument("--norm", choices=("naiveSyncBN", "SyncBN", "BN"), help="norm layers (default: the protocol's naiveSyncBN)")
     p.add_argument("--amp", action="store_true", help="mixed-precision training (CUDA only; recorded as a deviation)")
@@ -110,7 +111,7 @@ def main(argv=None):
 
 
 def sanity_verdict(jobs, rc: int) -> int:
-    """Print each sanity trial's score and PASS/FAIL; the exit status (EXIT_BELOW_THRESHOLD when below)."""
+    """Print each sanity trial's score and PASS/FAIL; the exit status (EXIT_BELOW_THRESHOLD when it misses)."""
     from benchmark.engine import sanity
     from benchmark.records import results
 
@@ -131,8 +132,8 @@ def sanity_verdict(jobs, rc: int) -> int:
         return rc
     if not passed_all:
         print(f"sanity check FAILED: fine-tuned on {check.num_images} easy images and evaluated on the same ones, "
-              f"{task.name} stays below {check.metric} {check.threshold:g}; look for a label, box-format or "
-              "weights-conversion bug before running the full protocol")
+              f"{task.name} misses {check.metric} {check.comparison(task)} {check.threshold:g}; look for a label, "
+              "box-format or weights-conversion bug before running the full protocol")
         return sanity.EXIT_BELOW_THRESHOLD
     return 0
 

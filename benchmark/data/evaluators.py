@@ -3,6 +3,7 @@
 - `CityscapesMIoUEvaluator` (cityscapes): detectron2's `CityscapesSemSegEvaluator`, also reporting
   "mIoU": cityscapesscripts calls the class-mean IoU "IoU", our tasks name it sem_seg/mIoU.
 - `ClassificationEvaluator` (imagenet): top-1 and top-5 accuracy of the linear readoff.
+- `LandmarkEvaluator` (mafl): DVE's inter-ocular error (`inter_ocular_error`) of the landmark regressor.
 
 The other families build detectron2's evaluators as they are (benchmark.data.voc, .coco). Nothing
 here changes detectron2's modules: a detectron2 project that imports the suite keeps its own
@@ -59,3 +60,45 @@ class ClassificationEvaluator(DatasetEvaluator):
         if n == 0:
             return {"cls": {"top1": None, "top5": None}}
         return {"cls": {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}}
+
+
+def inter_ocular_error(pred, target, left_eye=0, right_eye=1) -> float:
+    """DVE's `inter_ocular_error` (model/metric.py; lmdis-rep's mean_error_IOD.m alike): the mean over images
+    and landmarks of the L2 distance between predicted and true points divided by the image's distance
+    between its two true eye landmarks, x100 (% of the inter-ocular distance). `pred`, `target`: N x K x 2
+    (x, y) in any one frame per image that scales x and y alike (pixels, or [-1, 1] of a square crop)."""
+    pred = torch.as_tensor(pred, dtype=torch.float64)
+    target = torch.as_tensor(target, dtype=torch.float64)
+    if pred.shape != target.shape or pred.dim() != 3 or pred.shape[-1] != 2:
+        raise ValueError(f"predictions {tuple(pred.shape)} and targets {tuple(target.shape)}: both N x K x 2 expected")
+    iod = (target[:, left_eye] - target[:, right_eye]).norm(dim=-1)  # N
+    if bool((iod <= 0).any()):
+        raise ValueError("an image whose two eye landmarks coincide: its inter-ocular distance is 0")
+    error = (pred - target).norm(dim=-1) / iod[:, None]  # N x K
+    return float(100.0 * error.mean())
+
+
+class LandmarkEvaluator(DatasetEvaluator):
+    """{"landmarks": {"iod_error"}} over every image the processes saw: `inputs["landmarks"]` (N x K x 2 true
+    points) against the model's N x K x 2 outputs; each process keeps its share (benchmark.engine.landmarks
+    shards the test set without repeats) and the shares are gathered, so every image counts once."""
+
+    def __init__(self, distributed: bool = True):
+        self.distributed = distributed
+        self.reset()
+
+    def reset(self):
+        self.pred, self.target = [], []
+
+    def process(self, inputs, outputs):
+        self.pred.append(outputs.detach().to("cpu", torch.float64))
+        self.target.append(inputs["landmarks"].detach().to("cpu", torch.float64))
+
+    def evaluate(self):
+        pred, target = self.pred, self.target
+        if self.distributed and comm.get_world_size() > 1:
+            pred = [p for part in comm.all_gather(pred) for p in part]
+            target = [t for part in comm.all_gather(target) for t in part]
+        if not pred:
+            return {"landmarks": {"iod_error": None}}
+        return {"landmarks": {"iod_error": inter_ocular_error(torch.cat(pred), torch.cat(target))}}

@@ -7,8 +7,10 @@ LR; nothing else) and ONE data set per family (`CHECKS`): a few synthetic images
 distinctive objects written in the dataset's real on-disk format (benchmark.data.synthetic,
 sanity=True), whose test split holds the training images again (the rule is
 benchmark.data.synthetic.test_split_copies_training). Fine-tuned on them and evaluated
-on them, the task's metric must reach the family's threshold; a class id off by one, boxes in the
-wrong format or label PNGs with shifted ids keep it far below (tests/learning proves each).
+on them, the task's metric must reach the family's threshold (at least it; at most it for an error,
+Task.lower_is_better: MAFL's inter-ocular error); a class id off by one, boxes in the wrong format,
+label PNGs with shifted ids or landmarks with x and y swapped keep it far from it (tests/learning and
+tests/landmarks prove each).
 The tests and the CLI (benchmark.cli.run_transfer, which prints the verdict) use this module alone,
 so what CI checks is what a user runs.
 
@@ -22,6 +24,11 @@ from pathlib import Path
 from benchmark import CONFIG_DIR
 from benchmark.tasks.config import ConfigError
 
+# The landmark check (family mafl): its faces, its error bound, and the error of the mean shape on those
+# faces (tests/learning/test_landmark_learning.py recomputes it from the data).
+MAFL_IMAGES = 8
+MAFL_THRESHOLD = 20.0
+MAFL_MEAN_SHAPE_ERROR = 49.5
 EXIT_BELOW_THRESHOLD = 3  # tools/run_transfer.py --sanity: 0 passed, 1 bad input or failed run, 2 usage, 3 this
 
 
@@ -31,7 +38,7 @@ class SanityCheck:
     family: str
     overlay: str  # file under configs/sanity/
     metric: str  # "group/name" of the task's evaluator
-    threshold: float  # the check passes at metric >= threshold
+    threshold: float  # the check passes at metric >= threshold (<= for an error: `comparison`)
     num_images: int  # training images (the test split holds them again: benchmark.data.synthetic)
     image_size: tuple  # (height, width)
     chance: str  # why the threshold cannot be reached by chance (said in the test and the deviation)
@@ -39,6 +46,14 @@ class SanityCheck:
     @property
     def overlay_path(self) -> Path:
         return CONFIG_DIR / "sanity" / self.overlay
+
+    def comparison(self, task) -> str:
+        """">=" when a higher value of the check's metric is better for `task` (Task.higher_is_better), else "<="."""
+        return ">=" if task.higher_is_better(self.metric) else "<="
+
+    def passes(self, value: float, task) -> bool:
+        """Whether `value` of the metric passes: at least the threshold, or at most it for a lower-is-better one."""
+        return value >= self.threshold if task.higher_is_better(self.metric) else value <= self.threshold
 
 
 CHECKS = {
@@ -72,6 +87,14 @@ CHECKS = {
         chance="5-way episodes: chance accuracy is 20% (a constant prediction too); 90% over 12 episodes of 25 "
                "queries each is 270 of 300 right, which guessing reaches with probability < 1e-100 (binomial, "
                "p = 1/5); support labels shuffled across the support set leave the head nothing to learn"),
+    # An error: the check passes at iod_error <= threshold (Task.lower_is_better).
+    "mafl": SanityCheck(
+        family="mafl", overlay="mafl_landmarks.yaml", metric="landmarks/iod_error", threshold=MAFL_THRESHOLD,
+        num_images=MAFL_IMAGES, image_size=(218, 178),
+        chance=f"each synthetic face is shifted (+-32 px), scaled (0.75-1.25) and turned (+-14 degrees) at random, so no "
+               f"one shape fits them all: on these {MAFL_IMAGES} faces the mean-shape predictor (one constant shape for all) "
+               f"errs by {MAFL_MEAN_SHAPE_ERROR:g}% of the eye distance, and x/y-swapped training landmarks keep the "
+               f"error far above the threshold of {MAFL_THRESHOLD:g}%"),
 }
 
 
@@ -137,7 +160,7 @@ def build_sanity_config(task, weights_settings=None, opts=(), **kwargs):
         raise SanityError(f"the sanity batch of {batch} images does not split over {world} processes; run it on "
                           f"{' or '.join(str(n) for n in range(1, batch + 1) if batch % n == 0)} process(es)")
     head = (f"sanity run (learning check): fine-tuned and evaluated on the same {check.num_images} synthetic images "
-            f"(configs/sanity/{check.overlay}); passes at {check.metric} >= {check.threshold:g}; "
+            f"(configs/sanity/{check.overlay}); passes at {check.metric} {check.comparison(task)} {check.threshold:g}; "
             "not comparable to references")
     return cfg, [head] + deviations
 
@@ -151,4 +174,4 @@ def score_of(record, task):
     if value is None or record.status != "finished":
         return None, False
     value = float(value)
-    return value, value >= check.threshold
+    return value, check.passes(value, task)

@@ -27,6 +27,7 @@ from benchmark.tasks import (
     Task,
     classification,  # noqa: F401  (registers the linear readoff's meta-architecture)
     fewshot,  # noqa: F401  (registers the few-shot feature extractor's meta-architecture)
+    landmarks,  # noqa: F401  (registers the landmark regressor's meta-architecture)
     modeling,  # noqa: F401  (registers the model pieces our configs name)
 )
 
@@ -95,6 +96,23 @@ def add_benchmark_config(cfg: CfgNode) -> CfgNode:
     cfg.BENCHMARK.FEWSHOT.CROP = 224  # centre crop side
     cfg.BENCHMARK.FEWSHOT.WORKERS = 0  # local processes per trial process for the episodes on CPU (0: one per core)
     cfg.BENCHMARK.FEWSHOT.LOG_PERIOD_S = 10.0  # seconds between progress lines (episodes done, ETA)
+    # The landmark regressor (mafl_landmarks, benchmark.engine.landmarks / benchmark.tasks.landmarks):
+    # DVE's preprocessing (a square crop of the aligned image, resized) and keypoint head, epochs.
+    cfg.BENCHMARK.LANDMARKS = CfgNode()
+    cfg.BENCHMARK.LANDMARKS.CROP_TOP = 30  # rows cut off the top of the aligned image
+    cfg.BENCHMARK.LANDMARKS.CROP_LEFT = 0  # columns cut off its left
+    cfg.BENCHMARK.LANDMARKS.CROP_SIZE = 178  # side of the square crop (landmarks shifted alike)
+    cfg.BENCHMARK.LANDMARKS.INPUT_SIZE = 224  # side the crop is resized to (landmarks scaled alike)
+    cfg.BENCHMARK.LANDMARKS.PIXEL_MEAN = [0.5084, 0.4224, 0.3769]  # RGB, of 0..1 images
+    cfg.BENCHMARK.LANDMARKS.PIXEL_STD = [0.2599, 0.2371, 0.2323]
+    cfg.BENCHMARK.LANDMARKS.NUM_LANDMARKS = 5  # annotated points
+    cfg.BENCHMARK.LANDMARKS.NUM_INTERMEDIATE = 50  # soft-argmax points per annotated one
+    cfg.BENCHMARK.LANDMARKS.SOFTARGMAX_MUL = 100.0  # softmax temperature of the heatmaps (its inverse)
+    cfg.BENCHMARK.LANDMARKS.LOSS_SCALE = 10.0  # smooth L1 on coordinates in [-1, 1] times this
+    cfg.BENCHMARK.LANDMARKS.AMSGRAD = True  # Adam's amsgrad variant
+    cfg.BENCHMARK.LANDMARKS.EPOCHS = 20  # passes over the training images
+    # Keep each training image's frozen features after its first epoch (no augmentation: they never change).
+    cfg.BENCHMARK.LANDMARKS.CACHE_FEATURES = True
     return cfg
 
 
@@ -319,6 +337,10 @@ _NON_NEGATIVE = ("BENCHMARK.NONFINITE_CHECK_PERIOD", "BENCHMARK.CHECKPOINTS_TO_K
 # refuses an iteration <= 0 only when training starts; the linear readoff's epochs are cut to whole numbers
 # (1.5 -> 1) and a negative one is never reached. Key: (least value, unit named in the refusal).
 FEWSHOT_HEADS = ("baseline", "rfs")  # BENCHMARK.FEWSHOT.HEAD (benchmark.engine.fewshot)
+_POSITIVE += ("BENCHMARK.LANDMARKS.CROP_SIZE", "BENCHMARK.LANDMARKS.INPUT_SIZE", "BENCHMARK.LANDMARKS.EPOCHS",
+              "BENCHMARK.LANDMARKS.NUM_LANDMARKS", "BENCHMARK.LANDMARKS.NUM_INTERMEDIATE",
+              "BENCHMARK.LANDMARKS.SOFTARGMAX_MUL", "BENCHMARK.LANDMARKS.LOSS_SCALE")
+_NON_NEGATIVE += ("BENCHMARK.LANDMARKS.CROP_TOP", "BENCHMARK.LANDMARKS.CROP_LEFT")
 _MILESTONES = {"SOLVER.STEPS": (1, "iterations"), "BENCHMARK.LINEAR.LR_STEPS": (0, "epochs")}
 
 
