@@ -9,7 +9,8 @@ torchvision and the summary says so: pass --format NAME to record which it is (z
 A file holding two networks (DINO's teacher and student, PyContrast's online and EMA encoders,
 timm's state_dict and state_dict_ema) gives the first, and the summary says which; the other has a
 format of its own (dino_student, pycontrast_ema, timm_ema). Bottleneck ResNet-50/101/152 of any width
-(64: torchvision's; 128: SimCLR's ResNet-50 x2) are read. The output holds only the ResNet
+(64: torchvision's; 128: SimCLR's ResNet-50 x2) and basic-block ResNet-18/34 (width 64; for the tasks
+whose heads need no bottleneck: imagenet_linear, fewshot_miniimagenet, mafl_landmarks) are read. The output holds only the ResNet
 backbone (heads, MoCo's key encoder and queue dropped) and records its provenance and the
 config keys a model fine-tuned from it needs: the input settings (RGB, torchvision mean/std,
 STRIDE_IN_1X1 False) and the architecture (MODEL.RESNETS.DEPTH and the widths).

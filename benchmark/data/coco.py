@@ -13,7 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
-from benchmark.data.checks import FULL_PARSE_MAX_BYTES, check_image_complete, check_json_file, fail, need_dir, need_file
+from benchmark.data import checks
+from benchmark.data.checks import check_image_complete, check_json_file, fail, need_dir, need_file
 from benchmark.data.family import DatasetFamily, frozen_layouts
 from benchmark.data.synthetic import test_split_copies_training
 
@@ -46,7 +47,7 @@ def check(name, *, image_root, json_file):
     image_root, json_file = Path(image_root), Path(json_file)
     need_dir(name, image_root)
     need_file(name, json_file)
-    if json_file.stat().st_size > FULL_PARSE_MAX_BYTES:  # checked for truncation only (benchmark.data.checks)
+    if json_file.stat().st_size > checks.FULL_PARSE_MAX_BYTES:  # checked for truncation only (benchmark.data.checks)
         check_json_file(name, json_file)
         return
     data = check_json_file(name, json_file)

@@ -28,12 +28,15 @@ def test_list_tasks_prints_the_registry_as_a_table():
     # each task's assumptions follow the table (configs/sources.yaml)
     assert [ln.split(":")[:2] for ln in assumptions.splitlines()[1:]] == [
         ["  cityscapes", " cityscapes-codebase"], ["  coco", " coco-1x-schedule"], ["  coco_2x", " none (every value published)"],
-        ["  imagenet_linear", " linear-readoff-recipe"], ["  voc07", " voc07-schedule"],
-        ["  voc0712", " none (every value published)"]]
+        ["  fewshot_miniimagenet", " fewshot-protocol"], ["  imagenet_linear", " linear-readoff-recipe"],
+        ["  mafl_landmarks", " landmark-head"], ["  mafl_landmarks", " landmark-input"],
+        ["  mafl_landmarks", " mafl-test-overlap"], ["  mafl_landmarks", " landmark-schedule"],
+        ["  voc07", " voc07-schedule"], ["  voc0712", " none (every value published)"]]
     assert _columns(lines[0]) == ["task", "data", "primary metric", "config", "description"]
     assert [_columns(ln) for ln in lines[1:]] == [[t.name, t.data_format, t.primary_metric, t.config, t.description]
                                                   for t in list_tasks()]
-    assert [ln.split()[0] for ln in lines[1:]] == ["cityscapes", "coco", "coco_2x", "imagenet_linear", "voc07", "voc0712"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["cityscapes", "coco", "coco_2x", "fewshot_miniimagenet",
+                                                   "imagenet_linear", "mafl_landmarks", "voc07", "voc0712"]
 
 
 def test_list_zoo_names_every_checkpoint_with_its_format_source_and_note():

@@ -72,8 +72,8 @@ def test_every_task_names_a_family_that_places_its_datasets(task):
 
 
 def test_family_table():
-    assert list(FAMILIES) == ["voc", "coco", "cityscapes", "imagenet"]
-    voc, coco, cityscapes, imagenet = FAMILIES.values()
+    assert list(FAMILIES) == ["voc", "coco", "cityscapes", "imagenet", "miniimagenet", "mafl"]
+    voc, coco, cityscapes, imagenet, miniimagenet, mafl = FAMILIES.values()
     assert voc.paths("voc_2012_trainval", "/data") == {"dirname": "/data/VOC2012", "split": "trainval", "year": 2012}
     assert coco.paths("coco_2017_val", "/data") == {"image_root": "/data/coco/val2017",
                                                     "json_file": "/data/coco/annotations/instances_val2017.json"}
@@ -81,10 +81,18 @@ def test_family_table():
         "image_dir": "/data/cityscapes/leftImg8bit/train", "gt_dir": "/data/cityscapes/gtFine/train"}
     assert imagenet.paths("imagenet_val", "/data") == {"image_dir": "/data/imagenet/val",
                                                       "classes_dir": "/data/imagenet/train"}
+    assert miniimagenet.paths("miniimagenet_test", "/data") == {
+        "csv_dir": "/data/miniimagenet", "image_dir": "/data/miniimagenet/images", "imagenet_dir": "/data/imagenet/train",
+        "split": "test"}
+    assert mafl.paths("mafl_test", "/data") == {"celeba_dir": "/data/celeba", "mafl_dir": "/data/celeba/MAFL",
+                                                "split": "testing"}
     assert [f.smoke_overlay for f in FAMILIES.values()] == ["detection.yaml", "detection.yaml", "cityscapes.yaml",
-                                                           "imagenet_linear.yaml"]
-    assert [f.smoke_image_size for f in FAMILIES.values()] == [(128, 160), (128, 160), (128, 256), (48, 48)]
-    assert [f.evaluator_type for f in FAMILIES.values()] == ["pascal_voc", "coco", "cityscapes_sem_seg", "classification"]
+                                                           "imagenet_linear.yaml", "fewshot_miniimagenet.yaml",
+                                                           "mafl_landmarks.yaml"]
+    assert [f.smoke_image_size for f in FAMILIES.values()] == [(128, 160), (128, 160), (128, 256), (48, 48), (84, 84),
+                                                               (218, 178)]
+    assert [f.evaluator_type for f in FAMILIES.values()] == ["pascal_voc", "coco", "cityscapes_sem_seg", "classification",
+                                                             "fewshot", "landmarks"]
     assert get_family(coco) is coco
 
 
@@ -170,7 +178,8 @@ def test_every_task_validates_and_registers_on_synthetic_data(root, task):
     names = register_datasets(get_task(task), root)
     assert list(names) == list(dict.fromkeys(get_task(task).train + get_task(task).test))
     for name in names.values():
-        assert len(DatasetCatalog.get(name)) in (3, 6)
+        # 3 or 6 images per split; the few-shot pool holds its 6 synthetic classes of 6 images each
+        assert len(DatasetCatalog.get(name)) in ((36,) if task == "fewshot_miniimagenet" else (3, 6)), name
 
 
 def test_registration_is_idempotent(root):

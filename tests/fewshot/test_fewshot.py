@@ -195,3 +195,23 @@ def test_learning_check_passes_and_fails_on_shuffled_support_labels(tmp_path, we
     bug = results.read_record(tmp_path / "bug" / "trial_0" / results.RECORD_NAME)
     assert bug.metrics["fewshot"]["5shot"] < 60.0, bug.metrics
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_smoke_run_on_a_converted_resnet18(tmp_path):
+    """The paper's Table 4 backbone: a random torchvision ResNet-18 through tools/convert.py, then --smoke."""
+    import torchvision
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
+    converted = tmp_path / "resnet18.pkl"
+    assert tool("convert")([str(checkpoint), "-o", str(converted)]) == 0
+    out = tmp_path / "run"
+    assert _cli("--task", "fewshot_miniimagenet", "--weights", converted, "--smoke", "--output", out) == 0
+    record = results.read_record(out / "trial_0" / results.RECORD_NAME)
+    assert record.status == "finished" and record.weights.format == "torchvision"
+    assert "DEPTH: 18" in (out / "trial_0" / "config.yaml").read_text()  # run as the ResNet-18 it is
+    m = record.metrics["fewshot"]
+    assert sorted(m) == ["1shot", "1shot_ci95", "5shot", "5shot_ci95"]
+    assert all(math.isfinite(v) for v in m.values()) and 0 <= m["1shot"] <= 100 and 0 <= m["5shot"] <= 100
+    assert m["1shot_ci95"] >= 0 and m["5shot_ci95"] >= 0
