@@ -58,7 +58,8 @@ def check(name, *, image_root, json_file):
     for img in data["images"]:
         need_file(name, image_root / img["file_name"])
         size = check_image_complete(name, image_root / img["file_name"])
-        if size != (img["width"], img["height"]):
+        # swapped sides pass: detectron2 compares the size after the JPEG's EXIF rotation, which the header lacks
+        if (img["width"], img["height"]) not in (size, size[::-1]):
             fail(name, f"images entry {img['file_name']} says {img['width']}x{img['height']}, the image's header "
                        f"{size[0]}x{size[1]}, in", json_file)
     _check_annotations(name, json_file, data)

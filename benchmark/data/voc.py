@@ -63,7 +63,8 @@ def check(name, *, dirname, split, year):
         except ET.ParseError as e:
             fail(name, f"corrupt annotation ({e})", xml)
         width, height = _annotated_size(name, xml, tree)
-        if (width, height) != image_size:
+        # swapped sides pass: an EXIF-rotated JPEG is annotated as displayed, its header holds the stored size
+        if (width, height) not in (image_size, image_size[::-1]):
             fail(name, f"annotation of a {width}x{height} image for {jpg.name}, whose header says "
                        f"{image_size[0]}x{image_size[1]}, in", xml)
         for obj in tree.findall("object"):
