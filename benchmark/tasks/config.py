@@ -455,6 +455,11 @@ def check_options(keys) -> None:
             raise ConfigError(f"option {key} is refused: {REFUSED_OPTIONS[str(key)]}")
 
 
+# The BENCHMARK group of settings that only the trainer of one meta-architecture reads
+# (benchmark.engine.worker.TRAINERS); the digest of any other config leaves the group out.
+SETTINGS_GROUP_OF = {"LinearClassifier": "LINEAR", "FewShotFeatures": "FEWSHOT", "LandmarkRegressor": "LANDMARKS"}
+
+
 def config_digest(cfg: CfgNode, seed: bool = True) -> str:
     """sha256 of the config that ran, less where it wrote and where its weights file lay.
 
@@ -472,6 +477,12 @@ def config_digest(cfg: CfgNode, seed: bool = True) -> str:
     for key in _SPLIT_KEYS:
         if "BENCHMARK" in same and key.split(".")[-1] in same.BENCHMARK:
             setattr(same.BENCHMARK, key.split(".")[-1], type(same.BENCHMARK[key.split(".")[-1]])(0))
+    # A group of settings that one trainer alone reads is no part of another trainer's run: without this,
+    # each task added to the suite (with its group) would change every other task's digest, and runs that
+    # are the same would stop being reused or pooled (`SETTINGS_GROUP_OF`).
+    for architecture, group in SETTINGS_GROUP_OF.items():
+        if architecture != same.MODEL.META_ARCHITECTURE and "BENCHMARK" in same and group in same.BENCHMARK:
+            del same.BENCHMARK[group]
     if not seed:
         same.SEED = -1  # detectron2's "no seed"; every trial of the protocol alike
     # One YAML round trip first: a dump shares YAML anchors between equal lists, a loaded dump does

@@ -207,8 +207,8 @@ def refused(capsys, out, *args):
 
 def test_unknown_task(capsys, tmp_path):
     line = refused(capsys, tmp_path / "o", "--task", "voc2099", "--weights", "x.pth")
-    assert line == ("error: unknown task 'voc2099'; known tasks: cityscapes, coco, coco_2x, imagenet_linear, voc07, "
-                    "voc0712")
+    assert line == ("error: unknown task 'voc2099'; known tasks: cityscapes, coco, coco_2x, fewshot_miniimagenet, "
+                    "imagenet_linear, mafl_landmarks, voc07, voc0712")
 
 
 def test_missing_weights(capsys, tmp_path, voc_data):
@@ -258,8 +258,8 @@ def test_list_tasks(capsys):
     assert cli("--list-tasks") == 0
     lines = capsys.readouterr().out.split("\n\n")[0].splitlines()  # the table; the tasks' assumptions follow
     assert lines[0].split()[:2] == ["task", "data"]
-    assert [ln.split()[0] for ln in lines[1:]] == ["cityscapes", "coco", "coco_2x", "imagenet_linear", "voc07",
-                                                 "voc0712"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["cityscapes", "coco", "coco_2x", "fewshot_miniimagenet",
+                                                 "imagenet_linear", "mafl_landmarks", "voc07", "voc0712"]
 
 
 # ----------------------------------------------------------------------------- planning and guards

@@ -205,6 +205,33 @@ def test_the_split_is_not_part_of_the_protocol_digest():
     assert config_digest(eight, seed=False) == config_digest(one, seed=False) != config_digest(small, seed=False)
 
 
+@pytest.mark.parametrize("task, foreign, own", [
+    ("voc07", ("LINEAR", "FEWSHOT", "LANDMARKS"), None),
+    ("imagenet_linear", ("FEWSHOT", "LANDMARKS"), "LINEAR"),
+    ("fewshot_miniimagenet", ("LINEAR", "LANDMARKS"), "FEWSHOT"),
+    ("mafl_landmarks", ("LINEAR", "FEWSHOT"), "LANDMARKS"),
+])
+def test_a_settings_group_of_another_trainer_is_no_part_of_the_digest(task, foreign, own):
+    """Adding a task (with its group of settings) must not change the other tasks' digests: their runs
+    would stop being reused and pooled. The task's own group stays in its digest."""
+    from benchmark.tasks.config import config_digest
+
+    cfg, _ = build_config(get_task(task))
+    for group in foreign:
+        changed = cfg.clone()
+        changed.defrost()
+        for key in changed.BENCHMARK[group]:
+            value = changed.BENCHMARK[group][key]
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                changed.BENCHMARK[group][key] = value + 1
+        assert config_digest(changed) == config_digest(cfg), group
+    if own:
+        changed = cfg.clone()
+        changed.defrost()
+        changed.BENCHMARK[own].EPOCHS = changed.BENCHMARK[own].EPOCHS + 1
+        assert config_digest(changed) != config_digest(cfg)
+
+
 def test_two_machines_count_in_the_world_size():
     cfg, deviations = build_config(get_task("coco"), num_gpus=2, num_machines=2, device_memory_gb=None)
     assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.MAX_ITER, deviations) == (16, 90000, [])
