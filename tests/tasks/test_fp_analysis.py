@@ -140,3 +140,54 @@ def test_a_strongly_matched_other_object_is_sim_or_oth_by_highest_overlap():
 def test_fp_metrics_of_the_voc_tasks_only():
     assert fp_metrics(get_task("voc07")) == fp_metrics(get_task("voc0712")) == FP_METRICS
     assert fp_metrics(get_task("coco")) == fp_metrics(get_task("cityscapes")) == ()
+
+
+# ------------------------------------------------------------------ Table 1's localization check
+
+@pytest.mark.parametrize("sup,moco,verdict", [
+    ((60.0, 62.0, 58.0), (40.0, 41.0, 39.0), "holds"),  # supervised: clearly more Loc among its top FPs
+    ((40.0, 41.0, 39.0), (60.0, 62.0, 58.0), "does not hold"),
+    ((50.0, 52.0, 48.0), (49.0, 51.0, 50.0), "does not hold"),  # higher mean, but not by Welch's test
+])
+def test_table1_judges_the_localization_finding_on_the_fp_group(sup, moco, verdict):
+    from benchmark.records.pooling import aggregate
+    from benchmark.records.results import Record
+    from benchmark.reproduce import paper
+    from benchmark.reproduce.judge import judge
+    from tests.helpers.records import make_record
+
+    table = paper.load_table("table1")
+    (check,) = [c for c in table.checks if c.metric == "fp/loc"]
+    assert (check.task, check.names) == ("voc07", ("supervised_imagenet", "moco_v2_imagenet"))
+    # TIDE's numbers point the other way: the verdict must come from the "fp" group
+    records = [Record.from_json(make_record(name=name, task="voc07", trial=k,
+                                            metrics={"bbox": {"AP": 40.0}, "errors": {"loc": 100.0 - v}, "fp": {"loc": v}}))
+               for name, values in (("supervised_imagenet", sup), ("moco_v2_imagenet", moco)) for k, v in enumerate(values)]
+    stats, _ = aggregate(records)
+    assert stats[("supervised_imagenet", "voc07")]["fp/loc"].mean == pytest.approx(sum(sup) / 3)
+    _, checks = judge(table, stats, ("voc07",), {"supervised_imagenet", "moco_v2_imagenet"})
+    (mine,) = [c for c in checks if c.check is check]
+    assert mine.verdict.split(" (")[0] == verdict and mine.judged and mine.ok == (verdict == "holds"), mine.verdict
+
+
+def test_reproduce_table1_judges_the_check_on_hand_made_records(tmp_path, capsys):
+    """tools/reproduce.py --table table1 on finished records already there (nothing is launched):
+    the localization check reads fp/loc and says so with Welch's p."""
+    from benchmark.reproduce import paper
+    from tests.helpers.records import write_record
+    from tests.helpers.tools import tool
+
+    out = tmp_path / "out"
+    for name in (r.name for r in paper.load_table("table1").rows):
+        for k in range(3):
+            loc = {"supervised_imagenet": 60.0, "moco_v2_imagenet": 40.0}.get(name, 50.0) + k
+            write_record(out / "runs_smoke" / name / "voc07" / f"trial_{k}", task="voc07", trial=k, seed=k, kind="smoke",
+                         weights={"name": name, "sha256": None, "source": f"zoo:{name}"},
+                         metrics={"bbox": {"AP": 40.0, "AP50": 60.0, "AP75": 40.0}, "errors": {"loc": 5.0}, "fp": {"loc": loc}})
+    assert tool("reproduce")(["--table", "table1", "--tasks", "voc07", "--trials", "3", "--smoke", "--output", str(out)]) == 1
+    md = (out / "table1.md").read_text()
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("| voc07 | fp/loc |")]
+    assert "supervised_imagenet 61.00, moco_v2_imagenet 41.00 | holds (Welch p = " in line
+    assert "| supervised_imagenet | voc07 | fp/loc | 61.00 ± 1.00 (3) |" in md
+    assert "| supervised_imagenet | voc07 | errors/loc | 5.00 ± 0.00 (3) |" in md  # TIDE: the second view
+    assert not (out / "logs").exists()  # nothing was launched
