@@ -99,3 +99,32 @@ def test_a_broken_detail_file_is_skipped_not_fatal(tmp_path, detail):
     assert tool("leaderboard")([str(runs), "--out", str(tmp_path / "board")]) == 0
     assert "False-positive analysis" not in (tmp_path / "board" / "leaderboard.html").read_text()
     assert fp_chart.load_detail(next(runs.rglob(fp_chart.DETAIL_NAME))) is None
+
+
+# ------------------------------------------------------------------ tools/fp_chart.py
+
+def test_the_tool_draws_two_runs_side_by_side(tmp_path, detail):
+    runs = _voc_runs(tmp_path, detail)
+    a, b = runs / "moco_a" / "trial_0", runs / "moco_a" / "trial_1" / "results.json"
+    out = tmp_path / "both.svg"
+    assert tool("fp_chart")([str(a), str(b), "--labels", "MoCo", "again", "--classes", "cat", "--out", str(out)]) == 0
+    svg = out.read_text()
+    assert svg == fp_chart.chart_svg([("MoCo", detail), ("again", detail)], classes=["cat"]) + "\n"
+    assert tool("fp_chart")([str(a), "--out", str(tmp_path / "one.svg")]) == 0  # default classes, label the folder
+    assert f">{a}</text>" in (tmp_path / "one.svg").read_text()
+
+
+@pytest.mark.parametrize("case", ["no analysis", "unknown class", "labels"])
+def test_the_tool_refuses_with_one_error_line_and_writes_nothing(tmp_path, detail, capsys, case):
+    runs = _voc_runs(tmp_path, detail)
+    a, b = runs / "moco_a" / "trial_0", runs / "supervised_b" / "trial_0"
+    argv, message = {
+        "no analysis": ([str(b)], f"error: {b}: no fp_analysis.json (expected under {b}/inference/<dataset>/; only VOC runs write it)"),
+        "unknown class": ([str(a), "--classes", "cat", "unicorn"], "error: --classes: unicorn not in "),
+        "labels": ([str(a), "--labels", "x", "y"], "error: --labels: 2 labels for 1 runs"),
+    }[case]
+    out = tmp_path / "chart.svg"
+    assert tool("fp_chart")([*argv, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message), err
+    assert not out.exists()
