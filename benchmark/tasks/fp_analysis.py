@@ -99,20 +99,22 @@ def _match(iou, difficult, thresh, weak):
     """matchDetectionsWithGroundTruth_VOC in one image: (labels, overlaps) of score-sorted detections
     (rows of `iou`) against one class's ground truth (columns)."""
     n_det, n_gt = iou.shape
-    labels, ov = np.full(n_det, -1, np.int64), np.zeros(n_det)
-    if n_gt == 0:
-        return labels, ov
-    taken = np.zeros(n_gt, bool)
-    for d in range(n_det):
-        free = np.where(taken, 0.0, iou[d])
-        if (free >= thresh).any():
-            j = int(np.argmax(free))
-            ov[d], labels[d], taken[j] = free[j], 0 if difficult[j] else 1, True
-        else:
-            ov[d] = iou[d].max()
-            if weak and ov[d] >= thresh > 0:  # a duplicate: ignored under weak matching
-                labels[d] = 0
-    return labels, ov
+    labels, ov = [-1] * n_det, [0.0] * n_det
+    if n_gt:
+        # plain lists: an image holds a handful of objects, where numpy's per-call cost dominates
+        taken, diff = [False] * n_gt, difficult.tolist()
+        for d, row in enumerate(iou.tolist()):
+            j_best, best = -1, -1.0
+            for j, v in enumerate(row):  # the untaken object of highest IoU >= thresh, the first on ties
+                if not taken[j] and v >= thresh and v > best:
+                    j_best, best = j, v
+            if j_best >= 0:
+                ov[d], labels[d], taken[j_best] = best, 0 if diff[j_best] else 1, True
+            else:
+                ov[d] = max(row)
+                if weak and ov[d] >= thresh > 0:  # a duplicate: ignored under weak matching
+                    labels[d] = 0
+    return np.array(labels, np.int64), np.array(ov, np.float64)
 
 
 def _image_labels(image, cls):
