@@ -51,6 +51,7 @@ setup(
         "transfer-reproduce = benchmark.cli.reproduce:main",
         "transfer-make-synthetic = benchmark.cli.make_synthetic:main",
         "transfer-demo = benchmark.cli.demo:main",
+        "transfer-fp-chart = benchmark.cli.fp_chart:main",
     ]},
     # torch/torchvision and detectron2 are installed by tools/setup_env.py: torch must be the
     # local pinned build, and detectron2 is not on the package index (README: Install).

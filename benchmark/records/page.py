@@ -8,7 +8,8 @@ render.LOWER; rows without a value last), badges for rows that are not a full pu
 (smoke, sanity, eval-only, AMP, world size, protocol, deviating) and for published baselines,
 each measured cell linking to its trials' records and configs, one chart per task (its primary
 metric, ± std error bars; published values drawn hollow and dashed, so they are never mistaken
-for ours), the error analysis, the deviations, the failed runs and the refused records.
+for ours), the error analysis, Hoiem's false-positive chart of VOC rows (benchmark.records.fp_chart),
+the deviations, the failed runs and the refused records.
 Every text that comes from a record is HTML-escaped.
 """
 import base64
@@ -16,6 +17,7 @@ import html
 import os
 from pathlib import Path
 
+from benchmark.records import fp_chart
 from benchmark.records.pooling import higher_is_better
 from benchmark.records.render import (
     DEVIATIONS_TITLE,
@@ -181,6 +183,14 @@ def svg_chart(board, col, width=None) -> str:
     return "".join(out)
 
 
+def _is_voc(task) -> bool:
+    """Whether `task` is of the VOC family, whose runs carry Hoiem's false-positive analysis."""
+    try:
+        return get_task(task).data_format == "voc"
+    except UnknownTaskError:
+        return False
+
+
 def render(board, title="Leaderboard", base=None, errors_png: bytes | None = None) -> str:
     """The page. `base`: the folder the page is written to (links to records are relative to it);
     `errors_png`: the error-analysis chart's PNG bytes, embedded."""
@@ -205,6 +215,7 @@ def render(board, title="Leaderboard", base=None, errors_png: bytes | None = Non
             data = base64.b64encode(errors_png).decode()
             out.append(f'<p><img alt="AP lost per error type" src="data:image/png;base64,{data}"></p>')
         out += _table(board, board.errors, [r for r in board.rows if any(c in r.cells for c in board.errors)], base)
+    out += fp_chart.page_section(board, [t for t in dict.fromkeys(t for t, _ in board.columns) if _is_voc(t)])
     rows_deviating = deviating(board)
     if rows_deviating:
         out.append(f"<h2>{e(DEVIATIONS_TITLE)}</h2><ul>")

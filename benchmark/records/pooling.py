@@ -14,7 +14,7 @@ one. The ± std of a cell stays the spread between trials; the interval is never
 Which direction is better is the task's (`higher_is_better`, from Task.lower_is_better).
 
 Nothing here imports torch, detectron2 or numpy at import time (scipy is imported by `welch`,
-the error groups' names by `error_metrics`, when called).
+the error groups' names by `error_metrics` and `fp_metrics`, when called).
 """
 import dataclasses
 import json
@@ -190,8 +190,9 @@ def task_metrics(task: str, records=()) -> tuple:
         return get_task(task).metrics
     except UnknownTaskError:
         from benchmark.tasks.errors import ERROR_GROUP  # here: that module imports numpy
+        from benchmark.tasks.fp_analysis import FP_GROUP
 
-        found = {f"{g}/{m}" for r in records for g, ms in r.metrics.items() for m in ms if g != ERROR_GROUP}
+        found = {f"{g}/{m}" for r in records for g, ms in r.metrics.items() for m in ms if g not in (ERROR_GROUP, FP_GROUP)}
         # a metric's interval ("fewshot/1shot_ci95") is shown beside it, never as a metric of its own
         return tuple(sorted(m for m in found if not (m.endswith(INTERVAL_SUFFIX) and m[:-len(INTERVAL_SUFFIX)] in found)))
 
@@ -202,6 +203,14 @@ def error_metrics(records) -> tuple:
 
     found = {m for r in records for m in r.metrics.get(ERROR_GROUP, {})}
     return tuple(f"{ERROR_GROUP}/{m}" for m in [e for e in MAIN_ERRORS if e in found] + sorted(found - set(MAIN_ERRORS)))
+
+
+def fp_metrics(records) -> tuple:
+    """The "fp/<key>" metrics (Hoiem's false-positive analysis) that `records` carry, the analysis's order first."""
+    from benchmark.tasks.fp_analysis import FP_GROUP, FP_METRICS  # here: that module imports numpy
+
+    found = {f"{FP_GROUP}/{m}" for r in records for m in r.metrics.get(FP_GROUP, {})}
+    return tuple([m for m in FP_METRICS if m in found] + sorted(found - set(FP_METRICS)))
 
 
 def aggregate(records, row=None) -> tuple[dict, list]:
@@ -220,7 +229,7 @@ def aggregate(records, row=None) -> tuple[dict, list]:
         if r.status != "finished":
             failures.append(Failure(str(row), task, r.trial, r.reason or "", r.path or "", row=row))
             continue
-        for metric in task_metrics(task, [r]) + error_metrics([r]):
+        for metric in task_metrics(task, [r]) + error_metrics([r]) + fp_metrics([r]):
             v = r.metric(metric)
             if v is not None:
                 values.setdefault((row, task), {}).setdefault(metric, []).append(v)

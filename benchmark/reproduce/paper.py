@@ -215,6 +215,7 @@ def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
 def _columns(where, spec) -> list:
     """[(task, metric)] of the table's columns: each task registered, each metric one it reports."""
     from benchmark.tasks.errors import error_metrics  # here: it imports numpy, which this package must not at import
+    from benchmark.tasks.fp_analysis import fp_metrics
 
     columns = []
     for name, metrics in spec.items():
@@ -222,7 +223,7 @@ def _columns(where, spec) -> list:
             task = get_task(name)
         except UnknownTaskError as e:
             raise TableError(f"{where}: {e}") from None
-        known = task.metrics + error_metrics(task)  # and a detection task's error analysis, "errors/loc" ...
+        known = task.metrics + error_metrics(task) + fp_metrics(task)  # and a detection task's error analyses, "errors/loc", "fp/loc" ...
         for m in metrics:
             if m not in known:
                 raise TableError(f"{where}: task {name} has no metric {m!r}; it reports {', '.join(known)}")

@@ -79,7 +79,7 @@ def test_task_and_weights_are_required():
 
 # The tools' cheap paths: a user waits for none of torch and detectron2 (seconds to import).
 _CHEAP = [("run_transfer", "--help"), ("run_transfer", "--list-tasks"), ("run_transfer", "--list-zoo"),
-          ("leaderboard", "--help"), ("reproduce", "--help"), ("reproduce", "--list-zoo")]
+          ("leaderboard", "--help"), ("reproduce", "--help"), ("reproduce", "--list-zoo"), ("fp_chart", "--help")]
 
 # Runs tools/NAME.py as `python tools/NAME.py ARGS` does and reports, at exit, the exit status and
 # which heavy modules were imported.
@@ -109,6 +109,7 @@ def test_cheap_paths_import_neither_torch_nor_detectron2(tmp_path, name, flag):
 
 _LIGHT_MODULES = ["benchmark.records", "benchmark.records.results", "benchmark.records.leaderboard",
                   "benchmark.records.pooling", "benchmark.records.render", "benchmark.records.page",
+                  "benchmark.records.fp_chart", "benchmark.cli.fp_chart",
                   "benchmark.reproduce", "benchmark.reproduce.paper", "benchmark.reproduce.published",
                   "benchmark.reproduce.plan", "benchmark.reproduce.judge", "benchmark.reproduce.report",
                   "benchmark.reproduce.run", "benchmark.reproduce.launch", "benchmark.reproduce.cost",

@@ -5,9 +5,10 @@ records were re-shaped (main at af0356a): the same synthetic checkpoint (moco la
 torchvision init, seed 0) and the same command. Its two digests were rewritten once since (issue 22
 session of 2026-12-07): the digests no longer cover settings groups that only another task's trainer
 reads (benchmark.tasks.config.SETTINGS_GROUP_OF), so that adding a task changes no other task's
-digest. Left out: what depends on the clock or the paths of this machine (`created`, `duration_s`,
-the weights' `source` path and the sha256 of the converted file, whose provenance names the input
-path) and the environment's values (its keys are kept).
+digest. Its metrics gained the group "fp" (Hoiem's false-positive analysis, issue 20 session of
+2026-12-07; the other fields were unchanged by it). Left out: what depends on the clock or the paths
+of this machine (`created`, `duration_s`, the weights' `source` path and the sha256 of the converted
+file, whose provenance names the input path) and the environment's values (its keys are kept).
 """
 import json
 from pathlib import Path

@@ -7,7 +7,6 @@ One image per case, boxes [x, y, w, h]; the expected numbers are worked out by h
 """
 import math
 
-import numpy as np
 import pytest
 
 from benchmark.tasks import get_task
@@ -136,28 +135,14 @@ def test_error_metrics_of_the_detection_tasks_only():
 
 # ------------------------------------------------------------------ the paper's finding as a check
 
-@pytest.mark.parametrize("sup,moco,verdict", [
-    ((6.0, 6.2, 5.8), (4.0, 4.1, 3.9), "holds"),  # supervised loses clearly more AP to localization
-    ((4.0, 4.1, 3.9), (6.0, 6.2, 5.8), "does not hold"),
-])
-def test_table1_checks_the_localization_finding_on_the_records_errors_group(sup, moco, verdict):
-    from benchmark.records.pooling import aggregate
-    from benchmark.records.results import Record
+def test_table1_keeps_tides_localization_as_a_column_but_judges_hoiems():
+    # The paper ran Hoiem et al.'s toolbox, not TIDE: its localization check is on "fp/loc"
+    # (tests/tasks/test_fp_analysis.py); TIDE's "errors/loc" stays a column, a second view.
     from benchmark.reproduce import paper
-    from benchmark.reproduce.judge import judge
-    from tests.helpers.records import make_record
 
     table = paper.load_table("table1")
-    (check,) = [c for c in table.checks if c.metric == "errors/loc"]
-    assert (check.task, check.names) == ("voc07", ("supervised_imagenet", "moco_v2_imagenet"))
-    records = [Record.from_json(make_record(name=name, task="voc07", trial=k,
-                                            metrics={"bbox": {"AP": 40.0}, "errors": {"loc": v, "cls": 1.0}}))
-               for name, values in (("supervised_imagenet", sup), ("moco_v2_imagenet", moco)) for k, v in enumerate(values)]
-    stats, _ = aggregate(records)
-    assert stats[("supervised_imagenet", "voc07")]["errors/loc"].mean == pytest.approx(np.mean(sup))
-    _, checks = judge(table, stats, ("voc07",), {"supervised_imagenet", "moco_v2_imagenet"})
-    (mine,) = [c for c in checks if c.check is check]
-    assert mine.verdict.split(" (")[0] == verdict and mine.judged and mine.ok == (verdict == "holds"), mine.verdict
+    assert ("voc07", "errors/loc") in table.columns and ("voc07", "fp/loc") in table.columns
+    assert [c.metric for c in table.checks if c.metric.startswith(("errors/", "fp/"))] == ["fp/loc"]
 
 
 def test_a_table_column_on_errors_of_a_task_without_them_is_refused(tmp_path):

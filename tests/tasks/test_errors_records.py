@@ -1,4 +1,5 @@
 """`voc07 --smoke` and `coco --smoke` run records carry TIDE's error breakdown (metrics group "errors"),
+and the VOC one Hoiem's false-positive analysis (group "fp", its detail file beside the evaluator's output),
 computed from the run's own detections: for COCO it is recomputed here from the detections file the
 run wrote (coco_instances_results.json) and the dataset's annotations, and must be the same."""
 import json
@@ -8,6 +9,7 @@ import pytest
 
 from benchmark.records import results
 from benchmark.tasks.errors import ERROR_METRICS, ImageDetections, analyse
+from benchmark.tasks.fp_analysis import DETAIL_NAME, FP_GROUP, FP_METRICS
 from tests.helpers.tools import tool
 
 KEYS = sorted(m.split("/")[1] for m in ERROR_METRICS)
@@ -40,9 +42,21 @@ def assert_error_group(record):
 
 @pytest.mark.slow
 def test_voc07_smoke_record_carries_the_error_breakdown(work):
-    _, record = smoke_record(work, "voc07")
+    trial, record = smoke_record(work, "voc07")
     assert record.status == "finished" and "bbox" in record.metrics
     assert_error_group(record)
+    # and Hoiem's false-positive analysis: its group, equal to the detail the run wrote beside it
+    fp = record.metrics[FP_GROUP]
+    assert sorted(f"{FP_GROUP}/{k}" for k in fp) == sorted(FP_METRICS)
+    (detail_file,) = (trial / "inference").glob(f"*/{DETAIL_NAME}")
+    detail = json.loads(detail_file.read_text())
+    counts = detail["all"]["counts"]["fp100"]
+    n_fp = sum(counts[t] for t in ("loc", "sim", "oth", "bg"))
+    print("fp", fp, "top false positives", counts)
+    assert n_fp > 0 and sum(fp[t] for t in ("loc", "sim", "oth", "bg")) == pytest.approx(100.0)
+    for t in ("loc", "sim", "oth", "bg"):
+        assert fp[t] == pytest.approx(100.0 * counts[t] / n_fp)
+    assert len(detail["classes"]) == 20 and set(detail["groups"]) == {"animals", "vehicles", "furniture"}
 
 
 @pytest.mark.slow

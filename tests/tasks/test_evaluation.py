@@ -24,7 +24,8 @@ from benchmark.data.evaluators import CityscapesMIoUEvaluator
 from benchmark.env import coco_eval_backend, has_compiled_ops
 from benchmark.tasks import get_task
 from benchmark.tasks.errors import MAIN_ERRORS
-from benchmark.tasks.evaluation import DetectionErrorsEvaluator, WithErrorAnalysis, build_evaluator
+from benchmark.tasks.evaluation import DetectionErrorsEvaluator, FalsePositiveEvaluator, WithErrorAnalysis, build_evaluator
+from benchmark.tasks.fp_analysis import DETAIL_NAME
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 ERROR_KEYS = MAIN_ERRORS + ("fp", "fn")
@@ -80,6 +81,8 @@ def test_build_evaluator_is_the_familys(root, tmp_path, task, cls):
     # Detection: the official evaluator, and TIDE's error breakdown beside it (detectron2's DatasetEvaluators).
     assert type(ev) is WithErrorAnalysis and isinstance(ev, DatasetEvaluators)
     assert type(ev.official) is cls and type(ev.errors) is DetectionErrorsEvaluator
+    # and Hoiem's false-positive analysis for VOC only (the toolbox's VOC set-up)
+    assert type(ev.fp) is (FalsePositiveEvaluator if task.startswith("voc") else type(None))
 
 
 # ----------------------------------------------------------------------------- VOC
@@ -92,6 +95,10 @@ def test_voc_ground_truth_scores_100(root):
     res = _evaluate(ev, dicts, [_instances(d, masks=False) for d in dicts])
     assert res["bbox"] == {"AP": pytest.approx(100.0), "AP50": pytest.approx(100.0), "AP75": pytest.approx(100.0)}
     assert_errors(res)  # nothing lost to any error type
+    # no false positive at all: no share to give (NaN), nothing gained by removing any type
+    assert all(np.isnan(res["fp"][k]) for k in ("loc", "sim", "oth", "bg"))
+    assert {k: res["fp"][k] for k in ("dap_loc", "dap_sim", "dap_oth", "dap_bg")} == dict.fromkeys(
+        ("dap_loc", "dap_sim", "dap_oth", "dap_bg"), 0.0)
 
 
 def _hand_voc(tmp_path):
@@ -133,7 +140,7 @@ def test_voc_one_wrong_box_lowers_ap_by_the_expected_amount(tmp_path, wrong_scor
     i = next(k for k, a in enumerate(d["annotations"]) if a["category_id"] == dog)
     boxes[i] = [540.0, 500.0, 590.0, 590.0]  # empty corner: IoU 0 with every box
     scores[i] = wrong_score
-    ev = build_evaluator(get_task("voc07"), name, None, distributed=False)
+    ev = build_evaluator(get_task("voc07"), name, str(tmp_path / "inference"), distributed=False)
     res = _evaluate(ev, [d, empty], [_instances(d, boxes, scores, masks=False), _instances(empty, masks=False)])
     expected = (19 * 100 + 100 * dog_ap) / 20  # mean over the 20 classes, same at every IoU threshold
     for key in ("AP", "AP50", "AP75"):
@@ -144,6 +151,14 @@ def test_voc_one_wrong_box_lowers_ap_by_the_expected_amount(tmp_path, wrong_scor
     dog, no_bkg, no_miss = {0.5: (7600 / 101, 7600 / 101, 100.0), 1.0: (5700 / 101, 7600 / 101, 75.0)}[wrong_score]
     assert_errors(res, bkg=(no_bkg - dog) / 20, miss=(no_miss - dog) / 20, fn=(no_miss - dog) / 20,
                   fp=(7600 / 101 - dog) / 20)
+    # Hoiem: the one false positive is background; removing it gives the dog 11-point AP 8/11
+    # either way, a gain of 0 (ranked last) or 8/11 / 4 (ranked first), over 20 classes.
+    assert res["fp"] == pytest.approx({"loc": 0.0, "sim": 0.0, "oth": 0.0, "bg": 100.0, "dap_loc": 0.0,
+                                       "dap_sim": 0.0, "dap_oth": 0.0, "dap_bg": (800 / 11 - 100 * dog_ap) / 20})
+    detail = json.loads((tmp_path / "inference" / DETAIL_NAME).read_text())
+    assert detail["classes"]["dog"]["counts"]["fp100"] == {"cor": 3, "loc": 0, "sim": 0, "oth": 0, "bg": 1, "total": 4}
+    assert detail["classes"]["dog"]["ap"] == pytest.approx(100 * dog_ap)
+    assert detail["groups"]["animals"]["counts"]["fp100"]["bg"] == 1
 
 
 def test_voc_nothing_detected_leaves_the_miss_dap_undefined(root):
