@@ -56,11 +56,13 @@ GIB = 2 ** 30
 # What each mode measures. full: the lent GPU's run; tiny: a CPU check that every section works.
 MODES = {
     "full": {"budget_s": 480, "real_size": True, "weights_width": 64, "smoke": False, "num_train": 16,
-             "memory_tasks": DETECTION_TASKS, "memory_batches": (1, 4), "rule_iters": 3, "speed_warmup": 3, "speed_iters": 8,
+             "memory_tasks": DETECTION_TASKS, "memory_batches": (1, 4), "memory_warmup": 1, "memory_iters": 2,
+             "rule_iters": 3, "speed_warmup": 3, "speed_iters": 8,
              "data_workers": (0, 4, 8, 16), "data_batches": 8, "linear_batch": 32, "linear_iters": 10,
              "linear_images": 64, "linear_workers": (0, 8), "sanity": True},
     "tiny": {"budget_s": 600, "real_size": False, "weights_width": 8, "smoke": True, "num_train": 4,
-             "memory_tasks": ("voc07",), "memory_batches": (1, 2), "rule_iters": 1, "speed_warmup": 1, "speed_iters": 1,
+             "memory_tasks": ("voc07",), "memory_batches": (1, 2), "memory_warmup": 0, "memory_iters": 1,
+             "rule_iters": 1, "speed_warmup": 1, "speed_iters": 1,
              "data_workers": (0, 1), "data_batches": 2, "linear_batch": 4, "linear_iters": 2,
              "linear_images": 8, "linear_workers": (0, 1), "sanity": False},
 }
@@ -264,7 +266,7 @@ def section_memory(inputs, mode, budget) -> dict:
             if cuda():
                 torch.cuda.reset_peak_memory_stats()
             trainer, stepper = build_trainer(cfg)
-            times[ims] = median(timed_iters(stepper, 1, 2))
+            times[ims] = median(timed_iters(stepper, mode["memory_warmup"], mode["memory_iters"]))
             if cuda():
                 peaks[ims] = peak_gib()
             stepper.close()
