@@ -15,7 +15,7 @@ One process, at most ~8 minutes on one H100 (each section checks the time left a
                the GPU consumes at the rule's batch: from how many workers it is not starved
   linear       imagenet_linear: frozen ResNet-50 forward images/s and the readoff loader's images/s
   cost         the measured voc07 s/iter in benchmark.reproduce.cost's terms, against its estimate
-Synthetic data at real sizes (benchmark.data.synthetic.real_image_size) and a synthetic MoCo R50.
+Synthetic data at real sizes (benchmark.tasks.config.real_image_size) and a synthetic MoCo R50.
 
   python benchmarks/gpu_acceptance.py --json gpu_acceptance.json     # on the lent GPU
   python benchmarks/gpu_acceptance.py --tiny --json tiny.json         # CPU: small sizes, every section
@@ -118,8 +118,8 @@ class Inputs:
 
     def datasets(self, task, num_train=None) -> dict:
         from benchmark.data import register_datasets, write_synthetic
-        from benchmark.data.synthetic import real_image_size
         from benchmark.tasks import get_task
+        from benchmark.tasks.config import real_image_size
 
         family = FAMILY[task]
         n = num_train or self.mode["num_train"]

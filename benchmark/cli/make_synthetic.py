@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from benchmark.data.families import FAMILIES, get_family
-from benchmark.data.synthetic import real_image_size
 
 
 def main(argv=None):
@@ -29,13 +28,15 @@ def main(argv=None):
                         help="image height and width (default: the family's smoke size, "
                              + ", ".join(f"{f.name} {f.smoke_image_size[0]} {f.smoke_image_size[1]}"
                                          for f in FAMILIES.values()) + "); 'real': the size the protocol trains "
-                             "on, per family (benchmark.data.synthetic.real_image_size)")
+                             "on, per family (benchmark.tasks.config.real_image_size)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--layout", choices=("images", "imagenet"), default=None,
                         help="miniimagenet only: the release's images/ folder (default) or ImageNet train folders "
                              "(imagenet/train, CloserLookFewShot's mapping); see datasets.md")
     args = parser.parse_args(argv)
     real = args.size == ["real"]
+    if real:
+        from benchmark.tasks.config import real_image_size  # reads the task configs (torch, detectron2)
     if not real and args.size is not None:
         if len(args.size) != 2 or not all(v.isdigit() for v in args.size):
             parser.error(f"--size: expected two whole numbers H W or 'real', got {' '.join(args.size)}")

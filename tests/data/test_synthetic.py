@@ -222,9 +222,8 @@ def test_make_synthetic_cli_default_size_is_the_familys(tmp_path, capsys):
 def test_size_real_writes_the_protocol_training_size(tmp_path, capsys):
     """`--size real` (gpu_acceptance's memory and loader figures): VOC at the largest training short side
     of voc07's config at 4:3, Cityscapes at the full 1024x2048 of its config; anything else is refused."""
-    from benchmark.data.synthetic import real_image_size
     from benchmark.tasks import get_task
-    from benchmark.tasks.config import protocol_config
+    from benchmark.tasks.config import protocol_config, real_image_size
 
     voc = protocol_config(get_task("voc07"))
     assert real_image_size("voc") == (max(voc.INPUT.MIN_SIZE_TRAIN), 1067) == (800, 1067)
