@@ -46,7 +46,7 @@ def test_amp_run_on_cuda_trains_and_says_so(work, fp32_run):
     assert rc == 0
     record = results.read_record(trial / "results.json")
     assert (record.status, record.amp, record.iterations) == ("finished", True, 16)
-    assert "cuda" in json.dumps(record.environment).lower()
+    assert record.environment["cuda_available"] is True and record.environment["device"] == torch.cuda.get_device_name(0)
     assert "mixed precision (AMP) training; the protocol trains in FP32" in record.deviations
     amp, fp32 = losses(trial), losses(fp32_run[1])
     assert sorted(amp) == list(range(16)) and all(torch.isfinite(torch.tensor(v)) for v in amp.values())
