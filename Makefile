@@ -13,7 +13,7 @@ PY := $(PYTHON)
 ENV_DEP :=
 endif
 
-.PHONY: env env-system test test-fast lint demo bench clean
+.PHONY: env env-system test test-fast lint demo bench gpu-bundle gpu-acceptance clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -40,6 +40,14 @@ demo: env-system
 
 bench: env
 	$(PY) benchmarks/run_bench.py
+
+# the wheels a lent GPU machine (CPython 3.12, torch preinstalled, no network) lacks: gpu_bundle/
+gpu-bundle: env
+	$(PY) tools/gpu_bundle.py
+
+# on the GPU machine, after the bundle's install line (gpu_bundle/INSTALL.txt)
+gpu-acceptance:
+	$(PY) benchmarks/gpu_acceptance.py --json gpu_acceptance.json
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -24,15 +24,23 @@ def main(argv=None):
                         help="dataset family (default: all)")
     parser.add_argument("--num-train", type=int, default=8, help="images per training split (default: 8)")
     parser.add_argument("--num-test", type=int, default=4, help="images in the test split (default: 4)")
-    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+    parser.add_argument("--size", nargs="+", default=None, metavar="H W | real",
                         help="image height and width (default: the family's smoke size, "
                              + ", ".join(f"{f.name} {f.smoke_image_size[0]} {f.smoke_image_size[1]}"
-                                         for f in FAMILIES.values()) + ")")
+                                         for f in FAMILIES.values()) + "); 'real': the size the protocol trains "
+                             "on, per family (benchmark.tasks.config.real_image_size)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--layout", choices=("images", "imagenet"), default=None,
                         help="miniimagenet only: the release's images/ folder (default) or ImageNet train folders "
                              "(imagenet/train, CloserLookFewShot's mapping); see datasets.md")
     args = parser.parse_args(argv)
+    real = args.size == ["real"]
+    if real:
+        from benchmark.tasks.config import real_image_size  # reads the task configs (torch, detectron2)
+    if not real and args.size is not None:
+        if len(args.size) != 2 or not all(v.isdigit() for v in args.size):
+            parser.error(f"--size: expected two whole numbers H W or 'real', got {' '.join(args.size)}")
+        args.size = [int(v) for v in args.size]
     formats = tuple(FAMILIES) if args.format == "all" else (args.format,)
     problem = _unusable_out(args.out)
     if problem:
@@ -43,10 +51,11 @@ def main(argv=None):
         if "cityscapes" in formats:  # before any family is written
             fmt = "cityscapes"
             family = get_family(fmt)
-            _check_cityscapes_smoke_size(family, tuple(args.size) if args.size else family.smoke_image_size)
+            if not real:  # real-size images are tested at their own size, not the smoke overlay's
+                _check_cityscapes_smoke_size(family, tuple(args.size) if args.size else family.smoke_image_size)
         for fmt in formats:
             family = get_family(fmt)
-            size = tuple(args.size) if args.size else family.smoke_image_size
+            size = real_image_size(fmt) if real else tuple(args.size) if args.size else family.smoke_image_size
             layout = {"layout": args.layout} if fmt == "miniimagenet" and args.layout else {}
             family.write_synthetic(args.out, num_train=args.num_train, num_test=args.num_test, image_size=size,
                                    seed=args.seed, **layout)

@@ -113,3 +113,4 @@ def write(family, root, *, num_train=8, num_test=None, image_size=None, seed=0, 
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+

@@ -165,6 +165,41 @@ def protocol_config(task: Task) -> CfgNode:
     return cfg
 
 
+# The aspect of a "real size" image where the protocol fixes only the short side: 4:3, the usual
+# landscape photo of VOC and COCO [suite: an assumption for memory and loader measurements, no
+# protocol value]. Its long side stays within the config's MAX_SIZE_TRAIN, so nothing is resized down.
+REAL_ASPECT = 4 / 3
+
+
+def real_image_size(family_name: str) -> tuple:
+    """(height, width) of synthetic images at the size the protocol trains on, read from the first
+    registered task of the family (benchmarks/gpu_acceptance.py measures memory and loader
+    speed on them; `make_synthetic.py --size real`):
+      detection (voc, coco): short side the largest INPUT.MIN_SIZE_TRAIN, REAL_ASPECT, so that the
+        largest training input is reached without resizing (the worst case the memory rule must hold);
+      cityscapes: the full images, INPUT.MIN_SIZE_TEST x MAX_SIZE_TEST (1024x2048, cityscapes.yaml);
+      imagenet: short side the linear readoff's BENCHMARK.LINEAR.TEST_RESIZE, REAL_ASPECT;
+      other families: their smoke size (no protocol size to read).
+    """
+    from benchmark.data.families import get_family
+    from benchmark.tasks.registry import list_tasks
+
+    tasks = [t for t in list_tasks() if t.data_format == family_name]
+    family = get_family(family_name)
+    if not tasks:
+        return tuple(family.smoke_image_size)
+    cfg = protocol_config(tasks[0])
+    if family_name == "cityscapes":
+        return int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)
+    if family_name == "imagenet":
+        short = int(cfg.BENCHMARK.LINEAR.TEST_RESIZE)
+        return short, round(short * REAL_ASPECT)
+    if family_name in ("voc", "coco"):
+        short = max(cfg.INPUT.MIN_SIZE_TRAIN)
+        return int(short), min(int(cfg.INPUT.MAX_SIZE_TRAIN), round(short * REAL_ASPECT))
+    return tuple(family.smoke_image_size)
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
     """How a run's batch is split: `per_process` images on each process, `capacity` the most one

@@ -217,3 +217,25 @@ def test_make_synthetic_cli_default_size_is_the_familys(tmp_path, capsys):
     assert capsys.readouterr().out == f"cityscapes: {tmp_path}\n"
     image = next((tmp_path / "cityscapes/leftImg8bit/val").rglob("*_leftImg8bit.png"))
     assert Image.open(image).size == (256, 128)
+
+
+def test_size_real_writes_the_protocol_training_size(tmp_path, capsys):
+    """`--size real` (gpu_acceptance's memory and loader figures): VOC at the largest training short side
+    of voc07's config at 4:3, Cityscapes at the full 1024x2048 of its config; anything else is refused."""
+    from benchmark.tasks import get_task
+    from benchmark.tasks.config import protocol_config, real_image_size
+
+    voc = protocol_config(get_task("voc07"))
+    assert real_image_size("voc") == (max(voc.INPUT.MIN_SIZE_TRAIN), 1067) == (800, 1067)
+    assert real_image_size("cityscapes") == (1024, 2048)
+    assert real_image_size("imagenet") == (256, 341)
+    assert tool("make_synthetic")(["--out", str(tmp_path), "--format", "voc", "--size", "real",
+                                   "--num-train", "2", "--num-test", "2"]) == 0
+    images = sorted((tmp_path / "VOC2007" / "JPEGImages").glob("*.jpg"))
+    assert len(images) == 4 and {Image.open(p).size for p in images} == {(1067, 800)}  # PIL: (width, height)
+    for bad in (["5"], ["real", "3"], ["a", "b"]):
+        with pytest.raises(SystemExit) as exit_:
+            tool("make_synthetic")(["--out", str(tmp_path / "x"), "--size", *bad])
+        assert exit_.value.code == 2
+        assert "--size: expected two whole numbers H W or 'real'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
