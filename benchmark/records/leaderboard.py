@@ -41,6 +41,7 @@ import io
 from pathlib import Path
 
 from benchmark.fileio import atomic_write
+from benchmark.records.escape import csv_text, md_cell, visible
 from benchmark.records.pooling import (
     ALPHA,
     RowId,
@@ -237,9 +238,9 @@ def _cell(board, row, col) -> str:
 
 
 def to_markdown(board: Board, title="Leaderboard") -> str:
-    out = [f"# {_md_cell(title)}", "", legend(board), ""]
+    out = [f"# {_md_cell(title)}", "", legend(board, _md_cell), ""]
     if board.rows:
-        out.append("| checkpoint | " + " | ".join(column_title(c) for c in board.columns) + " |")
+        out.append("| checkpoint | " + " | ".join(_md_cell(column_title(c)) for c in board.columns) + " |")
         out.append("| --- |" + " ---: |" * len(board.columns))
         for row in board.rows:
             out.append(f"| {_md_cell(row.label)} | " + " | ".join(_cell(board, row, c) for c in board.columns) + " |")
@@ -249,7 +250,7 @@ def to_markdown(board: Board, title="Leaderboard") -> str:
         out += ["", f"## {ERRORS_TITLE}", "",
                 "AP lost to each error type (TIDE's dAP: the AP gained by fixing that error type alone; "
                 "lower is better); mean ± std (n) over finished trials.", ""]
-        out.append("| checkpoint | " + " | ".join(header(c) for c in board.errors) + " |")
+        out.append("| checkpoint | " + " | ".join(_md_cell(header(c)) for c in board.errors) + " |")
         out.append("| --- |" + " ---: |" * len(board.errors))
         for row in board.rows:
             if any(c in row.cells for c in board.errors):
@@ -258,27 +259,18 @@ def to_markdown(board: Board, title="Leaderboard") -> str:
     rows_deviating = deviating(board)
     if rows_deviating:
         out += ["", f"## {DEVIATIONS_TITLE}", ""]
-        out += [f"- {_md_cell(row.label)}, {task}: " + "; ".join(_md_cell(d) for d in devs) for row, task, devs in rows_deviating]
+        out += [f"- {_md_cell(row.label)}, {_md_cell(task)}: " + "; ".join(_md_cell(d) for d in devs) for row, task, devs in rows_deviating]
     if board.failures:
         out += ["", f"## {FAILURES_TITLE}", "", "| checkpoint | task | trial | reason | record |",
                 "| --- | --- | ---: | --- | --- |"]
         for f in board.failures:
-            out.append(f"| {_md_cell(f.name)} | {f.task} | {f.trial} | {_md_cell(f.reason)} | {_md_cell(f.path)} |")
+            out.append(f"| {_md_cell(f.name)} | {_md_cell(f.task)} | {f.trial} | {_md_cell(f.reason)} | {_md_cell(f.path)} |")
     if board.problems:
         out += ["", f"## {PROBLEMS_TITLE}", ""] + [f"- {_md_cell(p)}" for p in board.problems]
     return "\n".join(out) + "\n"
 
 
-def _md_cell(text: str) -> str:
-    """One Markdown table cell: one line, pipes escaped, no HTML that a renderer would run."""
-    text = " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
-    return text.replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _csv_text(text) -> str:
-    """A text cell that a spreadsheet shows as text: one starting with = + - @ (a formula) gets a quote."""
-    text = str(text)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+_md_cell, _csv_text = md_cell, csv_text  # records.escape: hidden characters shown, each format's syntax escaped
 
 
 def _num(x) -> str:
@@ -293,7 +285,7 @@ def to_csv(board: Board) -> str:
     cols = board.columns + board.errors
     with_ci = {c for c in cols for row in board.rows if c in row.cells and row.cells[c].interval is not None}
     parts = lambda c: ("mean", "std", "n", "p vs best", "mark") + (("ci95",) if c in with_ci else ())  # noqa: E731
-    w.writerow(["checkpoint", "name", "tags"] + [f"{header(c)} {part}" for c in cols for part in parts(c)]
+    w.writerow(["checkpoint", "name", "tags"] + [_csv_text(f"{header(c)} {part}") for c in cols for part in parts(c)]
                + ["failed runs", "published sources"])
     failed = {}
     for f in board.failures:
@@ -322,19 +314,28 @@ def pairs_csv(board: Board) -> str:
     w.writerow(["task", "metric", "a", "b", "mean a", "mean b", "n a", "n b", "welch p"])
     for task, metric, a, b, p in _pairs(board):
         sa, sb = a.cells[(task, metric)], b.cells[(task, metric)]
-        w.writerow([task, metric, _csv_text(a.label), _csv_text(b.label), _num(sa.mean), _num(sb.mean), sa.n, sb.n, _num(p)])
+        w.writerow([_csv_text(task), _csv_text(metric), _csv_text(a.label), _csv_text(b.label), _num(sa.mean),
+                    _num(sb.mean), sa.n, sb.n, _num(p)])
     return buf.getvalue()
 
 
+CHART_LABEL = 40  # characters of a row's label on a PNG chart: a 1 MB name took matplotlib minutes to lay out
+
+
+def _chart_label(label: str) -> str:
+    label = visible(label)
+    return label if len(label) <= CHART_LABEL else label[: CHART_LABEL - 1] + "…"
+
+
 def _bars(ax, col, rows):
-    labels = [row.label for row in rows]
+    labels = [_chart_label(row.label) for row in rows]
     stats = [row.cells.get(col) for row in rows]
     means = [s.mean if s else 0.0 for s in stats]
     errs = [(s.std or 0.0) if s else 0.0 for s in stats]
     ax.bar(range(len(labels)), means, yerr=errs, capsize=4, color="#4878a8")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_title(column_title(col))
-    ax.set_ylabel(col[1])
+    ax.set_title(_chart_label(column_title(col)))
+    ax.set_ylabel(_chart_label(col[1]))
 
 
 def _save(fig, path):
@@ -384,9 +385,10 @@ def plot_errors(board: Board, path) -> Path:
             for i, row in enumerate(rows):
                 stats = [row.cells.get(c) for c in cols]
                 ax.bar([j + i * width for j in range(len(cols))], [s.mean if s else 0.0 for s in stats], width,
-                       yerr=[(s.std or 0.0) if s else 0.0 for s in stats], capsize=2, label=row.label)
-            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], [c[1].partition("/")[2] for c in cols])
-            ax.set_title(f"{task}: AP lost per error type (dAP)")
+                       yerr=[(s.std or 0.0) if s else 0.0 for s in stats], capsize=2, label=_chart_label(row.label))
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))],
+                          [_chart_label(c[1].partition("/")[2]) for c in cols])
+            ax.set_title(f"{_chart_label(task)}: AP lost per error type (dAP)")
             ax.set_ylabel("dAP")
             ax.legend(fontsize=7)
         fig.tight_layout()

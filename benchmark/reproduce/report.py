@@ -24,15 +24,18 @@ def _paper_value(ref) -> str:
     return "-" if ref is None else f"{ref.value:g}" + (" (secondary)" if ref.secondary else "")
 
 
-def summary_line(cells, checks) -> str:
+def summary_line(cells, checks, none_finished=False) -> str:
+    """The verdict line. `none_finished`: runs were planned and not one finished, which is a FAIL even when
+    nothing was judged (it read "PASS: 0/0" when every run failed)."""
     jc = [c for c in cells if c.judged]
     jk = [c for c in checks if c.judged]
-    verdict = "PASS" if passed(cells, checks) else "FAIL"
-    return (f"{verdict}: {sum(c.ok for c in jc)}/{len(jc)} judged cells hold, {sum(c.ok for c in jk)}/{len(jk)} "
+    verdict = "PASS" if passed(cells, checks) and not none_finished else "FAIL"
+    return (f"{verdict}: " + ("no planned run finished; " if none_finished else "")
+            + f"{sum(c.ok for c in jc)}/{len(jc)} judged cells hold, {sum(c.ok for c in jk)}/{len(jk)} "
             f"judged checks hold; {len(cells) - len(jc)} cells and {len(checks) - len(jk)} checks not judged")
 
 
-def to_markdown(table, cells, checks, failures, problems, opts, counts) -> str:
+def to_markdown(table, cells, checks, failures, problems, opts, counts, none_finished=False) -> str:
     esc = lambda s: " ".join(str(s).split()).replace("|", "\\|")  # noqa: E731
     out = [f"# Reproduction of {table.name}", "", f"{table.title}. Source: {table.source}.", ""]
     if opts.smoke:
@@ -87,7 +90,7 @@ def to_markdown(table, cells, checks, failures, problems, opts, counts) -> str:
         out += [f"| {f.name} | {f.task} | {f.trial} | {esc(f.reason)} | {f.path or '-'} |" for f in failures]
     if problems:
         out += ["", "## Records refused", ""] + [f"- {esc(p)}" for p in problems]
-    out += ["", f"**{summary_line(cells, checks)}**"]
+    out += ["", f"**{summary_line(cells, checks, none_finished)}**"]
     return "\n".join(out) + "\n"
 
 
