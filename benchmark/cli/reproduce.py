@@ -49,6 +49,7 @@ def main(argv=None):
     s.add_argument("--timeout-min", type=int, default=24 * 60)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     args = p.parse_args(argv)
+    from benchmark.records.escape import visible
     from benchmark.reproduce import paper, plan
     from benchmark.reproduce.run import reproduce
     from benchmark.weights import zoo
@@ -69,7 +70,7 @@ def main(argv=None):
         with quiet_third_party_deprecations():
             return reproduce(opts)
     except (plan.ReproduceError, paper.TableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(exc)}", file=sys.stderr)  # it may quote the table's text
         return 1
 
 if __name__ == "__main__":
