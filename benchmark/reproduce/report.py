@@ -36,9 +36,9 @@ def summary_line(cells, checks, none_finished=False) -> str:
     jc = [c for c in cells if c.judged]
     jk = [c for c in checks if c.judged]
     verdict = "PASS" if passed(cells, checks) and not none_finished else "FAIL"
-    return (f"{verdict}: " + ("no planned run finished; " if none_finished else "")
-            + f"{sum(c.ok for c in jc)}/{len(jc)} judged cells hold, {sum(c.ok for c in jk)}/{len(jk)} "
-            f"judged checks hold; {len(cells) - len(jc)} cells and {len(checks) - len(jk)} checks not judged")
+    return (f"{verdict}: {sum(c.ok for c in jc)}/{len(jc)} judged cells hold, {sum(c.ok for c in jk)}/{len(jk)} "
+            f"judged checks hold; {len(cells) - len(jc)} cells and {len(checks) - len(jk)} checks not judged"
+            + ("; no planned run finished" if none_finished else ""))
 
 
 def to_markdown(table, cells, checks, failures, problems, opts, counts, none_finished=False) -> str:
