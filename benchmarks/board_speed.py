@@ -4,7 +4,7 @@ The records are made here, valid and varied as a lab's would be: about three tri
 (5,000 records are ~1,700 rows), two tasks (voc07 and voc0712, three metrics each), one checkpoint in
 ten also with a smoke run (a tagged row). They are written as results.json files and gathered from
 disk, as `tools/leaderboard.py` does; each stage is timed on its own (gather, build, md, csv, pairs, html
-with its PNG chart). Target (issue 22): 5,000 records in under 30 s on this machine, all stages.
+with its PNG chart), after a small board that pays the imports. Target (issue 22): 5,000 records in under 30 s on this machine, all stages.
 """
 import json
 import random
@@ -43,6 +43,9 @@ def board_figures(workdir, sizes=(500, 1000, 2000, 5000), progress=None) -> dict
     "within_target"} for each number of records in `sizes` (the largest is the one held to the target)."""
     from benchmark.records import leaderboard, results
 
+    # a small board first, not reported: its imports (scipy, matplotlib: ~5 s) would be charged to the first size
+    warm = write_records(Path(workdir) / "board_warmup", 12)
+    leaderboard.write(leaderboard.build(*results.gather([warm])), Path(workdir) / "board_warmup_out")
     figures = {}
     for n in sizes:
         if progress:
