@@ -30,24 +30,27 @@ def main(argv=None):
                         "comma-separated names of configs/paper/NAME.yaml tables or paths of .yaml tables")
     args = p.parse_args(argv)
     from benchmark.records import leaderboard, results
+    from benchmark.records.escape import visible
     from benchmark.reproduce import paper
     from benchmark.reproduce.published import published_rows
 
     try:
         records, problems = results.gather(args.folders)
         for problem in problems:
-            print(f"refused: {problem}", file=sys.stderr)
+            print(f"refused: {visible(problem)}", file=sys.stderr)  # a path may hold an ANSI escape
         if not records:
             raise ValueError(f"no usable run record under {', '.join(args.folders)}")
         tables = {"all": None, "none": []}.get(args.published, [t for t in args.published.split(",") if t])
         published = published_rows(tables) if tables != [] else []
         board = leaderboard.build(records, problems, sort_by=args.sort_by, published=published)
+        for conflict in board.problems[len(problems):]:  # two records of one trial with other values
+            print(f"warning: {visible(conflict)}", file=sys.stderr)
         print(leaderboard.to_markdown(board), end="")
         if args.out:
             for path in leaderboard.write(board, args.out, [f for f in args.format.split(",") if f], args.name):
-                print(f"wrote {path}", file=sys.stderr)
+                print(f"wrote {visible(path)}", file=sys.stderr)
     except (ValueError, FileNotFoundError, paper.TableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(exc)}", file=sys.stderr)
         return 1
     return 0
 

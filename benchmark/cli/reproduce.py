@@ -25,6 +25,13 @@ def _pairs(items, what) -> dict:
     return out
 
 
+def _say(text) -> None:
+    """Print the reproduction's lines with the hidden characters of a table's text (notes, sources) as escapes."""
+    from benchmark.records.escape import visible
+
+    print("\n".join(visible(line) for line in str(text).split("\n")))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", help="a paper table's name (configs/paper/NAME.yaml) or the path of a .yaml file")
@@ -49,6 +56,7 @@ def main(argv=None):
     s.add_argument("--timeout-min", type=int, default=24 * 60)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     args = p.parse_args(argv)
+    from benchmark.records.escape import visible
     from benchmark.reproduce import paper, plan
     from benchmark.reproduce.run import reproduce
     from benchmark.weights import zoo
@@ -63,13 +71,13 @@ def main(argv=None):
                                  weights=_pairs(args.weights, "--weights"),
                                  tolerance=plan.parse_tolerances(args.tolerance))
         if opts.dry_run:
-            return reproduce(opts)
+            return reproduce(opts, say=_say)
         from benchmark.cli import quiet_third_party_deprecations
 
         with quiet_third_party_deprecations():
-            return reproduce(opts)
+            return reproduce(opts, say=_say)
     except (plan.ReproduceError, paper.TableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(exc)}", file=sys.stderr)  # it may quote the table's text
         return 1
 
 if __name__ == "__main__":

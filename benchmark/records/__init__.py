@@ -9,4 +9,5 @@ Reproduction of paper tables (benchmark.reproduce) builds on this package; nothi
     leaderboard.py  records -> a Board (rows, columns, marks); Markdown, CSV, PNG charts; writes the files
     render.py       what Markdown and HTML say alike: legend, headers, marks, section titles
     page.py         the board as one self-contained HTML page
+    escape.py       text from records shown safely: hidden characters as escapes, Markdown cells, CSV cells
 """

@@ -15,6 +15,8 @@ import json
 import math
 from pathlib import Path
 
+from benchmark.records.escape import visible
+
 DETAIL_NAME = "fp_analysis.json"  # = benchmark.tasks.fp_analysis.DETAIL_NAME (not imported: it needs numpy)
 FP_TYPES = ("loc", "sim", "oth", "bg")
 TITLES = {"loc": "Loc", "sim": "Sim", "oth": "Oth", "bg": "BG"}
@@ -23,7 +25,10 @@ GROUPS = ("animals", "vehicles", "furniture")  # the toolbox's VOC summary sets
 MAX_DETAIL_BYTES = 32 * 1024 * 1024  # a detail is tens of KB; anything this big is not one
 W, H, PAD = 220, 130, 34  # one panel: plot size and margin, px
 
-e = html.escape
+
+def e(text) -> str:
+    """HTML text of a label or class name from a run's files: hidden characters shown (records.escape), escaped."""
+    return html.escape(visible(text))
 
 
 def find_detail(record_path) -> Path | None:

@@ -29,7 +29,7 @@ column that at least two rows of the group have, the row with the best mean is m
 with nothing is best of nothing, so it is not marked), and every other row whose difference from it is not
 significant (Welch's t-test, scipy, p >= ALPHA; both rows with >= 2 trials) is marked as tied.
 Rows with one trial are not tested. The CSV holds the p-value of each row against its column's
-best, and `pairs_csv` every pair.
+best, and `pairs_csv` every pair among the PAIRS_TOP (20) best rows of each column and tag group.
 
 Text from records (names, reasons, paths) is escaped for each format: Markdown table cells,
 CSV cells that a spreadsheet would run as a formula, matplotlib's mathtext, HTML.
@@ -41,10 +41,12 @@ import io
 from pathlib import Path
 
 from benchmark.fileio import atomic_write
+from benchmark.records.escape import csv_text, md_cell, visible
 from benchmark.records.pooling import (
     ALPHA,
     RowId,
     aggregate,
+    conflicts,
     deduplicated,
     error_metrics,
     higher_is_better,
@@ -150,18 +152,31 @@ def _mark(rows, columns):
     return marks, p_best
 
 
+PAIRS_TOP = 20  # rows per column and tag group whose every pair is tested: 190 tests, not ~1.4M for 1,700 rows
+
+
 def _pairs(board: Board):
-    """(task, metric, row a, row b, p) for every pair of comparable rows with >= 2 trials each."""
+    """(task, metric, row a, row b, p) for every pair of comparable rows (equal tags) with >= 2 trials each among
+    the PAIRS_TOP best of their column (its direction; ties by label). Testing every pair grows with the square of
+    the rows (5,000 records did not finish in 400 s); the pairs users compare are the leading ones, and every
+    row's test against its column's best is in the main CSV (p vs best)."""
     for col in board.columns + board.errors:
-        have = [r for r in board.rows if not r.published and col in r.cells and r.cells[col].n >= 2]
-        for i, a in enumerate(have):
-            for b in have[i + 1:]:
-                if a.tags == b.tags:
+        sign = -1.0 if higher_is_better(*col) else 1.0
+        groups = {}
+        for r in board.rows:
+            if not r.published and col in r.cells and r.cells[col].n >= 2:
+                groups.setdefault(r.tags, []).append(r)
+        for tags in sorted(groups):
+            have = sorted(groups[tags], key=lambda r: (sign * r.cells[col].mean, r.label))[:PAIRS_TOP]
+            have.sort(key=board.rows.index)  # the board's order, as before the cap
+            for i, a in enumerate(have):
+                for b in have[i + 1:]:
                     yield col + (a, b, welch(a.cells[col], b.cells[col]))
 
 
 def pairs(board: Board) -> list:
-    """[(task, metric, label a, label b, p)] for every pair of comparable rows with >= 2 trials each."""
+    """[(task, metric, label a, label b, p)] of the tested pairs (_pairs: the PAIRS_TOP best comparable rows of
+    each column and tag group, >= 2 trials each)."""
     return [(task, metric, a.label, b.label, p) for task, metric, a, b, p in _pairs(board)]
 
 
@@ -219,7 +234,7 @@ def build(records, problems=(), sort_by=None, published=()) -> Board:
         rows.sort(key=lambda row: (_group_order(row), row.tags, key not in row.cells,
                                    sign * row.cells[key].mean if key in row.cells else 0.0, row.label))
     marks, p_best = _mark(rows, columns)
-    return Board(columns, rows, failures, list(problems), key, marks, p_best, errors)
+    return Board(columns, rows, failures, list(problems) + conflicts(records), key, marks, p_best, errors)
 
 
 def _group_order(row) -> int:
@@ -237,9 +252,9 @@ def _cell(board, row, col) -> str:
 
 
 def to_markdown(board: Board, title="Leaderboard") -> str:
-    out = [f"# {_md_cell(title)}", "", legend(board), ""]
+    out = [f"# {_md_cell(title)}", "", legend(board, _md_cell), ""]
     if board.rows:
-        out.append("| checkpoint | " + " | ".join(column_title(c) for c in board.columns) + " |")
+        out.append("| checkpoint | " + " | ".join(_md_cell(column_title(c)) for c in board.columns) + " |")
         out.append("| --- |" + " ---: |" * len(board.columns))
         for row in board.rows:
             out.append(f"| {_md_cell(row.label)} | " + " | ".join(_cell(board, row, c) for c in board.columns) + " |")
@@ -249,7 +264,7 @@ def to_markdown(board: Board, title="Leaderboard") -> str:
         out += ["", f"## {ERRORS_TITLE}", "",
                 "AP lost to each error type (TIDE's dAP: the AP gained by fixing that error type alone; "
                 "lower is better); mean ± std (n) over finished trials.", ""]
-        out.append("| checkpoint | " + " | ".join(header(c) for c in board.errors) + " |")
+        out.append("| checkpoint | " + " | ".join(_md_cell(header(c)) for c in board.errors) + " |")
         out.append("| --- |" + " ---: |" * len(board.errors))
         for row in board.rows:
             if any(c in row.cells for c in board.errors):
@@ -258,27 +273,18 @@ def to_markdown(board: Board, title="Leaderboard") -> str:
     rows_deviating = deviating(board)
     if rows_deviating:
         out += ["", f"## {DEVIATIONS_TITLE}", ""]
-        out += [f"- {_md_cell(row.label)}, {task}: " + "; ".join(_md_cell(d) for d in devs) for row, task, devs in rows_deviating]
+        out += [f"- {_md_cell(row.label)}, {_md_cell(task)}: " + "; ".join(_md_cell(d) for d in devs) for row, task, devs in rows_deviating]
     if board.failures:
         out += ["", f"## {FAILURES_TITLE}", "", "| checkpoint | task | trial | reason | record |",
                 "| --- | --- | ---: | --- | --- |"]
         for f in board.failures:
-            out.append(f"| {_md_cell(f.name)} | {f.task} | {f.trial} | {_md_cell(f.reason)} | {_md_cell(f.path)} |")
+            out.append(f"| {_md_cell(f.name)} | {_md_cell(f.task)} | {f.trial} | {_md_cell(f.reason)} | {_md_cell(f.path)} |")
     if board.problems:
         out += ["", f"## {PROBLEMS_TITLE}", ""] + [f"- {_md_cell(p)}" for p in board.problems]
     return "\n".join(out) + "\n"
 
 
-def _md_cell(text: str) -> str:
-    """One Markdown table cell: one line, pipes escaped, no HTML that a renderer would run."""
-    text = " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
-    return text.replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _csv_text(text) -> str:
-    """A text cell that a spreadsheet shows as text: one starting with = + - @ (a formula) gets a quote."""
-    text = str(text)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+_md_cell, _csv_text = md_cell, csv_text  # records.escape: hidden characters shown, each format's syntax escaped
 
 
 def _num(x) -> str:
@@ -293,7 +299,7 @@ def to_csv(board: Board) -> str:
     cols = board.columns + board.errors
     with_ci = {c for c in cols for row in board.rows if c in row.cells and row.cells[c].interval is not None}
     parts = lambda c: ("mean", "std", "n", "p vs best", "mark") + (("ci95",) if c in with_ci else ())  # noqa: E731
-    w.writerow(["checkpoint", "name", "tags"] + [f"{header(c)} {part}" for c in cols for part in parts(c)]
+    w.writerow(["checkpoint", "name", "tags"] + [_csv_text(f"{header(c)} {part}") for c in cols for part in parts(c)]
                + ["failed runs", "published sources"])
     failed = {}
     for f in board.failures:
@@ -314,7 +320,8 @@ def to_csv(board: Board) -> str:
 
 
 def pairs_csv(board: Board) -> str:
-    """Every Welch test between comparable rows with >= 2 trials: task, metric, a, b, p."""
+    """The Welch tests between comparable rows with >= 2 trials among the PAIRS_TOP best of each column and tag
+    group (_pairs): task, metric, a, b, p."""
     import csv
 
     buf = io.StringIO()
@@ -322,19 +329,38 @@ def pairs_csv(board: Board) -> str:
     w.writerow(["task", "metric", "a", "b", "mean a", "mean b", "n a", "n b", "welch p"])
     for task, metric, a, b, p in _pairs(board):
         sa, sb = a.cells[(task, metric)], b.cells[(task, metric)]
-        w.writerow([task, metric, _csv_text(a.label), _csv_text(b.label), _num(sa.mean), _num(sb.mean), sa.n, sb.n, _num(p)])
+        w.writerow([_csv_text(task), _csv_text(metric), _csv_text(a.label), _csv_text(b.label), _num(sa.mean),
+                    _num(sb.mean), sa.n, sb.n, _num(p)])
     return buf.getvalue()
 
 
-def _bars(ax, col, rows):
-    labels = [row.label for row in rows]
+CHART_LABEL = 40  # characters of a row's label on a PNG chart: a 1 MB name took matplotlib minutes to lay out
+# Bars per task on a PNG chart: the board's first rows having the column (best first). 1,700 bars make an image
+# 85,000 px wide that nobody reads and that takes minutes to draw; the tables and the HTML page keep every row.
+CHART_ROWS = 40
+
+
+def _charted(board, cols) -> tuple[list, str]:
+    """(the rows a PNG chart of `cols` draws, the words a title adds when some are left out)."""
+    rows = [row for row in board.rows if any(c in row.cells for c in cols)]
+    return rows[:CHART_ROWS], (f" (first {CHART_ROWS} of {len(rows)} rows)" if len(rows) > CHART_ROWS else "")
+
+
+def _chart_label(label: str) -> str:
+    label = visible(label)
+    return label if len(label) <= CHART_LABEL else label[: CHART_LABEL - 1] + "…"
+
+
+def _bars(ax, col, board):
+    rows, cut = _charted(board, [col])
+    labels = [_chart_label(row.label) for row in rows]
     stats = [row.cells.get(col) for row in rows]
     means = [s.mean if s else 0.0 for s in stats]
     errs = [(s.std or 0.0) if s else 0.0 for s in stats]
     ax.bar(range(len(labels)), means, yerr=errs, capsize=4, color="#4878a8")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_title(column_title(col))
-    ax.set_ylabel(col[1])
+    ax.set_title(_chart_label(column_title(col)) + cut)
+    ax.set_ylabel(_chart_label(col[1]))
 
 
 def _save(fig, path):
@@ -355,12 +381,12 @@ def plot(board: Board, path) -> Path:
             primaries.append((task, get_task(task).primary_metric))
         except UnknownTaskError:
             primaries.append(next(c for c in board.columns if c[0] == task))
-    labels = [row.label for row in board.rows]
+    bars = max((len(_charted(board, [c])[0]) for c in primaries), default=0)
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):  # a `$` in a name is text
         fig, axes = plt.subplots(1, max(1, len(primaries)),
-                                 figsize=(max(4.0, 0.5 * len(labels) + 2) * max(1, len(primaries)), 4), squeeze=False)
+                                 figsize=(max(4.0, 0.5 * bars + 2) * max(1, len(primaries)), 4), squeeze=False)
         for ax, col in zip(axes[0], primaries):
-            _bars(ax, col, board.rows)
+            _bars(ax, col, board)
         fig.tight_layout()
         _save(fig, path)
     plt.close(fig)
@@ -379,14 +405,15 @@ def plot_errors(board: Board, path) -> Path:
         fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4), squeeze=False)
         for ax, task in zip(axes[0], tasks):
             cols = [c for c in board.errors if c[0] == task]
-            rows = [row for row in board.rows if any(c in row.cells for c in cols)]
+            rows, cut = _charted(board, cols)
             width = 0.8 / max(1, len(rows))
             for i, row in enumerate(rows):
                 stats = [row.cells.get(c) for c in cols]
                 ax.bar([j + i * width for j in range(len(cols))], [s.mean if s else 0.0 for s in stats], width,
-                       yerr=[(s.std or 0.0) if s else 0.0 for s in stats], capsize=2, label=row.label)
-            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], [c[1].partition("/")[2] for c in cols])
-            ax.set_title(f"{task}: AP lost per error type (dAP)")
+                       yerr=[(s.std or 0.0) if s else 0.0 for s in stats], capsize=2, label=_chart_label(row.label))
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))],
+                          [_chart_label(c[1].partition("/")[2]) for c in cols])
+            ax.set_title(f"{_chart_label(task)}: AP lost per error type (dAP){cut}")
             ax.set_ylabel("dAP")
             ax.legend(fontsize=7)
         fig.tight_layout()

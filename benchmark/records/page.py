@@ -10,14 +10,18 @@ each measured cell linking to its trials' records and configs, one chart per tas
 metric, ± std error bars; published values drawn hollow and dashed, so they are never mistaken
 for ours), the error analysis, Hoiem's false-positive chart of VOC rows (benchmark.records.fp_chart),
 the deviations, the failed runs and the refused records.
-Every text that comes from a record is HTML-escaped.
+Every text that comes from a record is HTML-escaped, its characters of no glyph (ANSI escapes, NUL, bidi
+overrides, zero-width) shown as escapes (records.escape). Links are relative URLs from the page's folder, each
+path part percent-encoded (never a scheme such as javascript:), or absent when the page has no folder.
 """
 import base64
 import html
 import os
+import urllib.parse
 from pathlib import Path
 
 from benchmark.records import fp_chart
+from benchmark.records.escape import visible
 from benchmark.records.pooling import higher_is_better
 from benchmark.records.render import (
     DEVIATIONS_TITLE,
@@ -31,7 +35,20 @@ from benchmark.records.render import (
 )
 from benchmark.tasks import UnknownTaskError, get_task
 
-e = html.escape
+
+def e(text) -> str:
+    """HTML-escaped, with the characters that have no glyph shown as escapes (records.escape.visible)."""
+    return html.escape(visible(text))
+
+
+def _href(path: Path, base: Path | None) -> str | None:
+    """A link to `path` as a relative URL from the page's folder `base`, or None (no link) without one.
+    Each part is percent-encoded, so a folder named `javascript:alert(1)` is a path, never a URL scheme,
+    and `#`, `?` or a newline in a name cannot cut the link short."""
+    if base is None:
+        return None
+    rel = os.path.relpath(path, base)
+    return "/".join(urllib.parse.quote(part, safe="") for part in rel.split(os.sep))
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -96,12 +113,13 @@ def _links(row, task, base: Path | None) -> str:
         if not record:
             continue
         path = Path(record)
-        href = os.path.relpath(path, base) if base is not None else str(path)
+        href = _href(path, base)
+        if href is None:
+            continue
         links.append(f'<a href="{e(href)}" title="record of trial {i}: {e(str(path))}">r{i}</a>')
         config = path.parent / "config.yaml"
         if config.is_file():
-            chref = os.path.relpath(config, base) if base is not None else str(config)
-            links.append(f'<a href="{e(chref)}" title="config of trial {i}">cfg</a>')
+            links.append(f'<a href="{e(_href(config, base))}" title="config of trial {i}">cfg</a>')
     return f'<span class="links">{"".join(links)}</span>' if links else ""
 
 

@@ -184,6 +184,21 @@ def deduplicated(records) -> list:
     return out
 
 
+def conflicts(records) -> list:
+    """One line per record that `deduplicated` drops although its values differ from the kept one's (same name,
+    task, trial and pool, other metrics or status): two runs claim one trial, and which is right cannot be told,
+    so the rule (the first by path is kept) is said aloud with both files, never applied silently."""
+    kept, out = {}, []
+    for r in sorted(records, key=lambda r: (r.weights.name, r.task, r.trial, r.path or "")):
+        key = (r.weights.name, r.task, r.trial, pool_key(r))
+        first = kept.setdefault(key, r)
+        if first is not r and (first.status, first.metrics, first.reason) != (r.status, r.metrics, r.reason):
+            out.append(f"{r.path or 'a record'}: trial {r.trial} of {r.weights.name} on {r.task} is also recorded in "
+                       f"{first.path or 'another record'} with other values; the first by path is kept, this one "
+                       f"is not counted")
+    return out
+
+
 def task_metrics(task: str, records=()) -> tuple:
     """The task's metrics in registry order; for an unregistered task, those its records carry."""
     try:
@@ -247,8 +262,13 @@ def welch(a: Stat, b: Stat) -> float | None:
     """Two-sided p-value of Welch's t-test between two cells; None when either has < 2 trials."""
     if a.n < 2 or b.n < 2:
         return None
-    from scipy import stats
+    from scipy.special import stdtr
 
     if a.std == 0 and b.std == 0:  # scipy gives NaN: equal constants do not differ, unequal ones do
         return 1.0 if a.mean == b.mean else 0.0
-    return float(stats.ttest_ind(a.values, b.values, equal_var=False).pvalue)
+    # scipy.stats.ttest_ind(equal_var=False)'s formula, computed here: the same p-value, ~100x faster (a board
+    # of 1,700 rows runs thousands of tests); t's distribution from scipy's Student t CDF.
+    va, vb = a.std ** 2 / a.n, b.std ** 2 / b.n
+    t = (a.mean - b.mean) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1))
+    return float(2.0 * stdtr(df, -abs(t)))

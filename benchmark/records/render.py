@@ -30,9 +30,10 @@ def _has_interval(board) -> bool:
     return any(s.interval is not None for row in board.rows for s in row.cells.values())
 
 
-def legend(board) -> str:
-    """How to read the board: what a cell holds, the order of the rows, the marks, the tags."""
-    order = f"sorted by {header(board.sort_by)}, best first" if board.sort_by else "no records"
+def legend(board, esc=str) -> str:
+    """How to read the board: what a cell holds, the order of the rows, the marks, the tags. `esc` escapes the
+    one text from records in it (the sorting column's name) for the writer's format (Markdown's md_cell)."""
+    order = f"sorted by {esc(header(board.sort_by))}, best first" if board.sort_by else "no records"
     measured_published = any(r.published and not r.other_work for r in board.rows)
     return (f"Each cell: mean ± sample standard deviation (ddof=1) over finished trials, (n) trials; "
             f"one trial shows no std. Rows {order}. {BEST} best mean in its column among comparable rows "

@@ -15,7 +15,7 @@ Schema (version 2), all keys always present, each of the type given (validate() 
   seed, trial     int, int >= 0
   status          "finished" | "failed"
   reason          str | None, why a run failed (None when finished)
-  metrics         {group: {metric: finite float | None}}, e.g. {"bbox": {"AP": 46.6}}; None is
+  metrics         {group: {metric: finite float, |v| <= MAX_METRIC | None}}, e.g. {"bbox": {"AP": 46.6}}; None is
                   an evaluator's NaN. Group "errors" holds a detection error analysis.
   iterations      int >= 0, iterations trained
   world_size      int >= 1, number of processes
@@ -57,6 +57,10 @@ RECORD_NAME = "results.json"
 STATUSES = ("finished", "failed")
 KINDS = ("full", "smoke", "sanity", "eval-only")
 MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record is a few KB; anything this big is not one
+# Every metric of this suite is a percentage, a score or an error of a few units; a finite 1e308 is none of them,
+# and a cell's mean or std over such values overflows (OverflowError, the whole board lost). Far above any real
+# value, far below where a sum or square of a few thousand trials could overflow.
+MAX_METRIC = 1e12
 NOT_RESUMED = {"count": 0, "from_iterations": [], "exact": True, "note": None}
 V1_KEYS = (
     "schema_version", "suite_version", "task", "weights", "seed", "trial", "status", "reason",
@@ -271,7 +275,12 @@ def _is_int(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:  # an integer of 400 digits is finite but no float: math.isfinite raises OverflowError on it
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _show(value) -> str:
@@ -314,6 +323,9 @@ def _validate_metrics(metrics, where):
                 continue
             if not _is_number(value):
                 raise RecordError(f"{where}: metric {group}/{name} is {_show(value)}, not a finite number or null")
+            if abs(value) > MAX_METRIC:
+                raise RecordError(f"{where}: metric {group}/{name} is {_show(value)}, beyond ±{MAX_METRIC:g}, "
+                                  f"which no evaluator of this suite reports")
 
 
 def write_record(output_dir, record: dict) -> Path:
@@ -342,6 +354,8 @@ def read_record(path) -> Record:
         raise RecordError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RecordError(f"{path}: not valid JSON ({exc}); the record is torn or corrupt") from None
+    except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits (4300)
+        raise RecordError(f"{path}: not a run record ({' '.join(str(exc).split())[:200]})") from None
     except RecursionError:
         raise RecordError(f"{path}: nested too deeply to be a run record") from None
     return Record.from_json(record, path)

@@ -4,6 +4,7 @@ Builds on benchmark.records (run records, pooling); records never imports this p
 here imports torch or detectron2 at import time (the runs are launched as `python -m` commands).
 
     paper.py      paper tables (configs/paper/*.yaml): published cells, tolerances, checks
+    table_yaml.py a table's YAML read without trusting it: alias expansion capped, duplicate keys refused
     published.py  a table's published values as leaderboard rows (records.leaderboard.build takes them)
     plan.py       options, hand-set tolerances, the matrix row x task x trial, run states, the --dry-run text
     assumed.py    which tasks' protocols rest on assumptions, and how verdicts on them are marked

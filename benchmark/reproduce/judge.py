@@ -87,9 +87,12 @@ def judge(table, stats, tasks, runnable) -> tuple[list, list]:
             verdict, judged, ok = tested_comparison(check, stats)
             checks.append(CheckVerdict(check, values, verdict, judged, ok, under.get(check.task, ()) if judged else ()))
         else:
-            ok = paper.evaluate_check(check, values)
-            checks.append(CheckVerdict(check, values, "holds" if ok else "does not hold", True, ok,
-                                       under.get(check.task, ())))
+            try:
+                ok = paper.evaluate_check(check, values)
+                verdict = "holds" if ok else "does not hold"
+            except ZeroDivisionError:  # the claim says nothing on these means: not shown to hold
+                ok, verdict = False, "does not hold: it divides by zero on our means"
+            checks.append(CheckVerdict(check, values, verdict, True, ok, under.get(check.task, ())))
     return cells, checks
 
 

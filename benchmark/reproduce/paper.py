@@ -36,6 +36,7 @@ import yaml
 
 from benchmark import CONFIG_DIR
 from benchmark.records.pooling import format_interval, higher_is_better
+from benchmark.reproduce import table_yaml
 from benchmark.tasks import UnknownTaskError, get_task
 
 PAPER_DIR = CONFIG_DIR / "paper"  # the paper's tables only; machinery tests keep theirs in tests/fixtures
@@ -154,13 +155,49 @@ def table_path(name_or_path) -> Path:
 
 
 def _metric_pairs(where, mapping, what):
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise TableError(f"{where}: {what} must map task -> {{metric: value}}, got {_show(mapping)}")
     out = {}
-    for task, metrics in (mapping or {}).items():
+    for task, metrics in mapping.items():
         if not isinstance(metrics, dict):
             raise TableError(f"{where}: {what} of task {task!r} must map metric -> value")
         for metric, value in metrics.items():
             out[(task, metric)] = value
     return out
+
+
+def _show(value) -> str:
+    """A value from the table as an error line shows it: repr, cut short (it may be a huge nested value)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(where, what, value, low=0.0, integer=False) -> float | int:
+    """`value` when a finite number >= `low` (a whole number when `integer`); else TableError naming `what`.
+    `std: .inf` would make every result "hold", a negative std or trial count makes the rule meaningless."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
+    if integer:
+        ok = ok and isinstance(value, int)
+    if not ok:
+        kind = "a whole number" if integer else "a finite number"
+        raise TableError(f"{where}: {what} is {_show(value)}, expected {kind} >= {low:g}")
+    return value
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _text(where, what, value, optional=True) -> str | None:
+    """A text field (title, source, note ...): a string, or nothing when optional; never a nested value that would
+    be turned into text."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TableError(f"{where}: {what} is {_show(value)}, expected text")
+    return value
 
 
 # A misspelt key (`zo:`, `tolerence:`) would otherwise be ignored silently: a row that is not run,
@@ -184,26 +221,36 @@ def load_table(name_or_path, tolerance_overrides=None) -> PaperTable:
     path = table_path(name_or_path)
     where = str(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = table_yaml.load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise TableError(f"{where}: not valid YAML ({' '.join(str(e).split())})") from None  # one line
+        raise TableError(f"{where}: not valid YAML ({' '.join(str(e).split())[:300]})") from None  # one line
+    except (ValueError, UnicodeDecodeError) as e:  # an alias bomb, a duplicate key, too deep, not UTF-8
+        raise TableError(f"{where}: {' '.join(str(e).split())[:300]}") from None
+    except OSError as e:
+        raise TableError(f"{where}: cannot be read ({e.strerror or e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("columns"), dict) or not isinstance(data.get("rows"), list):
         raise TableError(f"{where}: expected a mapping with columns and rows")
     _refuse_unknown_keys(where, data, _TABLE_KEYS, "the table")
+    texts = {k: _text(where, k, data.get(k)) or "" for k in ("title", "source", "std_source", "check_source")}
+    if data.get("spread_published") not in (None, True, False):
+        raise TableError(f"{where}: spread_published is {_show(data['spread_published'])}, expected true or false")
+    published_trials = _number(where, "published_trials", data.get("published_trials", 1), low=1, integer=True)
     columns = _columns(where, data["columns"])
     rows = []
     for spec in data["rows"]:
         rows.append(_row(where, spec, columns, rows))
     other = _other_work(where, data.get("other_work"), columns, [r.name for r in rows])
-    tolerance = {k: float(v) for k, v in _metric_pairs(where, data.get("tolerance"), "tolerance").items()}
+    tolerance = {k: float(_number(where, f"tolerance of {k[0]} {k[1]}", v))
+                 for k, v in _metric_pairs(where, data.get("tolerance"), "tolerance").items()}
     tolerance.update(tolerance_overrides or {})
-    std = {k: float(v) for k, v in _metric_pairs(where, data.get("std"), "std").items()}
-    checks = [_parse_check(where, c, [r.name for r in rows], columns, [o.name for o in other])
-              for c in data.get("checks") or []]
-    table = PaperTable(path.stem, path, str(data.get("title", path.stem)), str(data.get("source", "")), tuple(columns),
-                       tuple(rows), tuple(checks), std, str(data.get("std_source", "")), tolerance,
-                       int(data.get("published_trials", 1)), str(data.get("check_source", "")),
-                       data.get("spread_published") is True, tuple(other))
+    std = {k: float(_number(where, f"std of {k[0]} {k[1]}", v)) for k, v in _metric_pairs(where, data.get("std"), "std").items()}
+    checks = data.get("checks") or []
+    if not isinstance(checks, list):
+        raise TableError(f"{where}: checks must be a list of {{task, metric, expr, claim}}, got {_show(checks)}")
+    checks = [_parse_check(where, c, [r.name for r in rows], columns, [o.name for o in other]) for c in checks]
+    table = PaperTable(path.stem, path, texts["title"] or path.stem, texts["source"], tuple(columns),
+                       tuple(rows), tuple(checks), std, texts["std_source"], tolerance,
+                       published_trials, texts["check_source"], data.get("spread_published") is True, tuple(other))
     for row in rows:
         for (task, metric) in row.cells:
             if table.tolerance_for(task, metric, 1)[0] is None:
@@ -221,9 +268,12 @@ def _columns(where, spec) -> list:
     for name, metrics in spec.items():
         try:
             task = get_task(name)
-        except UnknownTaskError as e:
-            raise TableError(f"{where}: {e}") from None
-        known = task.metrics + error_metrics(task) + fp_metrics(task)  # and a detection task's error analyses, "errors/loc", "fp/loc" ...
+        except (UnknownTaskError, TypeError, AttributeError) as e:  # a task that is a number or a list
+            raise TableError(f"{where}: {' '.join(str(e).split())[:200]}") from None
+        if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+            raise TableError(f"{where}: the columns of task {name} are {_show(metrics)}, expected a list of metric names")
+        # and a detection task's error analyses, "errors/loc", "fp/loc" ...
+        known = task.metrics + error_metrics(task) + fp_metrics(task)
         for m in metrics:
             if m not in known:
                 raise TableError(f"{where}: task {name} has no metric {m!r}; it reports {', '.join(known)}")
@@ -236,27 +286,82 @@ def _row(where, spec, columns, rows) -> Row:
     from benchmark.weights import zoo
 
     name = spec.get("name") if isinstance(spec, dict) else None
-    if not name or not str(name).isidentifier():
-        raise TableError(f"{where}: every row needs a name that is a Python identifier, got {name!r}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise TableError(f"{where}: every row needs a name that is a Python identifier, got {_show(name)}")
     if name in (r.name for r in rows):
         raise TableError(f"{where}: row {name!r} appears twice")
     _refuse_unknown_keys(where, spec, _ROW_KEYS, f"row {name}")
+    for key in ("zoo", "weights", "note"):
+        _text(where, f"row {name}: {key}", spec.get(key))
+    given = [k for k in ("zoo", "weights", "synthetic") if spec.get(k)]
+    if len(given) > 1:  # the zoo was silently preferred: say which checkpoint the row means, once
+        raise TableError(f"{where}: row {name} gives both {given[0]} and {given[1]}; a row runs one checkpoint")
     if spec.get("zoo"):
         try:
             zoo.get(spec["zoo"])
         except (KeyError, ValueError) as e:
             raise TableError(f"{where}: row {name}: {str(e).strip(chr(39))}") from None
+    synthetic = _synthetic(f"{where}: row {name}", spec.get("synthetic"))
+    other = _other_values(f"{where}: row {name}", spec.get("other"))
     cells = {}
     for key, cell in _metric_pairs(f"{where}: row {name}", spec.get("cells"), "cells").items():
         if key not in columns:
             raise TableError(f"{where}: row {name} has a cell {key[0]} {key[1]} that is not a column")
         if cell is None:
             continue
-        if not isinstance(cell, dict) or not isinstance(cell.get("value"), (int, float)) or not cell.get("source"):
-            raise TableError(f"{where}: row {name}, {key[0]} {key[1]}: a cell is null or {{value: number, source: text}}")
-        cells[key] = Reference(float(cell["value"]), str(cell["source"]), bool(cell.get("secondary", False)))
-    return Row(name, spec.get("zoo"), spec.get("weights"), spec.get("synthetic"), spec.get("note"), cells,
-               tuple(spec.get("other") or ()))
+        what = f"row {name}, {key[0]} {key[1]}"
+        if not isinstance(cell, dict) or not isinstance(cell.get("source"), str) or not cell["source"]:
+            raise TableError(f"{where}: {what}: a cell is null or {{value: number, source: text}}")
+        _refuse_unknown_keys(where, cell, ("value", "source", "secondary"), what)
+        value = _number(where, f"{what}: value", cell.get("value"))
+        if cell.get("secondary", False) not in (True, False):
+            raise TableError(f"{where}: {what}: secondary is {_show(cell['secondary'])}, expected true or false")
+        cells[key] = Reference(float(value), cell["source"], cell.get("secondary", False) is True)
+    return Row(name, spec.get("zoo"), spec.get("weights"), synthetic, spec.get("note"), cells, other)
+
+
+_SYNTHETIC_KEYS = ("layout", "seed", "width")
+
+
+def _synthetic(where, spec) -> dict | None:
+    """A row's synthetic checkpoint {layout, seed, width}, checked here: the reproduction makes it only after
+    planning, and a bad one used to fail there, after the other rows had trained."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise TableError(f"{where}: synthetic is {_show(spec)}, expected {{layout, seed, width}}")
+    _refuse_unknown_keys(where, spec, _SYNTHETIC_KEYS, "synthetic")
+    from benchmark.weights.synthetic import LAYOUTS  # here: it imports torch, which a leaderboard must not need
+
+    layout = spec.get("layout", "moco")
+    if layout not in LAYOUTS:
+        raise TableError(f"{where}: synthetic layout {_show(layout)} is not one of {', '.join(LAYOUTS)}")
+    _number(where, "synthetic seed", spec.get("seed", 0), low=0, integer=True)
+    _number(where, "synthetic width", spec.get("width", 64), low=1, integer=True)
+    return dict(spec)
+
+
+_OTHER_VALUE_KEYS = ("what", "value", "source", "secondary")
+
+
+def _other_values(where, specs) -> tuple:
+    """A row's `other`: published numbers of no task of this suite [{what, value, source, secondary}], shown as notes;
+    checked here, where a bad one used to crash the report after every run had trained."""
+    if specs is None:
+        return ()
+    if not isinstance(specs, list):
+        raise TableError(f"{where}: other is {_show(specs)}, expected a list of {{what, value, source}}")
+    for spec in specs:
+        if not isinstance(spec, dict):
+            raise TableError(f"{where}: an other value is {_show(spec)}, expected {{what, value, source}}")
+        _refuse_unknown_keys(where, spec, _OTHER_VALUE_KEYS, "an other value")
+        for key in ("what", "source"):
+            if not _text(where, f"other {key}", spec.get(key)):
+                raise TableError(f"{where}: an other value needs {key} (text)")
+        _number(where, f"other value of {spec['what']!r}", spec.get("value"))
+        if spec.get("secondary", False) not in (True, False):
+            raise TableError(f"{where}: other {spec['what']!r}: secondary is {_show(spec['secondary'])}, expected true or false")
+    return tuple(dict(s) for s in specs)
 
 
 def _other_work(where, specs, columns, row_names) -> list:
@@ -274,17 +379,19 @@ def _other_work(where, specs, columns, row_names) -> list:
         if name in row_names or name in (o.name for o in out):
             raise TableError(f"{where}: other_work {name!r} has the name of a row or of another entry")
         _refuse_unknown_keys(where, spec, _OTHER_KEYS, f"other_work {name}")
-        if not spec.get("source") or not spec.get("what"):
-            raise TableError(f"{where}: other_work {name} needs what it is and its source")
+        if not isinstance(spec.get("source"), str) or not isinstance(spec.get("what"), str) \
+                or not spec["source"] or not spec["what"]:
+            raise TableError(f"{where}: other_work {name} needs what it is and its source (text)")
+        _text(where, f"other_work {name}: note", spec.get("note"))
         if not isinstance(spec.get("same_protocol"), bool):
             raise TableError(f"{where}: other_work {name} must say same_protocol: true or false")
         cells = {}
         for key, cell in _metric_pairs(f"{where}: other_work {name}", spec.get("cells"), "cells").items():
             if key not in columns:
                 raise TableError(f"{where}: other_work {name} has a value for {key[0]} {key[1]}, which is not a column")
-            ok = isinstance(cell, dict) and isinstance(cell.get("value"), (int, float)) and math.isfinite(cell["value"])
+            ok = isinstance(cell, dict) and _finite(cell.get("value"))
             ci = cell.get("ci95") if isinstance(cell, dict) else None
-            if not ok or (ci is not None and not (isinstance(ci, (int, float)) and math.isfinite(ci) and ci >= 0)):
+            if not ok or (ci is not None and not (_finite(ci) and ci >= 0)):
                 raise TableError(f"{where}: other_work {name}, {key[0]} {key[1]}: expected {{value: number, ci95: "
                                  f"number >= 0 (optional)}}, got {cell!r}")
             _refuse_unknown_keys(where, cell, _OTHER_CELL_KEYS, f"other_work {name}, {key[0]} {key[1]}")
@@ -303,30 +410,78 @@ _CMPOPS = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.L
 _FUNCS = {"min": min, "max": max, "abs": abs}
 
 
+MAX_CHECK_CHARS = 2000  # the longest shipped check (table2's spread) has ~500 characters
+MAX_CHECK_DEPTH = 60  # nesting of the expression's tree; evaluating it recurses once per level
+
+
 def _parse_check(where, spec, row_names, columns, other_names=()) -> Check:
-    try:
-        task, metric, expr = spec["task"], spec["metric"], str(spec["expr"])
-    except (KeyError, TypeError):
-        raise TableError(f"{where}: a check needs task, metric and expr: {spec!r}") from None
+    if not isinstance(spec, dict) or not all(isinstance(spec.get(k), str) for k in ("task", "metric", "expr")):
+        raise TableError(f"{where}: a check needs task, metric and expr (text): {_show(spec)}")
+    task, metric, expr = spec["task"], spec["metric"], spec["expr"]
+    _text(where, f"check {_show(expr)}: claim", spec.get("claim"))
+    _refuse_unknown_keys(where, spec, ("task", "metric", "expr", "claim"), f"check {_show(expr)}")
     if (task, metric) not in columns:
-        raise TableError(f"{where}: check {expr!r} is on {task} {metric}, which is not a column")
+        raise TableError(f"{where}: check {_show(expr)} is on {task} {metric}, which is not a column")
+    if len(expr) > MAX_CHECK_CHARS:
+        raise TableError(f"{where}: check {_show(expr)} has {len(expr)} characters; at most {MAX_CHECK_CHARS}")
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError as e:
-        raise TableError(f"{where}: check {expr!r} does not parse ({e.msg})") from None
+        raise TableError(f"{where}: check {_show(expr)} does not parse ({e.msg})") from None
+    except (RecursionError, MemoryError):
+        raise TableError(f"{where}: check {_show(expr)} is nested too deeply to parse") from None
+    depth = _depth(tree)
+    if depth > MAX_CHECK_DEPTH:
+        raise TableError(f"{where}: check {_show(expr)} nests {depth} levels deep; at most {MAX_CHECK_DEPTH} "
+                         f"(write a long sum with fewer terms, or split the check)")
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id not in _FUNCS:
             if node.id in other_names:
-                raise TableError(f"{where}: check {expr!r} names {node.id!r}, another work's numbers (other_work), "
+                raise TableError(f"{where}: check {_show(expr)} names {node.id!r}, another work's numbers (other_work), "
                                  f"which are shown, never judged")
             if node.id not in row_names:
-                raise TableError(f"{where}: check {expr!r} names {node.id!r}, which is not a row")
+                raise TableError(f"{where}: check {_show(expr)} names {node.id!r}, which is not a row")
             names.append(node.id)
     if not isinstance(tree.body, ast.Compare):
-        raise TableError(f"{where}: check {expr!r} must be a comparison")
-    _evaluate(tree, {n: 0.0 for n in names}, where, expr)  # refuses anything outside the small grammar
-    return Check(task, metric, expr, str(spec.get("claim", "")), tuple(dict.fromkeys(names)))
+        raise TableError(f"{where}: check {_show(expr)} must be a comparison")
+    # the grammar is checked on the tree, never by evaluating it: `a / (b - c)` divides by zero on made-up values
+    for node in ast.walk(tree):
+        if not _allowed(node, tree):
+            raise TableError(f"{where}: check {_show(expr)}: {ast.dump(node)[:60]} is not allowed "
+                             f"(numbers, row names, + - * /, min max abs, comparisons)")
+    return Check(task, metric, expr, spec.get("claim") or "", tuple(dict.fromkeys(names)))
+
+
+def _depth(tree) -> int:
+    """The depth of an expression's tree, without recursion (a long sum is a deep tree)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack += [(child, d + 1) for child in ast.iter_child_nodes(node)]
+    return deepest
+
+
+def _allowed(node, tree) -> bool:
+    """Whether `node` belongs to the checks' small grammar (what _evaluate computes)."""
+    if isinstance(node, (ast.Expression, ast.Load, ast.USub)) or type(node) in _BINOPS or type(node) in _CMPOPS:
+        return True
+    if isinstance(node, ast.Constant):
+        return type(node.value) in (int, float)
+    if isinstance(node, ast.Name):  # a function's name only where it is called
+        return node.id not in _FUNCS or any(isinstance(c, ast.Call) and c.func is node for c in ast.walk(tree))
+    if isinstance(node, ast.BinOp):
+        return type(node.op) in _BINOPS
+    if isinstance(node, ast.UnaryOp):
+        return isinstance(node.op, ast.USub)
+    if isinstance(node, ast.Call):
+        arity = 1 if getattr(node.func, "id", None) == "abs" else 2
+        return (isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords
+                and (len(node.args) == 1 if arity == 1 else len(node.args) >= 2))
+    if isinstance(node, ast.Compare):
+        return all(type(o) in _CMPOPS for o in node.ops)
+    return False
 
 
 def _evaluate(tree, values, where="", expr=""):
@@ -351,13 +506,14 @@ def _evaluate(tree, values, where="", expr=""):
                     return False
                 left = right
             return True
-        raise TableError(f"{where}: check {expr!r}: {ast.dump(node)[:60]} is not allowed "
+        raise TableError(f"{where}: check {_show(expr)}: {ast.dump(node)[:60]} is not allowed "
                          f"(numbers, row names, + - * /, min max abs, comparisons)")
     return ev(tree)
 
 
 def evaluate_check(check: Check, means: dict) -> bool:
-    """Whether the check holds on `means` {row name: our mean of the check's task metric}."""
+    """Whether the check holds on `means` {row name: our mean of the check's task metric}. ZeroDivisionError
+    when the check divides by zero on these means (judge says so)."""
     return bool(_evaluate(ast.parse(check.expr, mode="eval"), means, expr=check.expr))
 
 

@@ -309,7 +309,7 @@ def test_run_puts_threads_back_and_says_progress(tmp_path, monkeypatch):
     assert report["data"]["workers"]["0"]["images"] == 4 and report["data"]["section_s"] > 0
     assert said == ["[1/1] data: train loader with 0 workers ..."]
     assert {p.name for p in tmp_path.iterdir()} - {"cache"} == set()  # its temporary folder is gone
-    with pytest.raises(ValueError, match="unknown section.s. speed; choose from train, eval, data, convert, fewshot"):
+    with pytest.raises(ValueError, match="unknown section.s. speed; choose from train, eval, data, convert, fewshot, board"):
         bench.run(["speed"])
 
 
@@ -324,6 +324,26 @@ def test_scripts_run_from_their_folder_anywhere(tmp_path):
                                        capture_output=True, text=True, timeout=300)
     refused = run(ROOT / "benchmarks" / "run_bench.py", "--sections", "train,speed")
     assert refused.returncode == 2, refused.stderr
-    assert "unknown section speed; choose from train,eval,data,convert,fewshot" in refused.stderr
+    assert "unknown section speed; choose from train,eval,data,convert,fewshot,board" in refused.stderr
     helped = run(ROOT / "benchmarks" / "bench_convert.py", "--help")
     assert helped.returncode == 0 and "peak memory under 3x" in helped.stdout, helped.stderr
+
+
+def test_board_figures(tmp_path):
+    """The board section makes its records, times every stage and counts what it wrote (issue 22, low 7)."""
+    from benchmarks.board_speed import board_figures
+
+    report = board_figures(tmp_path, sizes=(60,))
+    f = report["sizes"][60]
+    # 20 checkpoints of 3 trials, two of them with a smoke trial (its own row); 10 per task, so each of the
+    # 6 columns (2 tasks x 3 metrics) tests C(10, 2) = 45 pairs
+    assert (f["records"], f["rows"], f["pairs"]) == (60, 22, 6 * 45)
+    assert all(f[k] > 0 for k in ("gather_s", "build_s", "md_s", "csv_s", "html_s", "pairs_s"))
+    assert f["total_s"] == pytest.approx(f["gather_s"] + f["build_s"] + f["md_s"] + f["csv_s"] + f["html_s"])
+    assert report["within_target"] is (f["total_s"] < 30.0)
+    assert {p.name for p in (tmp_path / "board_60_out").iterdir()} == {
+        "leaderboard.md", "leaderboard.csv", "leaderboard_pairs.csv", "leaderboard.html", "leaderboard.png"}
+    row = bench._board_rows(report)[0]
+    assert row[0] == "leaderboard, 60 records" and row[2].startswith("22 rows, 270 pairs: gather ")
+    assert bench.problems({"board": {**report, "within_target": False}}) == [
+        f"leaderboard of 60 records over target ({f['total_s']:.1f} s; target < 30 s)"]

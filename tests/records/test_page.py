@@ -179,3 +179,44 @@ def test_an_error_column_sorts_lowest_first_and_intervals_show_in_the_browser(tm
         assert [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"] == []
     finally:
         driver.quit()
+
+
+@pytest.mark.slow  # starts a browser (a few seconds)
+def test_hostile_records_run_no_script_and_show_as_text_in_a_real_browser(tmp_path):
+    """Issue 22: names, folders, tasks and metrics written to run script, fake a URL or hide text. Opened in
+    chromium, the page runs none of it, every link stays a file beside the page, and the text shows as text
+    (hidden characters as their escapes)."""
+    name = '<img src=x onerror="window.pwned=1">\u202eevil\x1b[31m'
+    task = "<script>window.pwned=3</script>"
+    metric = "<svg onload=window.pwned=4>"
+    runs = tmp_path / "runs"
+    for i, folder in enumerate(["javascript:window.pwned=2;%0A%2F", "ok"]):
+        record = write_record(runs / folder, name=name if i == 0 else "plain", task=task, trial=0,
+                              metrics={"bbox": {metric: 40.0 + i}})
+        (record.parent / "config.yaml").write_text("SEED: 0\n")
+    out = runs  # the page beside the records, where a javascript: folder became a javascript: href
+    assert tool("leaderboard")([str(runs), "--published", "none", "--out", str(out), "--format", "html"]) == 0
+    driver = _chromium()
+    try:
+        from selenium.webdriver.common.by import By
+
+        driver.get(Path(out / "leaderboard.html").resolve().as_uri())
+        assert driver.execute_script("return window.pwned === undefined")
+        links = driver.find_elements(By.CSS_SELECTOR, "a[href]")
+        assert len(links) == 4  # two cells, each: record and config
+        assert all(link.get_attribute("href").startswith("file:///") for link in links), [
+            link.get_attribute("href") for link in links]
+        for i in range(len(links)):
+            driver.find_elements(By.CSS_SELECTOR, "a[href]")[i].click()  # a javascript: href would run here
+            assert driver.execute_script("return window.pwned === undefined")
+            if driver.current_url.endswith(".html"):
+                continue
+            driver.back()
+        assert driver.execute_script("return window.pwned === undefined")
+        text = driver.find_element(By.TAG_NAME, "body").text
+        shown = '<img src=x onerror="window.pwned=1">\\u202eevil\\x1b[31m'
+        assert shown in text and task in text and metric in text
+        assert "\u202e" not in text and "\x1b" not in text
+        assert [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
