@@ -6,6 +6,8 @@ import math
 LAYERS = ("res2", "res3", "res4", "res5", "pooled")  # layer1..4, avgpool [Good_transfer:customized_resnet.py]
 SCALE = 64  # the generator halves its input six times (generator.CHANNELS_DOWN has six levels)
 RECORD_KIND = "analysis"
+TASK_PREFIX = "inversion_"  # a record's task: inversion_<layer>
+FIGURE_NAME = "grid.png"  # the grid figure, in the folder above each checkpoint's records (run.py's layout)
 MIN_NOISE = 2 * SCALE  # the deepest level is noise / 64 wide; BatchNorm in training mode needs > 1 value
 
 
@@ -42,6 +44,6 @@ class Settings:
 
     @property
     def task(self) -> str:
-        return f"inversion_{self.layer}"
+        return f"{TASK_PREFIX}{self.layer}"
 
 

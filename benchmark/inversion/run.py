@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from benchmark.inversion import images as image_io
-from benchmark.inversion.recipe import RECORD_KIND, Settings
+from benchmark.inversion.recipe import FIGURE_NAME, RECORD_KIND, Settings
 
 
 def _digest(data) -> str:
@@ -52,7 +52,7 @@ def prepare(weights_specs, image_sources, output, settings: Settings):
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(f"--weights: two checkpoints are named {twice[0]!r} (their outputs would collide)")
-    bad = [n for n in names if n in ("sources", "grid.png") or n.startswith(".")]
+    bad = [n for n in names if n in ("sources", FIGURE_NAME) or n.startswith(".")]
     if bad:
         raise ValueError(f"--weights: a checkpoint named {bad[0]!r} would collide with the run's own files")
     return prepared, paths
@@ -133,7 +133,7 @@ def run(weights_specs, image_sources, output, settings: Settings = Settings(), b
             config_digest=_digest(key), protocol_digest=_digest(recipe), environment=env)
         records.append(write_record(folder, record))
         table.append([(folder / f"{path.stem}.png", numbers[path.stem]) for path in paths])
-    grid = figure.grid(task_dir / "grid.png", [task_dir / "sources" / f"{path.stem}.png" for path in paths],
+    grid = figure.grid(task_dir / FIGURE_NAME, [task_dir / "sources" / f"{path.stem}.png" for path in paths],
                        [p.name for p in prepared], [list(row) for row in zip(*table)])
     return {"records": records, "grid": grid, "inverted": inverted,
             "skipped": len(paths) * len(prepared) - inverted}

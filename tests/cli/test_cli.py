@@ -79,7 +79,7 @@ def test_task_and_weights_are_required():
 
 # The tools' cheap paths: a user waits for none of torch and detectron2 (seconds to import).
 _CHEAP = [("run_transfer", "--help"), ("run_transfer", "--list-tasks"), ("run_transfer", "--list-zoo"),
-          ("leaderboard", "--help"), ("reproduce", "--help"), ("reproduce", "--list-zoo")]
+          ("leaderboard", "--help"), ("reproduce", "--help"), ("reproduce", "--list-zoo"), ("invert", "--help")]
 
 # Runs tools/NAME.py as `python tools/NAME.py ARGS` does and reports, at exit, the exit status and
 # which heavy modules were imported.
