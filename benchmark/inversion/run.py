@@ -11,8 +11,9 @@ Layout under OUTPUT (TASK is `inversion_<layer>`):
     OUTPUT/inputs/synthetic_<i>.png      the default images, when no image is given
 
 Resuming: an (image, checkpoint) pair whose PNG and JSON exist, and whose JSON names the same settings
-and the same weights (sha256), is not inverted again; every file is written atomically, so a killed run
-leaves complete pairs or none. A pair made with other settings is made again.
+and the same weights (sha256), is complete; a batch (a fixed slice of --batch images of the image list, x
+all checkpoints) whose pairs are all complete is not run again. Every file is written atomically, so a
+killed run leaves complete pairs or none. A pair made with other settings is made again.
 
 The record (benchmark.records.results; kind "analysis", never pooled with fine-tuning runs, whose kinds
 differ): task TASK, metrics {"inversion": means over the images of PSNR, SSIM and the final feature loss;
@@ -97,21 +98,25 @@ def run(weights_specs, image_sources, output, settings: Settings = Settings(), b
         crops[path.stem] = image_io.load(path, settings.resize, settings.crop)
         source_png = task_dir / "sources" / f"{path.stem}.png"
         image_io.save_png(crops[path.stem], source_png)
-    todo = [path.stem for path in paths if any(_pair_done(f, path.stem, k) is None for f, k in zip(folders, keys))]
+    stems = [path.stem for path in paths]
+    # Batches are fixed slices of the whole image list: a pair's numbers depend, at rounding level, on the
+    # batch it ran in (grouped convolutions), so a resumed run recomputes the whole batch of an incomplete
+    # image, as the first run did, and writes only the missing pairs: bit-identical to an uninterrupted run.
+    chunks = [stems[i:i + batch] for i in range(0, len(stems), batch)]
+    todo = [c for c in chunks if any(_pair_done(f, s, k) is None for s in c for f, k in zip(folders, keys))]
     extractors = [FeatureExtractor(p, settings.layer).to(device) for p in prepared] if todo else []
     inverted = 0
-    for start in range(0, len(todo), batch):
-        stems = todo[start:start + batch]
-        chunk = f"images {start + 1}-{start + len(stems)} of {len(todo)} to do"
-        say(f"inverting {chunk} x {len(prepared)} checkpoint(s) at {settings.layer}, {settings.steps} steps")
+    for number, chunk in enumerate(todo, 1):
+        what = f"batch {number}/{len(todo)} ({len(chunk)} image(s) x {len(prepared)} checkpoint(s))"
+        say(f"inverting {what} at {settings.layer}, {settings.steps} steps")
         began = time.monotonic()
-        result = loop.invert(extractors, torch.stack([crops[s] for s in stems]), settings.steps, settings.seed,
-                             settings.noise_size, settings.lr, progress=loop.Progress(chunk))
-        seconds = (time.monotonic() - began) / (len(stems) * len(prepared))
+        result = loop.invert(extractors, torch.stack([crops[s] for s in chunk]), settings.steps, settings.seed,
+                             settings.noise_size, settings.lr, progress=loop.Progress(what))
+        seconds = (time.monotonic() - began) / (len(chunk) * len(prepared))
         for k, (folder, key) in enumerate(zip(folders, keys)):
-            for i, stem in enumerate(stems):
+            for i, stem in enumerate(chunk):
                 if _pair_done(folder, stem, key) is not None:
-                    continue  # complete from an earlier run; this batch recomputed it only to keep the batch whole
+                    continue  # complete from an earlier run, made in this very batch: kept
                 image = result["images"][k, i]
                 scores = metrics.image_scores(image, crops[stem])
                 image_io.save_png(image, folder / f"{stem}.png")
