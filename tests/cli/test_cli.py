@@ -113,7 +113,7 @@ _LIGHT_MODULES = ["benchmark.records", "benchmark.records.results", "benchmark.r
                   "benchmark.reproduce.plan", "benchmark.reproduce.judge", "benchmark.reproduce.report",
                   "benchmark.reproduce.run", "benchmark.reproduce.launch", "benchmark.reproduce.cost",
                   "benchmark.cli", "benchmark.cli.run_transfer",
-                  "benchmark.cli.leaderboard", "benchmark.cli.reproduce"]
+                  "benchmark.cli.leaderboard", "benchmark.cli.reproduce", "benchmark.cli.invert"]
 
 # In a fresh interpreter: warning filters, logging levels and handlers before and after the imports.
 _STATE_SCRIPT = """
