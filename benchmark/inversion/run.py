@@ -85,8 +85,16 @@ def run(weights_specs, image_sources, output, settings: Settings = Settings(), b
 
     if batch < 1:
         raise ValueError(f"--batch {batch}: must be at least 1")
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here")
     prepared, paths = prepare(weights_specs, image_sources, output, settings)
     output = Path(output)
+    # built before anything is written: a checkpoint lacking a tensor of the layer's stages is refused first
+    extractors = [FeatureExtractor(p, settings.layer).to(device) for p in prepared]
     if paths is None:
         paths = image_io.write_default_images(output / "inputs")
     task_dir = output / settings.task
@@ -104,7 +112,6 @@ def run(weights_specs, image_sources, output, settings: Settings = Settings(), b
     # image, as the first run did, and writes only the missing pairs: bit-identical to an uninterrupted run.
     chunks = [stems[i:i + batch] for i in range(0, len(stems), batch)]
     todo = [c for c in chunks if any(_pair_done(f, s, k) is None for s in c for f, k in zip(folders, keys))]
-    extractors = [FeatureExtractor(p, settings.layer).to(device) for p in prepared] if todo else []
     inverted = 0
     for number, chunk in enumerate(todo, 1):
         what = f"batch {number}/{len(todo)} ({len(chunk)} image(s) x {len(prepared)} checkpoint(s))"

@@ -67,6 +67,7 @@ def test_two_checkpoints_two_default_images_give_pictures_grid_records_and_resum
     (["--steps", "0"], "--steps 0: must be at least 1"),
     (["--images", "MISSING.png"], "MISSING.png: no such file or folder"),
     (["--batch", "0"], "--batch 0: must be at least 1"),
+    (["--device", "gpu0"], "--device 'gpu0': not a torch device"),
 ])
 def test_bad_options_are_one_error_line_and_write_nothing(tmp_path, checkpoints, capsys, args, message):
     out = tmp_path / "out"
