@@ -52,6 +52,7 @@ setup(
         "transfer-make-synthetic = benchmark.cli.make_synthetic:main",
         "transfer-demo = benchmark.cli.demo:main",
         "transfer-fp-chart = benchmark.cli.fp_chart:main",
+        "transfer-invert = benchmark.cli.invert:main",
     ]},
     # torch/torchvision and detectron2 are installed by tools/setup_env.py: torch must be the
     # local pinned build, and detectron2 is not on the package index (README: Install).
@@ -77,6 +78,7 @@ setup(
         "submitit",
         "pyyaml",
         "scipy",  # Welch's t-test between leaderboard rows (records.pooling)
+        "torchmetrics",  # PSNR and SSIM of feature inversions (benchmark.inversion.metrics)
     ],
     # selenium drives Debian's chromium in tests/records/test_page.py
     extras_require={"test": ["pytest", "pytest-randomly", "ruff", "selenium"]},

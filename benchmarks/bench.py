@@ -3,12 +3,13 @@
 Not part of the installed package: run from a checkout (`python benchmarks/run_bench.py`), which
 puts the repository root on sys.path so that this module imports as `benchmarks.bench`.
 
-Six sections, each a module with a function returning a JSON-ready dict of figures (seconds,
+Eight sections, each a module with a function returning a JSON-ready dict of figures (seconds,
 images/s, MiB): `train_speed.train_figures` (our engine's Trainer against detectron2's
 DefaultTrainer), `eval_speed.eval_figures` (VOC and COCO evaluation), `data_speed.data_figures`
 (the train loader and the layout check), `convert_speed.measure_convert` (the converter, in a fresh
-process), `fewshot_speed.fewshot_figures` (few-shot episodes, features cached or not) and
-`board_speed.board_figures` (the leaderboard of 500 to 5,000 records, every format); what
+process), `fewshot_speed.fewshot_figures` (few-shot episodes, features cached or not),
+`board_speed.board_figures` (the leaderboard of 500 to 5,000 records, every format) and
+`inversion_speed.inversion_figures` (seconds per feature-inversion step at 224 px); what
 they share is in `benchmarks.common`. Here: `run` measures the chosen sections, `summary(report)`
 is the table the command prints (tabulate), `problems(report)` the targets missed.
 """
@@ -25,9 +26,11 @@ from benchmarks.data_speed import data_figures
 from benchmarks.eval_speed import SAME_NUMBERS, eval_figures
 from benchmarks.fewshot_speed import fewshot_figures
 from benchmarks.fewshot_speed import rows as fewshot_rows
+from benchmarks.inversion_speed import inversion_figures
+from benchmarks.inversion_speed import rows as inversion_rows
 from benchmarks.train_speed import TRAIN_TARGET, train_figures
 
-SECTIONS = ("train", "eval", "data", "convert", "fewshot", "board")
+SECTIONS = ("train", "eval", "data", "convert", "fewshot", "board", "inversion")
 
 # Settings of a full run (a few minutes on 2 CPU cores) and of --quick (tests, small CI machines).
 PRESETS = {
@@ -35,12 +38,14 @@ PRESETS = {
                 "eval": dict(num_images=300, repeats=3),
                 "data": dict(workers=(0, 1, 2), batches=100, check_images=1000),
                 "fewshot": dict(episodes=100, images=64),
-                "board": dict(sizes=(500, 1000, 2000, 5000))},  # issue 22: 5,000 records (~1,700 rows) in < 30 s
+                "board": dict(sizes=(500, 1000, 2000, 5000)),  # issue 22: 5,000 records (~1,700 rows) in < 30 s
+                "inversion": dict(batch=2, steps=3)},  # the recipe's 224 px, ResNet-50; the Must-show run's 2 images
     "quick": {"train": dict(sizes=(64, 96), warmup=1, rounds=4, block=1),
               "eval": dict(num_images=40, repeats=2),
               "data": dict(workers=(0, 1, 2), batches=10, check_images=100),
               "fewshot": dict(episodes=10, images=8),
-              "board": dict(sizes=(60, 120))},
+              "board": dict(sizes=(60, 120)),
+              "inversion": dict(batch=2, steps=1, crop=64, noise_size=128, width=8)},
 }
 
 
@@ -73,6 +78,8 @@ def run(sections=SECTIONS, quick=False, threads=1, workdir=None, progress=print)
                 report["fewshot"] = fewshot_figures(tmp, progress=say, **preset["fewshot"])
             elif name == "board":
                 report["board"] = board_figures(tmp, progress=say, **preset["board"])
+            elif name == "inversion":
+                report["inversion"] = inversion_figures(tmp, progress=say, **preset["inversion"])
             else:
                 if say:
                     say("convert: full ResNet-50 MoCo checkpoint, in a fresh process ...")
@@ -177,7 +184,8 @@ def _board_rows(b) -> list:
 
 
 _SECTION_ROWS = {"train": _train_rows, "eval": _eval_rows, "data": _data_rows, "convert": _convert_rows,
-                 "fewshot": fewshot_rows, "board": _board_rows}
+                 "fewshot": fewshot_rows, "board": _board_rows,
+                 "inversion": inversion_rows}
 
 
 def summary_rows(report) -> list:

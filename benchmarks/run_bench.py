@@ -40,7 +40,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (tests, small CI machines)")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON, for later comparison")
-    p.add_argument("--sections", type=sections, default=list(bench.SECTIONS), help="comma list of train,eval,data,convert,fewshot,board")
+    p.add_argument("--sections", type=sections, default=list(bench.SECTIONS),
+                   help="comma list of train,eval,data,convert,fewshot,board,inversion")
     p.add_argument("--threads", type=int, default=1, help="torch threads for every section (default 1: steadier on a shared machine)")
     args = p.parse_args(argv)
     report = bench.run(args.sections, quick=args.quick, threads=args.threads,

@@ -123,6 +123,21 @@ def _links(row, task, base: Path | None) -> str:
     return f'<span class="links">{"".join(links)}</span>' if links else ""
 
 
+def _inversion_figures(board, base: Path | None) -> list:
+    """Relative links to the grid figures of the feature-inversion records shown (benchmark.inversion.run's
+    layout: TASK/FIGURE_NAME above each checkpoint's record folder); only figures that exist."""
+    from benchmark.inversion.recipe import FIGURE_NAME, TASK_PREFIX  # constants only, no torch
+
+    figures = {}
+    for row in board.rows:
+        for task, records in row.records.items():
+            for record in records if task.startswith(TASK_PREFIX) else ():
+                path = Path(record).parent.parent / FIGURE_NAME
+                if record and path.is_file():
+                    figures.setdefault(os.path.relpath(path, base if base is not None else Path.cwd()), task)
+    return [f'<li><a href="{e(href)}">{e(task)}: {e(href)}</a></li>' for href, task in sorted(figures.items())]
+
+
 def _cell(board, row, col, base) -> str:
     s = row.cells.get(col)
     if s is None:
@@ -234,6 +249,9 @@ def render(board, title="Leaderboard", base=None, errors_png: bytes | None = Non
             out.append(f'<p><img alt="AP lost per error type" src="data:image/png;base64,{data}"></p>')
         out += _table(board, board.errors, [r for r in board.rows if any(c in r.cells for c in board.errors)], base)
     out += fp_chart.page_section(board, [t for t in dict.fromkeys(t for t, _ in board.columns) if _is_voc(t)])
+    figures = _inversion_figures(board, base)
+    if figures:
+        out += ["<h2>Feature inversion</h2><ul>", *figures, "</ul>"]
     rows_deviating = deviating(board)
     if rows_deviating:
         out.append(f"<h2>{e(DEVIATIONS_TITLE)}</h2><ul>")

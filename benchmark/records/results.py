@@ -4,7 +4,8 @@ Schema (version 2), all keys always present, each of the type given (validate() 
   schema_version  int, SCHEMA_VERSION
   suite_version   str, benchmark.__version__ of the writer
   task            str, a registered task name
-  kind            "full" | "smoke" | "sanity" | "eval-only": what the run measures; runs of
+  kind            "full" | "smoke" | "sanity" | "eval-only" | "analysis" (tools/invert.py: no fine-tuning,
+                  benchmark.inversion): what the run measures; runs of
                   different kinds are never reused for one another nor pooled on a board
   weights         {"name": str, "sha256": str | None, "source": str,
                    "source_sha256": str | None, "format": str | None}
@@ -55,7 +56,7 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 RECORD_NAME = "results.json"
 STATUSES = ("finished", "failed")
-KINDS = ("full", "smoke", "sanity", "eval-only")
+KINDS = ("full", "smoke", "sanity", "eval-only", "analysis")
 MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record is a few KB; anything this big is not one
 # Every metric of this suite is a percentage, a score or an error of a few units; a finite 1e308 is none of them,
 # and a cell's mean or std over such values overflows (OverflowError, the whole board lost). Far above any real

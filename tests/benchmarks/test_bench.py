@@ -282,6 +282,18 @@ def test_fewshot_figures(tmp_path):
     assert rows["few-shot, 100 episodes, features cached"][0] == f"{fig['episodes_s_per_100']:.1f} s"
 
 
+def test_inversion_figures(tmp_path):
+    from benchmarks import inversion_speed
+
+    fig = inversion_speed.inversion_figures(tmp_path, **bench.PRESETS["quick"]["inversion"])
+    positive(fig, "s_per_step", "s_per_step_per_image")
+    assert fig["s_per_step_per_image"] == pytest.approx(fig["s_per_step"] / 2)
+    assert fig["s_full_inversion_batch"] == pytest.approx(fig["s_per_step"] * 3001)
+    rows = rows_of({"machine": MACHINE, "inversion": fig})
+    assert rows["inversion step @64px, batch 2"][0] == f"{fig['s_per_step']:.2f} s"
+    assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
+
+
 @pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_measure_convert(tmp_path):
     from benchmark.weights.convert import expected_shapes
@@ -309,7 +321,7 @@ def test_run_puts_threads_back_and_says_progress(tmp_path, monkeypatch):
     assert report["data"]["workers"]["0"]["images"] == 4 and report["data"]["section_s"] > 0
     assert said == ["[1/1] data: train loader with 0 workers ..."]
     assert {p.name for p in tmp_path.iterdir()} - {"cache"} == set()  # its temporary folder is gone
-    with pytest.raises(ValueError, match="unknown section.s. speed; choose from train, eval, data, convert, fewshot, board"):
+    with pytest.raises(ValueError, match="unknown section.s. speed; choose from train, eval, data, convert, fewshot, board, inversion"):
         bench.run(["speed"])
 
 
@@ -324,7 +336,7 @@ def test_scripts_run_from_their_folder_anywhere(tmp_path):
                                        capture_output=True, text=True, timeout=300)
     refused = run(ROOT / "benchmarks" / "run_bench.py", "--sections", "train,speed")
     assert refused.returncode == 2, refused.stderr
-    assert "unknown section speed; choose from train,eval,data,convert,fewshot,board" in refused.stderr
+    assert "unknown section speed; choose from train,eval,data,convert,fewshot,board,inversion" in refused.stderr
     helped = run(ROOT / "benchmarks" / "bench_convert.py", "--help")
     assert helped.returncode == 0 and "peak memory under 3x" in helped.stdout, helped.stderr
 

@@ -79,7 +79,8 @@ def test_task_and_weights_are_required():
 
 # The tools' cheap paths: a user waits for none of torch and detectron2 (seconds to import).
 _CHEAP = [("run_transfer", "--help"), ("run_transfer", "--list-tasks"), ("run_transfer", "--list-zoo"),
-          ("leaderboard", "--help"), ("reproduce", "--help"), ("reproduce", "--list-zoo"), ("fp_chart", "--help")]
+          ("leaderboard", "--help"), ("reproduce", "--help"), ("reproduce", "--list-zoo"), ("fp_chart", "--help"),
+          ("invert", "--help")]
 
 # Runs tools/NAME.py as `python tools/NAME.py ARGS` does and reports, at exit, the exit status and
 # which heavy modules were imported.
@@ -114,7 +115,7 @@ _LIGHT_MODULES = ["benchmark.records", "benchmark.records.results", "benchmark.r
                   "benchmark.reproduce.plan", "benchmark.reproduce.judge", "benchmark.reproduce.report",
                   "benchmark.reproduce.run", "benchmark.reproduce.launch", "benchmark.reproduce.cost",
                   "benchmark.cli", "benchmark.cli.run_transfer",
-                  "benchmark.cli.leaderboard", "benchmark.cli.reproduce"]
+                  "benchmark.cli.leaderboard", "benchmark.cli.reproduce", "benchmark.cli.invert"]
 
 # In a fresh interpreter: warning filters, logging levels and handlers before and after the imports.
 _STATE_SCRIPT = """

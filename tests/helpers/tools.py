@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TOOLS = ("convert", "run_transfer", "leaderboard", "reproduce", "make_synthetic", "demo", "fp_chart")
+TOOLS = ("convert", "run_transfer", "leaderboard", "reproduce", "make_synthetic", "demo", "fp_chart", "invert")
 
 
 def tool(name):
