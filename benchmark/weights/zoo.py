@@ -243,9 +243,10 @@ def _read_regular(path: Path, what: str) -> str | None:
         return None
     except OSError as e:
         raise ZooError(f"{path}: cannot be read ({e.strerror or e}); {what}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ZooError(f"{path}: not a regular file; {what}")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ZooError(f"{path}: not a regular file; {what}")
         return f.read().decode("utf-8", errors="strict")
 
 
@@ -286,9 +287,10 @@ def _locked():
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o666)
     except OSError as e:
         raise ZooError(f"{lock}: cannot be opened as the zoo's lock file ({e.strerror or e}); delete it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ZooError(f"{lock}: not a regular file; delete it (the zoo's lock file)")
     with os.fdopen(fd, "wb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ZooError(f"{lock}: not a regular file; delete it (the zoo's lock file)")
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

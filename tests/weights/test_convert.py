@@ -511,7 +511,8 @@ def test_prepare_weights_uses_a_converted_pkl_in_place(tmp_path, tiny):
     prepared = prepare_weights(str(result.output), cache_dir=tmp_path / "unused")
     assert (prepared.path, prepared.name, prepared.format) == (result.output, "exemplar_v2", "exemplar")
     assert prepared.sha256 == hashlib.sha256(result.output.read_bytes()).hexdigest() == result.sha256
-    assert prepared.source_sha256 == hashlib.sha256(tiny("exemplar").read_bytes()).hexdigest()  # the provenance's claim
+    assert result.provenance["sha256"] == hashlib.sha256(tiny("exemplar").read_bytes()).hexdigest()
+    assert prepared.source_sha256 is None  # the provenance's sha256 is the file's claim, not recorded as verified
     assert prepared.input_settings == {**RGB_INPUT, **arch(50, TINY)}
     assert not (tmp_path / "unused").exists()
 
