@@ -38,6 +38,7 @@ import yaml
 from benchmark import CONFIG_DIR
 from benchmark.fileio import write_json_atomic
 from benchmark.weights import download
+from benchmark.weights.errors import ConversionError
 
 ZOO_FILE = CONFIG_DIR / "zoo.yaml"
 CACHE_SUBDIR = "zoo"
@@ -351,8 +352,6 @@ def fetch_file(name: str, progress: bool = True) -> download.LocalFile:
 
 def _loads(path: Path) -> bool:
     """True when `path` loads as a checkpoint (the check every download passes before it enters the cache)."""
-    from benchmark.weights.errors import ConversionError
-
     try:
         download.verify_checkpoint(path)
     except ConversionError:
