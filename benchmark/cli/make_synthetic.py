@@ -42,6 +42,10 @@ def main(argv=None):
             parser.error(f"--size: expected two whole numbers H W or 'real', got {' '.join(args.size)}")
         args.size = [int(v) for v in args.size]
     formats = tuple(FAMILIES) if args.format == "all" else (args.format,)
+    problem = _bad_option(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     problem = _unusable_out(args.out)
     if problem:
         print(f"error: --out {args.out}: {problem}", file=sys.stderr)
@@ -70,6 +74,16 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     return 0
+
+
+def _bad_option(args):
+    """The option that cannot be used, named with its value and why (None: all can), before anything is written."""
+    if args.seed < 0:  # numpy's generators take non-negative seeds only (and say so without naming the flag)
+        return f"--seed {args.seed}: the random seed must be 0 or more"
+    for flag, value in (("--num-train", args.num_train), ("--num-test", args.num_test)):
+        if value < 2:  # detectron2's VOC loader cannot read a one-line image list (np.loadtxt gives a 0-d array)
+            return f"{flag} {value}: a split needs at least 2 images"
+    return None
 
 
 def _unusable_out(out: Path):

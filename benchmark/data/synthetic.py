@@ -83,11 +83,11 @@ def write(family, root, *, num_train=8, num_test=None, image_size=None, seed=0, 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     marker = root / f".synthetic_{data_format}.json"
-    if marker.exists() and json.loads(marker.read_text()) == params:
+    if marker.exists() and _recorded(marker) == params:
         return root  # complete (the marker is written last, atomically): no lock needed, even read-only
     with _locked(root / ".synthetic.lock"):
         if marker.exists():
-            recorded = json.loads(marker.read_text())
+            recorded = _recorded(marker)
             if recorded == params:
                 return root
             raise ValueError(f"{root} already holds a synthetic {data_format} dataset written with "
@@ -114,3 +114,13 @@ def write(family, root, *, num_train=8, num_test=None, image_size=None, seed=0, 
             shutil.rmtree(tmp, ignore_errors=True)
     return root
 
+
+def _recorded(marker: Path):
+    """The parameters a completion marker records. This suite writes it atomically, so one that does not
+    parse was torn or written by something else: refused naming it, as the dataset beside it is unknown."""
+    try:
+        return json.loads(marker.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{marker}: the completion marker of a synthetic dataset is not valid JSON ({e}), so what "
+                         f"the folder holds is unknown; delete it and the dataset folders beside it, or choose another "
+                         f"folder") from None

@@ -12,7 +12,8 @@ Schema (version 2), all keys always present, each of the type given (validate() 
                   name: what rows of a leaderboard are keyed by (zoo name or file stem);
                   sha256: of the converted file the run loaded (never a claim copied from it);
                   source: the --weights value (URL secrets redacted); source_sha256: the original
-                  checkpoint's, when known; format: the layout it was converted from
+                  checkpoint's, only where the suite hashed it itself (null for a converted .pkl
+                  given as --weights: its provenance only claims one); format: the layout it was converted from
   seed, trial     int, int >= 0
   status          "finished" | "failed"
   reason          str | None, why a run failed (None when finished)

@@ -138,10 +138,17 @@ def selected_tasks(table, opts) -> tuple:
     return tuple(t for t in table.tasks if t in opts.tasks)
 
 
+# tools/run_transfer.py's cap (benchmark.engine.jobs.MAX_TRIALS, kept equal by a test; not imported, so that
+# planning a table needs neither torch nor detectron2)
+MAX_TRIALS = 1000
+
+
 def plan(table, opts) -> tuple[list, list]:
     """(runs, not_run): the planned runs in row, task, trial order; not_run = [(row, why)]."""
-    if opts.trials < 1:
-        raise ReproduceError(f"--trials must be >= 1, got {opts.trials}")
+    if not 1 <= opts.trials <= MAX_TRIALS:  # every run is planned (an object each) before any starts: 10**10 is a MemoryError
+        raise ReproduceError(f"--trials must be >= 1 and at most {MAX_TRIALS}, got {opts.trials}")
+    if opts.seed < 0 or opts.seed + opts.trials - 1 >= 2**32:  # numpy's range: else each run would fail on its own, late
+        raise ReproduceError(f"--seed must be in 0..2**32-1 for every trial (seed + trial), got {opts.seed}")
     unknown = sorted(set(opts.weights) - {r.name for r in table.rows})
     if unknown:
         raise ReproduceError(f"--weights names no row of {table.name}: {', '.join(unknown)}")

@@ -50,7 +50,8 @@ def _make_synthetic(table, runs):
             spec = next((r.weights for r in runs if r.row == row.name), None)
             if spec and not Path(spec).exists():
                 make_synthetic_checkpoint(spec, layout=row.synthetic.get("layout", "moco"), seed=int(row.synthetic.get("seed", 0)),
-                                          width=int(row.synthetic.get("width", 64)))
+                                          width=int(row.synthetic.get("width", 64)),
+                                          init="random")  # the machinery tables' rows keep the weights they were written with
 
 
 def reproduce(opts: Options, say=print) -> int:

@@ -28,20 +28,20 @@ input is never damaged (an output that is the input, by path, link or inode, is 
 --force); every kept tensor is float32 with real values (benchmark.weights.tensors);
 `PreparedWeights.sha256` is the sha256 of the bytes of the converted file the run loads, hashed from
 the very bytes written or parsed, never taken from a file's own provenance (which a tampered file
-copies); the input checkpoint's hash is `source_sha256`.
+copies); the input checkpoint's hash is `source_sha256`, only where this process hashed that input (a
+converted .pkl given as --weights has None: its provenance's sha256 is a claim nothing can verify).
 """
 import dataclasses
 import hashlib
 import os
 import pickle
-import re
 from pathlib import Path
 
 from benchmark import __version__
 from benchmark.fileio import atomic_write, remove_stale_temporaries
 from benchmark.weights import download
 from benchmark.weights.architecture import TORCHVISION_WIDTH, architecture_settings, expected_shapes, settings_for, validate
-from benchmark.weights.detect import locate
+from benchmark.weights.detect import format_that_reads, locate
 from benchmark.weights.errors import ConversionError
 from benchmark.weights.formats import SOURCES, convert_state_dict, dropped_keys
 from benchmark.weights.loading import load_checkpoint, load_converted, load_converted_with_sha256
@@ -86,7 +86,7 @@ class PreparedWeights:
     sha256: str  # of the bytes of `path` as read or written here: what the run must load (record weights.sha256)
     source: str  # the spec as given, a URL's secrets redacted
     input_settings: dict  # config keys: input format, mean/std, stride, architecture
-    source_sha256: str | None = None  # of the original checkpoint: ours when we converted it; a given .pkl's claim
+    source_sha256: str | None = None  # of the original checkpoint, hashed here; None for a given .pkl (its claim is unverifiable)
     format: str | None = None  # the source format (provenance format, else __author__)
     url: str | None = None  # the (redacted) URL the original was downloaded from (provenance url); None for a local file
 
@@ -170,6 +170,7 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
     """Load `local`, convert and validate it, write `output`: the chain's steps after fetching."""
     checkpoint = load_checkpoint(local.path)
     _refuse_converted(checkpoint, local.path)
+    detected = fmt == "auto"
     try:
         # the zoo knows which released file it is where the keys cannot tell (Exemplar, Barlow Twins, ...)
         located = locate(checkpoint, fmt, hint=spec.format_hint)
@@ -178,10 +179,18 @@ def _convert(spec: WeightsSpec, local: download.LocalFile, output: Path, fmt="au
         check_keys(sd)
         sd, casts = as_float32(sd, source.rename)
         converted = convert_state_dict(sd, source)
-        depth, width = validate(converted)  # names and shapes first, then the values
+        try:
+            depth, width = validate(converted)  # names and shapes first, then the values
+        except ConversionError as e:
+            # a detected format whose names do not fit, where another reads the file (a solo-learn state dict
+            # re-saved without Lightning's version key passes as 'backbone'): say which --format
+            other = format_that_reads(checkpoint, exclude=(fmt,)) if detected else None
+            raise ConversionError(None, e.problem + (f" (as format {fmt}; --format {other} reads it)" if other else "")
+                                  ) from None
         check_values(converted)
     except ConversionError as e:
-        raise ConversionError(local.path, e.problem + ("" if fmt == "auto" else f" (as format {fmt})")) from None
+        suffix = "" if fmt == "auto" or "(as format " in e.problem else f" (as format {fmt})"
+        raise ConversionError(local.path, e.problem + suffix) from None
     provenance = {
         "input": spec.label,
         "sha256": local.sha256,
@@ -245,16 +254,15 @@ def prepare_weights(spec, cache_dir=None) -> PreparedWeights:
                            source_sha256=local.sha256, format=result.format, url=result.provenance.get("url"))
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
 def _use_converted(path: Path, spec: WeightsSpec, source_sha256) -> PreparedWeights:
     """Converted weights at `path`, validated, as PreparedWeights.
 
     The architecture settings are derived from the weights' shapes, not read from the file, so
     that a file written before they were recorded (or edited since) still builds its network.
     `sha256` is that of the bytes parsed here. `source_sha256`: of the original input where the
-    caller knows it (it hashed the input); else the provenance's claim (None without one).
+    caller knows it (it hashed the input), else None: the provenance's `sha256` of a given .pkl is
+    the file's own claim, which nothing here can check (a tampered file copies a genuine one's), so
+    it is not recorded as the original checkpoint's hash.
     """
     data, sha256 = load_converted_with_sha256(path)
     try:
@@ -273,9 +281,6 @@ def _use_converted(path: Path, spec: WeightsSpec, source_sha256) -> PreparedWeig
     if not isinstance(settings, dict):
         raise ConversionError(path, f"__provenance__ input_settings is a {type(settings).__name__}, not a mapping of "
                                     "config keys; convert the original checkpoint with tools/convert.py")
-    if source_sha256 is None:
-        claim = provenance.get("sha256")
-        source_sha256 = claim.lower() if isinstance(claim, str) and _SHA256.fullmatch(claim.lower()) else None
     fmt = provenance.get("format") if isinstance(provenance.get("format"), str) else str(data["__author__"])
     url = provenance.get("url") if isinstance(provenance.get("url"), str) else None
     return PreparedWeights(path, spec.name, sha256, spec.text, {**settings, **architecture_settings(depth, width)},

@@ -15,7 +15,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from benchmark.weights.errors import ConversionError
+from benchmark.weights.architecture import validate
+from benchmark.weights.errors import ConversionError, listing
 from benchmark.weights.formats import SOURCES, Source, strip_module
 
 # the order detection tries: the most specific layouts (markers, nesting, prefixes) before a plain ResNet
@@ -125,6 +126,44 @@ def _explicit(checkpoint, source: Source) -> Located:
     return Located(source.name, sd, _entry_name(path), source.note)
 
 
+# --------------------------------------------------------------------------- which --format would read it
+
+def _reads_whole_resnet(checkpoint, source: Source) -> bool:
+    """True when `source`, named with --format, finds a complete ResNet (names and shapes) in `checkpoint`."""
+    for path in source.paths:
+        sd = _follow(checkpoint, path)
+        if not sd or not _has_resnet(source, sd):
+            continue
+        renamed = {}
+        for key, value in sd.items():
+            new = source.rename(key)
+            if new is not None:
+                if not hasattr(value, "shape") or new in renamed:
+                    break
+                renamed[new] = value
+        else:
+            try:
+                validate(renamed)
+                return True
+            except ConversionError:
+                continue
+    return False
+
+
+def format_that_reads(checkpoint, exclude=()) -> Optional[str]:
+    """The first format (besides `exclude`) that, named with --format, reads a valid ResNet from `checkpoint`.
+
+    Detection needs a format's markers (Lightning's version key, DINO's student beside the teacher,
+    PyContrast's memory) and never tries the --format-only ones (dino_student, pycontrast_ema): a
+    file re-saved without its markers is then refused, or misread, while one --format reads it.
+    The refusal names that format. Only names and shapes are compared, so this costs a rename of
+    the keys per format, and runs only where a file is refused.
+    """
+    if not isinstance(checkpoint, dict):
+        return None
+    return next((n for n, s in SOURCES.items() if n not in exclude and _reads_whole_resnet(checkpoint, s)), None)
+
+
 # --------------------------------------------------------------------------- an unknown layout, in one line
 
 _D2_NAME = re.compile(r"(stem|res[2-5]\.\d+)\.")
@@ -162,14 +201,32 @@ def _unknown_layout(checkpoint) -> ConversionError:
     under = [p for p in prefixes if p.endswith(".") and
              {f"{p}conv1.weight", f"{p}layer1.0.conv1.weight"} <= set(keys)]
     scores = {n: sum(1 for k in keys if (r := s.rename(k)) and r != k and _D2_NAME.match(r)) for n, s in SOURCES.items()}
-    best = max(scores, key=lambda n: scores[n])
+    reader = format_that_reads(checkpoint)
+    # the format --format would read it as; else the one reading most keys, on a tie the most general one (the
+    # latest detected: torchvision, not swav or simclr_v2, for torchvision keys)
+    generality = {n: _DETECT_ORDER.index(n) if n in _DETECT_ORDER else -1 for n in SOURCES}
+    best = reader or max(scores, key=lambda n: (scores[n], generality[n]))
     if scores[best]:
-        nearest = f"{best} (its renaming reads {scores[best]} of the {len(keys)} keys)"
+        # the keys its renaming leaves as they are (neither read nor dropped): the odd ones, e.g. a misspelt conv1.weight
+        odd = [k for k in keys if (r := SOURCES[best].rename(k)) is not None and not _D2_NAME.match(r)]
+        unread = f"; {listing('keys it does not read', odd)}" if odd else ""
+        nearest = f"{best} (its renaming reads {scores[best]} of the {len(keys)} keys{unread})"
     else:
         top = strip_module(under[0] if under else prefixes.most_common(1)[0][0])
         known = {s.prefix: n for n, s in reversed(list(SOURCES.items())) if s.prefix}
         close = difflib.get_close_matches(top, list(known), n=1, cutoff=0.0)
         nearest = f"{known[close[0]]} (prefix '{close[0]}', closest to '{top}')" if close else "none"
-    what = f"a torchvision ResNet under '{under[0]}', which no format reads; " if under else ""
+    if reader:
+        what = f"a ResNet that --format {reader} reads ({_markers(SOURCES[reader])}); "
+    else:
+        what = f"a torchvision ResNet under '{under[0]}', which no format reads; " if under else ""
     return ConversionError(None, f"not a ResNet checkpoint of a known format: {what}key prefixes in {_shown(path)}: "
                                  f"{found}; nearest known format: {nearest} (tools/convert.py --list-formats)")
+
+
+def _markers(source: Source) -> str:
+    """Why detection did not take `source`, in words."""
+    if not source.detect:
+        return "a format never detected, only named"
+    needs = [f"the top-level entry '{k}'" for k, _ in source.top_markers] + [f"keys under '{m}'" for m in source.markers]
+    return "detected only with " + (" and ".join(needs) or "its keys")

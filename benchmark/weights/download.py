@@ -65,6 +65,15 @@ def redact_url(url) -> str:
     return f"{url[:len(parts.scheme)]}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
+def one_line(text) -> str:
+    """`text` as one line: its lines stripped and joined by spaces.
+
+    Some reasons carry newlines of their own (urllib's redirect-loop error is three lines:
+    '...infinite loop.\nThe last 30x error message was:\nFound'); a refusal is one `error:` line.
+    """
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 # HTTP statuses that say the file is definitively not at that URL: the only failures after which a
 # zoo entry's fallback URL is tried (a 5xx, a timeout or a cut transfer say nothing about the file)
 ABSENT_STATUSES = (404, 410)
@@ -76,7 +85,7 @@ class DownloadError(Exception):
 
     def __init__(self, url, problem, status=None):
         shown = redact_url(url)
-        problem = str(problem).replace(str(url), shown) if url else str(problem)
+        problem = one_line(str(problem).replace(str(url), shown) if url else str(problem))
         super().__init__(f"{shown}: {problem}" if url else problem)  # no URL (a setting, several URLs): the problem alone
         self.url, self.problem, self.status = (shown if url else None), problem, status
 

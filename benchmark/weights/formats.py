@@ -220,7 +220,8 @@ SOURCES = {s.name: s for s in (
                   ("target_net.", "momentum_encoder"), ("queue", "queue"))),
     Source("solo_learn", "solo-learn (PyTorch Lightning) checkpoint: state_dict, backbone.*; momentum_*, projector, predictor, "
          "classifier and every other module dropped", "vturrisi/solo-learn:solo/methods/base.py, solo/methods/byol.py",
-         paths=(_SD,), prefix="backbone.", top_markers=(("pytorch-lightning_version", None),),
+         # () too: its state dict re-saved bare is read with --format solo_learn (detection needs Lightning's key)
+         paths=(_SD, ()), prefix="backbone.", top_markers=(("pytorch-lightning_version", None),),
          dropped=(("momentum_", "momentum_encoder"), ("queue", "queue"), ("", "head"))),
     Source("vissl", "VISSL checkpoint: classy_state_dict -> base_model -> model -> trunk, _feature_blocks.* (heads beside it)",
          "facebookresearch/vissl:extra_scripts/convert_vissl_to_torchvision.py",

@@ -16,6 +16,7 @@ import argparse
 import datetime
 import hashlib
 import io
+import math
 import pathlib
 import pickle
 import re
@@ -198,4 +199,51 @@ def load_converted_with_sha256(path) -> tuple:
     bad = [k for k, v in data["model"].items() if not isinstance(v, np.ndarray) or v.dtype.kind not in "fiub"]
     if bad:
         raise ConversionError(path, f"not a converted weights file: {listing('non-numeric entries', sorted(map(str, bad)))}")
+    # torch.as_tensor refuses a byte order other than the machine's, which detectron2 would meet only in the launched run
+    foreign = [f"{k}: {v.dtype.str}" for k, v in data["model"].items() if not v.dtype.isnative]
+    if foreign:
+        raise ConversionError(path, f"not usable weights: {listing('arrays in a foreign byte order', sorted(map(str, foreign)))}"
+                                    "; torch reads the machine's byte order only: convert the original checkpoint again")
+    provenance = data.get("__provenance__")
+    if isinstance(provenance, dict) and isinstance(provenance.get("input_settings"), dict):
+        problem = input_settings_problem(provenance["input_settings"])
+        if problem:
+            raise ConversionError(path, f"__provenance__ input_settings: {problem}; convert the original checkpoint again")
     return data, hashlib.sha256(raw).hexdigest()
+
+
+# An image enters the network as 3 channels (INPUT.FORMAT RGB or BGR, the stem's 3 input channels),
+# each normalised as (x - mean) / std: a mean or std of another length fails detectron2's model
+# build, and a non-finite mean or a std that is not positive makes every input NaN or Inf.
+INPUT_CHANNELS = 3
+INPUT_FORMATS = ("RGB", "BGR")
+
+
+def input_settings_problem(settings: dict):
+    """What is wrong with the input settings a converted file carries (its provenance), or None."""
+    fmt = settings.get("INPUT.FORMAT", "RGB")
+    if fmt not in INPUT_FORMATS:
+        return f"INPUT.FORMAT is {fmt!r}, not one of {', '.join(INPUT_FORMATS)}"
+    for key, positive in (("MODEL.PIXEL_MEAN", False), ("MODEL.PIXEL_STD", True)):
+        if key not in settings:
+            continue
+        value = settings[key]
+        numbers = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not numbers or len(value) != INPUT_CHANNELS:
+            return f"{key} is {_short(value)}, not a list of {INPUT_CHANNELS} numbers (one per input channel)"
+        if not all(_finite(v) and (v > 0 or not positive) for v in value):
+            return f"{key} is {_short(value)}: each value must be a finite number{' above 0' if positive else ''}"
+    return None
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

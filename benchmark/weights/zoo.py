@@ -30,6 +30,7 @@ import fcntl
 import functools
 import json
 import os
+import stat
 from pathlib import Path
 
 import yaml
@@ -37,6 +38,7 @@ import yaml
 from benchmark import CONFIG_DIR
 from benchmark.fileio import write_json_atomic
 from benchmark.weights import download
+from benchmark.weights.errors import ConversionError
 
 ZOO_FILE = CONFIG_DIR / "zoo.yaml"
 CACHE_SUBDIR = "zoo"
@@ -230,12 +232,32 @@ def _urls_path() -> Path:
     return _zoo_dir() / URLS_NAME
 
 
+def _read_regular(path: Path, what: str) -> str | None:
+    """The text of `path`, None where it does not exist; a ZooError where it is not a regular file.
+
+    Opened without blocking and checked on the open descriptor: a FIFO in its place (made by
+    mistake or on purpose) would otherwise hold every zoo download forever on open() or read().
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ZooError(f"{path}: cannot be read ({e.strerror or e}); {what}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ZooError(f"{path}: not a regular file; {what}")
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode("utf-8", errors="strict")
+
+
 def recorded_urls() -> dict:
     """{file: the URL its cached bytes came from}; {} where not recorded (a cache older than the record)."""
     try:
-        data = json.loads(_urls_path().read_text())
-    except FileNotFoundError:
-        return {}
+        text = _read_regular(_urls_path(), "delete it (it only says where files came from)")
+        if text is None:
+            return {}
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ZooError(f"{_urls_path()}: not valid JSON ({e}); delete it (it only says where files came from)") from None
     return data if isinstance(data, dict) else {}
@@ -244,10 +266,11 @@ def recorded_urls() -> dict:
 def recorded_sha256() -> dict:
     """{file: sha256} of first downloads; an unreadable record is an error, not a fresh start."""
     path = _records_path()
-    if not path.exists():
-        return {}
     try:
-        data = json.loads(path.read_text())
+        text = _read_regular(path, "delete it and the cached files to start afresh")
+        if text is None:
+            return {}
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ZooError(f"{path}: not valid JSON ({e}); delete it and the cached files to start afresh") from None
     if not isinstance(data, dict):
@@ -260,7 +283,15 @@ def _locked():
     """One process at a time downloads and records (parallel SLURM jobs share one cache)."""
     folder = _zoo_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as f:
+    lock = folder / ".lock"
+    try:  # non-blocking: a FIFO there would block open() until a reader came (ENXIO instead)
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o666)
+    except OSError as e:
+        raise ZooError(f"{lock}: cannot be opened as the zoo's lock file ({e.strerror or e}); delete it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ZooError(f"{lock}: not a regular file; delete it (the zoo's lock file)")
+    with os.fdopen(fd, "wb") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -289,6 +320,10 @@ def fetch_file(name: str, progress: bool = True) -> download.LocalFile:
     dest = download.safe_cache_path(f"{CACHE_SUBDIR}/{entry.file}")
     with _locked():
         known = recorded_sha256().get(entry.file)
+        if dest.is_file() and known is None and not _loads(dest):
+            # a cached file no pin vouches for (an older version cached it unchecked, or it was copied in) is
+            # pinned only once it loads as a checkpoint; one that does not is replaced by a fresh download
+            dest.unlink()
         if dest.is_file():
             actual = download.sha256_file(dest)
             if known is not None and actual != known:
@@ -313,6 +348,15 @@ def fetch_file(name: str, progress: bool = True) -> download.LocalFile:
             write_json_atomic(_records_path(), records)
         url = recorded_urls().get(entry.file)
     return download.LocalFile(dest, actual, url if isinstance(url, str) else None)
+
+
+def _loads(path: Path) -> bool:
+    """True when `path` loads as a checkpoint (the check every download passes before it enters the cache)."""
+    try:
+        download.verify_checkpoint(path)
+    except ConversionError:
+        return False
+    return True
 
 
 def _download(entry: ZooEntry, dest: Path, known, progress) -> download.LocalFile:

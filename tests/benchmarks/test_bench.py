@@ -299,7 +299,7 @@ def test_measure_convert(tmp_path):
     from benchmark.weights.convert import expected_shapes
     from benchmark.weights.synthetic import make_synthetic_checkpoint
 
-    ckpt = make_synthetic_checkpoint(tmp_path / "tiny_moco.pth", "moco", 0, 50, 8)  # a width-8 R50: small, quick
+    ckpt = make_synthetic_checkpoint(tmp_path / "tiny_moco.pth", "moco", 0, 50, 8, "random")  # a width-8 R50: small, quick
     fig = convert_speed.measure_convert(ckpt, workdir=tmp_path)
     assert (fig["format"], fig["depth"], fig["tensors"]) == ("moco", 50, len(expected_shapes(50, 8)))
     assert fig["checkpoint_mib"] == pytest.approx(ckpt.stat().st_size / 2**20)

@@ -251,7 +251,7 @@ BAD_PLAN_OPTIONS = {
                                               "imagenet_linear"),
     "weights of no row": (["--weights", "nobody=/x.pth"], "error: --weights names no row of table3: nobody"),
     "weights not ROW=SPEC": (["--weights", "nobody"], "error: --weights nobody: not of the form ROW=SPEC"),
-    "no trial": (["--trials", "0"], "error: --trials must be >= 1, got 0"),
+    "no trial": (["--trials", "0"], "error: --trials must be >= 1 and at most 1000, got 0"),
 }
 
 

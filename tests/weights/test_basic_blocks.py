@@ -183,10 +183,10 @@ def test_the_synthetic_cli_writes_a_resnet18_and_refuses_a_narrow_one(tmp_path, 
     from benchmark.weights.synthetic import main
 
     main([str(tmp_path / "r18.pth"), "--depth", "18", "--seed", "2", "--layout", "torchvision"])
-    assert "(torchvision, ResNet-18, seed 2, 44.7 MiB)" in capsys.readouterr().out
+    assert "(torchvision, ResNet-18, seed 2, torchvision init, 44.7 MiB)" in capsys.readouterr().out
     saved = torch.load(tmp_path / "r18.pth", weights_only=True)
     assert list(saved) == list(torchvision_shapes(18))
-    for key, value in synthetic_checkpoint("torchvision", 2, depth=18).items():
+    for key, value in synthetic_checkpoint("torchvision", 2, depth=18, init="torchvision").items():  # the writer's default
         assert torch.equal(saved[key], value), key
     with pytest.raises(SystemExit) as refused:
         main([str(tmp_path / "x.pth"), "--depth", "34", "--width", "8"])

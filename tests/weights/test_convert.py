@@ -201,7 +201,7 @@ HAND_WRITTEN = [("stem.conv1.norm.running_var", "bn1.running_var"),
 def test_every_layout_converts_to_the_exact_source_arrays(layout, tmp_path):
     # Written per test, not through the session fixture: most layouts are used only here, and
     # keeping all nine (~1.2 GB) until the session ends is what fills a small CI disk.
-    src = make_synthetic_checkpoint(tmp_path / f"{layout}.pth", layout, 0, 50)
+    src = make_synthetic_checkpoint(tmp_path / f"{layout}.pth", layout, 0, 50, init="random")
     result = convert_file(src, tmp_path / "out.pkl")
     assert (result.format, result.depth, result.width, result.tensors) == (EXPECTED_FORMAT[layout], 50, 64, 265)
     assert {k: len(v) for k, v in result.dropped.items()} == EXPECTED_DROPPED.get(
@@ -403,7 +403,7 @@ def test_force_overwrites_and_prints_the_summary(tmp_path, tiny, capsys):
 
 @pytest.mark.slow  # a fresh interpreter importing torch and detectron2
 def test_the_tool_in_a_fresh_process_writes_beside_the_input(tmp_path):
-    src = make_synthetic_checkpoint(tmp_path / "moco_v1.pth", "moco_v1", 0, 50, TINY)
+    src = make_synthetic_checkpoint(tmp_path / "moco_v1.pth", "moco_v1", 0, 50, TINY, "random")
     run = run_tool("convert", src, cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == f"output:  {tmp_path / 'moco_v1.pkl'}"
@@ -511,7 +511,8 @@ def test_prepare_weights_uses_a_converted_pkl_in_place(tmp_path, tiny):
     prepared = prepare_weights(str(result.output), cache_dir=tmp_path / "unused")
     assert (prepared.path, prepared.name, prepared.format) == (result.output, "exemplar_v2", "exemplar")
     assert prepared.sha256 == hashlib.sha256(result.output.read_bytes()).hexdigest() == result.sha256
-    assert prepared.source_sha256 == hashlib.sha256(tiny("exemplar").read_bytes()).hexdigest()  # the provenance's claim
+    assert result.provenance["sha256"] == hashlib.sha256(tiny("exemplar").read_bytes()).hexdigest()
+    assert prepared.source_sha256 is None  # the provenance's sha256 is the file's claim, not recorded as verified
     assert prepared.input_settings == {**RGB_INPUT, **arch(50, TINY)}
     assert not (tmp_path / "unused").exists()
 

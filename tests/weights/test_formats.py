@@ -55,7 +55,7 @@ def assert_exact(model, expected):
 
 
 def convert(tmp_path, capsys, layout, *extra):
-    src = make_synthetic_checkpoint(tmp_path / f"{layout}.pth", layout, 0, 50, TINY)
+    src = make_synthetic_checkpoint(tmp_path / f"{layout}.pth", layout, 0, 50, TINY, "random")
     out = tmp_path / f"{layout}.pkl"
     assert tool("convert")([str(src), "-o", str(out), *extra]) == 0, capsys.readouterr().err
     return capsys.readouterr().out, load_converted(out)
@@ -124,7 +124,7 @@ def test_replicas_carry_what_the_real_files_carry(tmp_path):
     assert top["dino"] == {"student", "teacher", "optimizer", "epoch", "args", "dino_loss"}
     assert {"version", "args", "state_dict_ema", "amp_scaler"} <= top["timm"]
     assert {"pytorch-lightning_version", "optimizer_states", "hyper_parameters"} <= top["solo_learn"]
-    loaded = load_checkpoint(make_synthetic_checkpoint(tmp_path / "dino.pth", "dino", 0, 50, TINY))
+    loaded = load_checkpoint(make_synthetic_checkpoint(tmp_path / "dino.pth", "dino", 0, 50, TINY, "random"))
     assert isinstance(loaded["args"], argparse.Namespace) and loaded["args"].arch == "resnet50"
     sd = synthetic_checkpoint("mocov3", 0, 50, TINY)["state_dict"]
     assert {k.split(".")[1] for k in sd} == {"base_encoder", "momentum_encoder", "predictor"}
@@ -189,7 +189,7 @@ def test_an_extra_network_a_format_does_not_know_is_named_not_dropped(tmp_path, 
 
 
 def test_a_format_named_for_the_wrong_file_says_where_it_looked(tmp_path, capsys):
-    path = make_synthetic_checkpoint(tmp_path / "moco.pth", "mocov3", 0, 50, TINY)
+    path = make_synthetic_checkpoint(tmp_path / "moco.pth", "mocov3", 0, 50, TINY, "random")
     assert tool("convert")([str(path), "--format", "dino", "-o", str(tmp_path / "x.pkl")]) == 1
     assert one_error_line(capsys.readouterr().err) == (
         f"error: {path}: no state dict at checkpoint['teacher'] (top-level entries: arch, epoch, optimizer, scaler, "
