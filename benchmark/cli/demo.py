@@ -23,6 +23,7 @@ WIDTH = 8
 # 11.7 against 7.7). Two trials each, so that the board shows a spread and tests the difference.
 SCHEDULE = ("SOLVER.MAX_ITER", "120", "SOLVER.STEPS", "(96,)")
 TRIALS = 2
+INVERSION_STEPS = 150  # at 64 px: the two scenes' outlines are back, ~1 min on 2 cores (README's picture)
 # (name, layout, seed, init, why it starts where it starts)
 CHECKPOINTS = (
     ("r50w8_torchvision_init", "moco", 0, "torchvision",
@@ -39,7 +40,7 @@ def main(argv=None):
     p.add_argument("out", nargs="?", default="demo_output", help="output folder (default demo_output/)")
     args = p.parse_args(argv)
     out, start = Path(args.out), time.perf_counter()
-    from benchmark.cli import leaderboard, run_transfer
+    from benchmark.cli import fp_chart, invert, leaderboard, run_transfer
     from benchmark.weights.convert import convert_file
     from benchmark.weights.synthetic import make_synthetic_checkpoint
 
@@ -65,6 +66,18 @@ def main(argv=None):
             print(f"error: the {TASK} run of {name} failed; see {out / 'runs' / name}", file=sys.stderr)
             return rc
 
+    step("the paper's two analyses: Hoiem's false-positive chart of the two voc07 runs, and feature inversion")
+    if fp_chart.main([*(str(out / "runs" / name / "trial_0") for name, *_ in CHECKPOINTS), "--labels",
+                      *(name for name, *_ in CHECKPOINTS), "--out", str(out / "analyses" / "fp_chart.svg")]) != 0:
+        return 1
+    # Each converted checkpoint's res3 features of the two default synthetic scenes, inverted with DIP at
+    # 64 px for INVERSION_STEPS steps (the recipe's 224 px and 3,001 steps take hours on a CPU): a record
+    # of kind "analysis" per checkpoint (PSNR, SSIM), which the board below shows apart, and grid.png.
+    rc = invert.main([*(a for name, *_ in CHECKPOINTS for a in ("--weights", str(out / f"{name}.pkl"))),
+                      "--layer", "res3", "--steps", str(INVERSION_STEPS), "--resize", "72", "--crop", "64",
+                      "--noise-size", "128", "--output", str(out / "runs" / "analysis")])
+    if rc != 0:
+        return rc
     step("leaderboard")
     # Measured rows only: these runs are learning checks on 4 synthetic images, not comparable to a
     # paper's published VOC numbers.

@@ -27,7 +27,7 @@ def invert(extractors, sources, steps: int, seed: int, noise_size: int, lr: floa
 
     `extractors`: FeatureExtractor per checkpoint, all on one device. Returns {"images": C x N x 3 x crop x
     crop RGB in [0, 1] (CPU), "loss": C x N final feature MSE (of the returned images' crops, before
-    clamping)}. `progress(step, steps)` is called after each step.
+    clamping), "rel_loss": that MSE over the target features' mean square}. `progress(step, steps)` is called after each step.
     """
     device = extractors[0].mean.device
     c, n, crop = len(extractors), sources.shape[0], sources.shape[-1]
@@ -58,7 +58,10 @@ def invert(extractors, sources, steps: int, seed: int, noise_size: int, lr: floa
     with torch.no_grad():
         crops, loss = losses(net(z))
         images = torch.stack([e.denormalise(crops[k]) for k, e in enumerate(extractors)])
-    return {"images": images.cpu(), "loss": loss.cpu()}
+        # The MSE over the target's mean square: scale-free (0 exact, 1 as far off as all-zero features), so
+        # checkpoints whose features differ in scale compare (an N(0, 1)-initialised ResNet's res3 MSE is ~1e26).
+        power = torch.stack([t.pow(2).flatten(1).mean(1) for t in targets]).clamp_min(torch.finfo(loss.dtype).tiny)
+    return {"images": images.cpu(), "loss": loss.cpu(), "rel_loss": (loss / power).cpu()}
 
 
 class Progress:

@@ -16,7 +16,8 @@ all checkpoints) whose pairs are all complete is not run again. Every file is wr
 killed run leaves complete pairs or none. A pair made with other settings is made again.
 
 The record (benchmark.records.results; kind "analysis", never pooled with fine-tuning runs, whose kinds
-differ): task TASK, metrics {"inversion": means over the images of PSNR, SSIM and the final feature loss;
+differ): task TASK, metrics {"inversion": means over the images of PSNR, SSIM and the final feature loss
+(the MSE over the target features' mean square, loop.invert's rel_loss);
 "image:<stem>": the same per image}, iterations the steps, ims_per_batch the images per batch, the
 metrics' implementation and version in `environment["image_metrics"]`, each departure from the authors'
 recipe in `deviations`.
@@ -128,7 +129,7 @@ def run(weights_specs, image_sources, output, settings: Settings = Settings(), b
                 scores = metrics.image_scores(image, crops[stem])
                 image_io.save_png(image, folder / f"{stem}.png")
                 # the JSON last: it marks the pair complete
-                write_json_atomic(folder / f"{stem}.json", {"key": key, **scores, "loss": float(result["loss"][k, i]),
+                write_json_atomic(folder / f"{stem}.json", {"key": key, **scores, "loss": float(result["rel_loss"][k, i]),
                                                               "seconds": seconds})
                 inverted += 1
     env = {**environment(), "image_metrics": metrics.implementation()}

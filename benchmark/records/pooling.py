@@ -73,11 +73,16 @@ def format_interval(half_width: float, digits=2) -> str:
 
 def higher_is_better(task: str, metric: str) -> bool:
     """Whether a larger value is the better one in a (task, metric) column (Task.higher_is_better); an unregistered
-    task's metrics count as higher-is-better, as every metric did before tasks could say otherwise."""
+    task's metrics count as higher-is-better, as every metric did before tasks could say otherwise, except a loss
+    (`LOWER_IS_BETTER_NAMES`: an analysis record's, such as tools/invert.py's feature loss under its task
+    inversion_<layer>, which no registry holds)."""
     try:
         return get_task(task).higher_is_better(metric)
     except UnknownTaskError:
-        return True
+        return metric.rsplit("/", 1)[-1] not in LOWER_IS_BETTER_NAMES
+
+
+LOWER_IS_BETTER_NAMES = ("loss",)  # the last part of a metric of an unregistered task that is an error
 
 
 @dataclasses.dataclass(frozen=True)

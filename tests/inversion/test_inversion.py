@@ -46,6 +46,18 @@ def test_the_same_seed_gives_identical_images_and_another_seed_other_images(tiny
     assert not torch.equal(a["images"], c["images"])
 
 
+def test_the_recorded_loss_is_the_mse_over_the_target_power(tiny):
+    """rel_loss = MSE / mean(target^2), per checkpoint and image: the raw MSE of an N(0, 1)-initialised
+    ResNet's features reaches 1e26, beyond what a record may hold, and depends on the network's scale."""
+    prepared, source = tiny
+    extractor = FeatureExtractor(prepared, "res3")
+    out = loop.invert([extractor], source, steps=1, seed=0, noise_size=128)
+    with torch.no_grad():
+        power = extractor(extractor.normalise(source)).pow(2).mean()
+    assert torch.allclose(out["rel_loss"][0, 0], out["loss"][0, 0] / power, rtol=1e-5)
+    assert 0 < float(out["rel_loss"][0, 0]) < 10
+
+
 def test_normalisation_round_trips_and_follows_the_checkpoint_settings(tiny):
     prepared, source = tiny
     extractor = FeatureExtractor(prepared, "pooled")

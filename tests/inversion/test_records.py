@@ -38,3 +38,16 @@ def test_the_page_links_the_inversion_grid_relatively_when_it_exists(tmp_path):
     html = page.render(board, base=base)
     assert html.count('<a href="../runs/inversion_res5/grid.png">') == 1  # one figure, linked once for both rows
     assert "<h2>Feature inversion</h2>" in html and str(tmp_path) not in html.split("<h2>Feature inversion</h2>")[1]
+
+
+def test_the_best_feature_loss_is_the_lowest(tmp_path):
+    """tools/invert.py's loss is an error: the board marks the lowest as best, and PSNR/SSIM the highest."""
+    for name, psnr, ssim, loss in (("moco", 15.0, 0.5, 0.3), ("supervised", 12.0, 0.4, 0.1)):
+        write_record(tmp_path / "runs" / name, name=name, **{**INVERSION, "metrics": {
+            "inversion": {"PSNR": psnr, "SSIM": ssim, "loss": loss}}})
+    records, problems = results.gather([tmp_path / "runs"])
+    assert not problems
+    md = leaderboard.to_markdown(leaderboard.build(records))
+    rows = {ln.split("|")[1].strip(): ln.split("|")[2:5] for ln in md.splitlines() if "[analysis]" in ln}
+    assert [c.strip() for c in rows["moco [analysis]"]] == ["15.00 (1) ★", "0.50 (1) ★", "0.30 (1)"]
+    assert [c.strip() for c in rows["supervised [analysis]"]] == ["12.00 (1)", "0.40 (1)", "0.10 (1) ★"]
