@@ -37,7 +37,8 @@ def legend(board, esc=str) -> str:
     measured_published = any(r.published and not r.other_work for r in board.rows)
     return (f"Each cell: mean ± sample standard deviation (ddof=1) over finished trials, (n) trials; "
             f"one trial shows no std. Rows {order}. {BEST} best mean in its column among comparable rows "
-            f"(equal tags); {TIED} not significantly different from it (Welch's t-test, p >= {ALPHA}, "
+            f"(equal tags; no mark where a column has one such row, which is compared with nothing); "
+            f"{TIED} not significantly different from it (Welch's t-test, p >= {ALPHA}, "
             f"both with >= 2 trials); rows with one trial are not tested. Runs that measure different "
             f"things (tags in brackets: smoke, sanity, eval-only, AMP, world size, protocol) are never averaged together."
             + (f" {LOWER} after a column's name: lower is better (an error); its best mean is the lowest and its rows "
