@@ -11,6 +11,10 @@ from pathlib import Path
 
 from benchmark import CONFIG_DIR
 
+# Metrics that count AP points lost to errors, of the detection tasks' error analyses (benchmark.tasks.errors,
+# benchmark.tasks.fp_analysis); the shares of Hoiem's error types (fp/loc ...) have no better direction.
+ERROR_POINTS_PREFIXES = ("errors/", "fp/dap_")
+
 
 @dataclass(frozen=True, kw_only=True)  # keywords only: eight fields, several of one type, are easy to misplace
 class Task:
@@ -40,7 +44,10 @@ class Task:
             raise ValueError(f"task {self.name!r}: lower_is_better {self.lower_is_better} not among its metrics")
 
     def higher_is_better(self, metric: str) -> bool:
-        """Whether a larger value of `metric` ("group/name") is the better one."""
+        """Whether a larger value of `metric` ("group/name") is the better one. The error analyses' AP points lost
+        to a kind of error (TIDE's `errors/*`, Hoiem's `fp/dap_*`) are errors: lower is better."""
+        if metric.startswith(ERROR_POINTS_PREFIXES):
+            return False
         return metric not in self.lower_is_better
 
     @property

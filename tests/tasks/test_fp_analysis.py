@@ -191,3 +191,12 @@ def test_reproduce_table1_judges_the_check_on_hand_made_records(tmp_path, capsys
     assert "| supervised_imagenet | voc07 | fp/loc | 61.00 ± 1.00 (3) |" in md
     assert "| supervised_imagenet | voc07 | errors/loc | 5.00 ± 0.00 (3) |" in md  # TIDE: the second view
     assert not (out / "logs").exists()  # nothing was launched
+
+
+@pytest.mark.parametrize("metric, higher", [("errors/loc", False), ("fp/dap_loc", False), ("fp/dap_bg", False),
+                                            ("bbox/AP", True), ("fp/loc", True)])
+def test_ap_points_lost_to_errors_are_lower_is_better(metric, higher):
+    """TIDE's dAP and Hoiem's AP gains are errors (↓ on the board, its best the lowest); the type shares are not."""
+    from benchmark.tasks import get_task
+
+    assert get_task("voc07").higher_is_better(metric) is higher
