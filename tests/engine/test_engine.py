@@ -357,7 +357,9 @@ def test_a_console_handler_on_a_closed_stream_is_pointed_at_the_current_stdout(c
 
 
 def test_the_run_kinds_are_the_kinds_a_record_may_hold():
-    """RunKind (what the engine runs) and records.results.KINDS (what a record may say) are one list."""
+    """RunKind (what the engine runs) and the analysis kind (what tools/invert.py writes) are records.results.KINDS
+    (what a record may say), in that order."""
     from benchmark.engine import RunKind
+    from benchmark.inversion.recipe import RECORD_KIND
 
-    assert tuple(kind.value for kind in RunKind) == results.KINDS
+    assert (*(kind.value for kind in RunKind), RECORD_KIND) == results.KINDS
