@@ -8,13 +8,18 @@ half 5-shot, on one process. Not cached: the features of mini-ImageNet's 12,000 
 extracted first (a ResNet-18 at 224 px, torchvision init; measured on `images` synthetic 84 px images
 and scaled), which a full run pays once for its 1,200 episodes.
 """
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import quiet_logs
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `python benchmarks/fewshot_speed.py`: `benchmarks` imports from the checkout
+
+from benchmarks.common import quiet_logs  # noqa: E402
 
 TEST_IMAGES = 12000  # mini-ImageNet's test.csv: 20 classes x 600 images
 PROTOCOL_EPISODES = 1200  # 600 1-shot + 600 5-shot

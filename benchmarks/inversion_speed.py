@@ -7,11 +7,16 @@ not change the cost) to res5, the feature MSE, the backward through both and Ada
 default, the Must-show run two images), after one warm-up step; a full inversion is `Settings().steps`
 (3,001) such steps.
 """
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import quiet_logs
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `python benchmarks/inversion_speed.py`: `benchmarks` imports from the checkout
+
+from benchmarks.common import quiet_logs  # noqa: E402
 
 
 def inversion_figures(workdir=None, *, batch=2, steps=3, crop=224, noise_size=256, width=64, progress=None) -> dict:
@@ -49,9 +54,6 @@ def rows(f) -> list:
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     figures = inversion_figures(progress=print)
     for name, value, note in rows(figures):
         print(f"{name:45s} {value:>10s}  {note}")
