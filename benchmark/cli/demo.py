@@ -7,7 +7,9 @@ pipeline (Faster R-CNN R50-C4, its mapper and detectron2's official VOC evaluato
 learning-check data of `run_transfer --sanity`: a few synthetic images of large, distinct
 objects, evaluated on the same images. The leaderboard (Markdown on the terminal, and as CSV and
 an HTML page with its chart in the output folder) then shows measured, different numbers and says
-why. Nothing is downloaded. Everything lands under demo_output/ (or the folder given); finished
+why. Then the paper's two analyses on them: Hoiem's false-positive chart of the two runs side by side
+(analyses/fp_chart.svg) and a small feature inversion of each checkpoint (runs/analysis/, records of
+kind "analysis" that the board shows apart). Nothing is downloaded. Everything lands under demo_output/ (or the folder given); finished
 runs are reused.
 """
 import argparse
@@ -23,7 +25,7 @@ WIDTH = 8
 # 11.7 against 7.7). Two trials each, so that the board shows a spread and tests the difference.
 SCHEDULE = ("SOLVER.MAX_ITER", "120", "SOLVER.STEPS", "(96,)")
 TRIALS = 2
-INVERSION_STEPS = 150  # at 64 px: the two scenes' outlines are back, ~1 min on 2 cores (README's picture)
+INVERSION_STEPS = 150  # at 64 px: the scenes' coarse layout is back, ~2 min on 2 cores (README's picture)
 # (name, layout, seed, init, why it starts where it starts)
 CHECKPOINTS = (
     ("r50w8_torchvision_init", "moco", 0, "torchvision",
