@@ -5,12 +5,12 @@ layouts the converter reads (MoCo v2 and a plain torchvision state dict), that d
 thing only: how they were initialised. Each is converted, then fine-tuned with voc07's own
 pipeline (Faster R-CNN R50-C4, its mapper and detectron2's official VOC evaluator) on the
 learning-check data of `run_transfer --sanity`: a few synthetic images of large, distinct
-objects, evaluated on the same images. The leaderboard (Markdown on the terminal, and as CSV and
-an HTML page with its chart in the output folder) then shows measured, different numbers and says
-why. Then the paper's two analyses on them: Hoiem's false-positive chart of the two runs side by side
-(analyses/fp_chart.svg) and a small feature inversion of each checkpoint (runs/analysis/, records of
-kind "analysis" that the board shows apart). Nothing is downloaded. Everything lands under demo_output/ (or the folder given); finished
-runs are reused.
+objects, evaluated on the same images. Then the paper's two analyses run on them: Hoiem's
+false-positive chart of the two runs side by side (analyses/fp_chart.svg) and a small feature
+inversion of each checkpoint (runs/analysis/: records of kind "analysis", shown apart on the board).
+The leaderboard (Markdown on the terminal, and as CSV and an HTML page with its charts in the output
+folder) then shows measured, different numbers and says why. Nothing is downloaded. Everything
+lands under demo_output/ (or the folder given); finished runs are reused.
 """
 import argparse
 import sys
