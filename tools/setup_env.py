@@ -37,6 +37,11 @@ SITE = Path(sysconfig.get_paths()["purelib"])
 # {binary the tests call: Debian package that provides it}
 SYSTEM = {"chromium": "chromium", "chromedriver": "chromium-driver"}
 STAMP = SITE / "transfer-benchmark.installed"
+# torch 2.14.1 + torchvision 0.29.1 with their CUDA wheels take 5.2 GiB installed (measured: `du -sc
+# torch torchvision nvidia* triton cuda*` in site-packages). A disk with less free space fails half-way
+# through pip's install with "No space left on device" (it did, once, on a CI machine whose disk was
+# full of old clones); checked first, it fails before anything is written, saying how much is needed.
+TORCH_GIB = 5.5
 
 
 def say(msg):
@@ -95,9 +100,19 @@ def install_system():
         raise SetupError(f"{' and '.join(missing)} installed, but {' and '.join(still)} is not on PATH")
 
 
+def check_free_space(path, need_gib, what):
+    """SetupError, before any download, when the disk holding `path` has less than `need_gib` free."""
+    free_gib = shutil.disk_usage(path).free / 2**30
+    if free_gib < need_gib:
+        raise SetupError(f"{what} needs about {need_gib:.1f} GiB in {path}, but its disk has {free_gib:.2f} GiB "
+                         f"free; free some space (old virtual environments, clones, pip's cache) or run with "
+                         f"PYTHON=/path/to/a/python that already has torch")
+
+
 def install_torch():
     if have("torch") and have("torchvision"):
         return
+    check_free_space(SITE, TORCH_GIB, " and ".join(TORCH))
     pip("install", *TORCH)
 
 

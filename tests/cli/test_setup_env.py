@@ -5,10 +5,13 @@ when both binaries exist), and a user who may not install system packages gets t
 """
 import importlib.util
 import subprocess
+from collections import namedtuple
 
 import pytest
 
 from tests.helpers.tools import ROOT
+
+shutil_usage = namedtuple("usage", "total used free")  # shutil.disk_usage's result
 
 
 @pytest.fixture
@@ -73,3 +76,24 @@ def test_a_failed_apt_get_stops_set_up(monkeypatch, setup_env):
     _machine(monkeypatch, setup_env, {"apt-get"}, uid=0, apt_ok=False)
     with pytest.raises(setup_env.SetupError, match="apt-get update -qq` failed: the tests need chromium and "):
         setup_env.install_system()
+
+
+@pytest.mark.parametrize("free_gib, installs", [(5.0, False), (5.49, False), (5.5, True), (40.0, True)])
+def test_torch_is_installed_only_where_its_disk_has_room(monkeypatch, setup_env, free_gib, installs):
+    """A full disk stops set-up before pip writes anything, with one line saying what is needed and what is free."""
+    pipped = []
+    monkeypatch.setattr(setup_env, "have", lambda module: False)  # a fresh machine: no torch yet
+    monkeypatch.setattr(setup_env, "pip", lambda *args: pipped.append(args))
+    monkeypatch.setattr(setup_env.shutil, "disk_usage",
+                        lambda path: shutil_usage(total=100 * 2**30, used=0, free=int(free_gib * 2**30)))
+    if installs:
+        setup_env.install_torch()
+        assert pipped == [("install", *setup_env.TORCH)]
+        return
+    with pytest.raises(SystemExit) as stop:
+        monkeypatch.setattr(setup_env, "setup", lambda system=False: setup_env.install_torch())
+        setup_env.main([])
+    message = str(stop.value.code)
+    assert pipped == []
+    assert message.count("\n") == 0
+    assert f"needs about 5.5 GiB in {setup_env.SITE}, but its disk has {free_gib:.2f} GiB free" in message, message
