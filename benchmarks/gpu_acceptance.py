@@ -196,12 +196,23 @@ def timed_iters(stepper, warmup, iters) -> list:
 
 # ----------------------------------------------------------------------------- sections
 
+def child_env(**extra) -> dict:
+    """os.environ for a child run from the checkout (cwd=ROOT), PYTHONPATH's entries made absolute:
+    `PYTHONPATH=.gpu_site python3 benchmarks/gpu_acceptance.py` from elsewhere must reach the same bundle."""
+    env = dict(os.environ, **extra)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) if p else p
+                                            for p in env["PYTHONPATH"].split(os.pathsep))
+    return env
+
+
 def section_correctness(inputs, mode, budget) -> dict:
     out = {}
     junit = inputs.workdir / "gpu_tests.xml"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:randomly",
                            str(ROOT / "tests" / "engine" / "test_gpu.py"), f"--junitxml={junit}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=max(60, budget.left()))
+                          cwd=ROOT, capture_output=True, text=True, timeout=max(60, budget.left()),
+                          env=child_env())
     out["gpu_tests"] = junit_counts(junit) | {"exit_status": proc.returncode, "tail": proc.stdout[-1500:]}
     if not mode["sanity"]:
         out["sanity_voc07"] = {"status": "skipped: --tiny (the learning check takes minutes on CPU; "
@@ -237,7 +248,7 @@ def sanity_voc07(workdir) -> dict:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "benchmark.cli.run_transfer", "--task", "voc07", "--sanity",
                            "--weights", str(ckpt), "--output", str(workdir / "sanity")],
-                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, BENCHMARK_CACHE=str(workdir)))
+                          cwd=ROOT, capture_output=True, text=True, env=child_env(BENCHMARK_CACHE=str(workdir)))
     verdict = [line for line in proc.stdout.splitlines() if line.rstrip().endswith(("PASS", "FAIL"))]
     return {"status": "PASS" if proc.returncode == 0 else "FAIL", "exit_status": proc.returncode,
             "verdict": verdict[-1] if verdict else None, "seconds": round(time.perf_counter() - start, 1),

@@ -20,6 +20,7 @@ import argparse
 import ast
 import base64
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import re
@@ -36,10 +37,13 @@ PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x8
 # Preinstalled on the lent machine (issue 21: torch, torchvision, scikit-image, scikit-learn, scipy,
 # opencv, tqdm, tabulate) and what those require themselves, so present wherever they are.
 # Not here on purpose: numpy and setuptools, which the suite pins below the newest releases
-# (setup.py: numpy<2.4 for cityscapesscripts, setuptools<81 for detectron2's pkg_resources).
+# (setup.py: numpy<2.4 for cityscapesscripts, setuptools<81 for detectron2's pkg_resources); and
+# tqdm and tabulate, bundled although preinstalled (0.1 MiB together) because detectron2, fvcore and
+# iopath import them at start-up: with them, torch + torchvision + the bundle run every fine-tuning
+# task. scipy (the board's Welch test) and scikit-learn (the few-shot head) are imported only where used.
 PREINSTALLED = {
     "torch": "issue 21", "torchvision": "issue 21", "scikit-image": "issue 21", "scikit-learn": "issue 21",
-    "scipy": "issue 21", "opencv-python": "issue 21", "tqdm": "issue 21", "tabulate": "issue 21",
+    "scipy": "issue 21", "opencv-python": "issue 21",
     "pillow": "torchvision requires it", "filelock": "torch requires it", "typing-extensions": "torch requires it",
     "sympy": "torch requires it", "mpmath": "sympy requires it", "networkx": "torch requires it",
     "jinja2": "torch requires it", "markupsafe": "jinja2 requires it", "fsspec": "torch requires it",
@@ -86,15 +90,45 @@ def setup_env(root=ROOT):
     return module
 
 
+def requires_of(name: str) -> list:
+    """The requirements of the installed distribution `name` (this interpreter's: `make gpu-bundle` sets
+    the environment up first), without those of its extras; [] when it is not installed."""
+    try:
+        requires = importlib.metadata.requires(name) or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return [r.strip() for r in requires if "extra" not in r.partition(";")[2]]
+
+
+def on_torch(reqs) -> dict:
+    """{requirement: its own requirements other than torch's} for each of `reqs` that requires torch or
+    torchvision (torchmetrics). pip cannot download such a wheel with its dependencies without also
+    fetching a torch for the target, 2 GiB of it with CUDA's wheels; it is downloaded alone (--no-deps)
+    and its other requirements are downloaded with the rest."""
+    torch = {"torch", "torchvision"}
+    deps = {r: requires_of(req_name(r)) for r in reqs}
+    return {r: [d for d in ds if req_name(d) not in torch] for r, ds in deps.items()
+            if any(req_name(d) in torch for d in ds)}
+
+
 def bundle_requirements(root=ROOT) -> dict:
-    """What the bundle must satisfy: {"download": requirement specs fetched as wheels,
-    "build": SDIST_ONLY specs built here, "detectron2": setup_env's fallback spec,
+    """What the bundle must satisfy: {"download": requirement specs fetched as wheels with their
+    dependencies, "alone": specs fetched without them (they require torch; their other requirements
+    are in "download"), "build": SDIST_ONLY specs built here, "detectron2": setup_env's fallback spec,
     "preinstalled": the requirements left to the machine}. Every install_requires entry and every
     package setup_env installs is in exactly one of them (tests/cli/test_gpu_bundle.py)."""
     env = setup_env(root)
     reqs = [*install_requires(root), *EXTRA]
-    kept = [r for r in reqs if req_name(r) not in PREINSTALLED]
-    return {"download": [r for r in kept if req_name(r) not in SDIST_ONLY],
+    kept = [r for r in reqs if req_name(r) not in PREINSTALLED and req_name(r) not in SDIST_ONLY]
+    alone = on_torch(kept)
+    download = [r for r in kept if r not in alone]
+    names = {req_name(r) for r in download}
+    for deps in alone.values():
+        for d in deps:
+            if req_name(d) not in names | set(PREINSTALLED):
+                download.append(d)
+                names.add(req_name(d))
+    return {"download": download, "alone": list(alone),
             "build": list(SDIST_ONLY.values()),
             "detectron2": env.D2_FALLBACK,
             "preinstalled": sorted({req_name(r) for r in [*reqs, *env.TORCH]} & set(PREINSTALLED))}
@@ -138,6 +172,14 @@ def build(out: Path, python_version: str) -> dict:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    try:
+        return _fill(out, plan, python_version)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-made bundle is left to be carried
+        raise
+
+
+def _fill(out: Path, plan: dict, python_version: str) -> dict:
     target = ["--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
               *[a for p in PLATFORMS for a in ("--platform", p)]]
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,13 +187,22 @@ def build(out: Path, python_version: str) -> dict:
         pip("download", "--no-deps", "--only-binary=:all:", "--python-version", "3.10", "--dest", tmp,
             plan["detectron2"])
         pure_detectron2_wheel(next(Path(tmp).glob("*.whl")), out)
-        pip("wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", out, ROOT)
         # the rest, with their dependencies, resolved against the wheels just built (--find-links)
         built = sorted(out.glob("*.whl"))
         pip("download", *target, "--find-links", out, "--dest", out, *plan["download"], *built)
-    impure = [w.name for w in out.glob("*.whl") if w in built and not w.name.endswith(f"{PURE_TAG}.whl")]
+        if plan["alone"]:
+            pip("download", *target, "--no-deps", "--dest", out, *plan["alone"])
+        # the suite's own wheel outside that resolution: it requires torchmetrics, hence torch
+        before = set(out.glob("*.whl"))
+        pip("wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", out, ROOT)
+        built += sorted(set(out.glob("*.whl")) - before)
+    impure = [w.name for w in built if not w.name.endswith(f"{PURE_TAG}.whl")]
     if impure:
         raise ValueError(f"built wheels are not pure Python, so they would not install on the GPU machine: {impure}")
+    torch_own = [w.name for w in out.glob("*.whl") if re.match(r"(torch|torchvision|triton|nvidia|cuda)[-_]", w.name)]
+    if torch_own:
+        raise ValueError(f"a requirement pulled in torch or its CUDA wheels, which the machine has: {torch_own[:4]}; "
+                         f"its entry in setup.py should be downloaded alone (see on_torch)")
     left_out = []
     for wheel in sorted(out.glob("*.whl")):
         if norm(wheel.name.split("-")[0]) in {**PREINSTALLED, **EXCLUDED}:

@@ -92,3 +92,13 @@ def test_an_out_of_memory_at_the_rules_batch_is_a_problem():
     oom = _report(memory={"status": "failed", "tasks": {"coco": {"status": "failed", "rule_run": "OUT OF MEMORY: x"}}})
     assert ga.problems(_report()) == []
     assert ga.problems(oom) == ["memory: failed", "memory coco: the rule's batch: OUT OF MEMORY: x"]
+
+
+def test_a_relative_pythonpath_reaches_the_children_run_from_the_checkout(monkeypatch, tmp_path):
+    """`PYTHONPATH=.gpu_site python3 .../gpu_acceptance.py` from another folder: the GPU-only tests and the
+    --sanity run start in the checkout, where a relative entry would name nothing (pytest not found)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", f"SITE{ga.os.pathsep}/abs/other")
+    env = ga.child_env(BENCHMARK_CACHE="x")
+    assert env["PYTHONPATH"].split(ga.os.pathsep) == [str(tmp_path / "SITE"), "/abs/other"]
+    assert env["BENCHMARK_CACHE"] == "x"

@@ -27,7 +27,7 @@ def test_every_requirement_is_bundled_or_preinstalled_once(gpu_bundle):
     required = {gpu_bundle.req_name(r) for r in gpu_bundle.install_requires()}
     # the parser read setup.py's list itself (a new entry is checked below like every other)
     assert {"numpy", "fvcore", "cityscapesscripts", "scipy"} <= required and len(required) >= 20
-    downloaded = {gpu_bundle.req_name(r) for r in plan["download"]}
+    downloaded = {gpu_bundle.req_name(r) for r in plan["download"] + plan["alone"]}
     built = {gpu_bundle.req_name(r) for r in plan["build"]}
     preinstalled = set(plan["preinstalled"])
     assert required <= downloaded | built | preinstalled
@@ -41,7 +41,9 @@ def test_every_requirement_is_bundled_or_preinstalled_once(gpu_bundle):
     env = gpu_bundle.setup_env()
     assert {gpu_bundle.req_name(t) for t in env.TORCH} <= preinstalled
     assert plan["detectron2"] == env.D2_FALLBACK == "sal-detectron2==0.7.2"
-    assert {"scipy", "scikit-learn", "tqdm", "tabulate"} <= preinstalled  # issue 21's list
+    assert {"scipy", "scikit-learn"} <= preinstalled  # issue 21's list
+    # preinstalled there too, but what detectron2 and iopath import at start-up travels with the bundle
+    assert {"tqdm", "tabulate"} <= downloaded
 
 
 def _third_party_imports(paths):
@@ -63,7 +65,8 @@ def test_everything_the_suite_imports_is_covered(gpu_bundle):
     assert {"torch", "detectron2", "fvcore", "pycocotools", "cityscapesscripts", "submitit"} <= modules
     dists = importlib.metadata.packages_distributions()
     plan = gpu_bundle.bundle_requirements()
-    covered = ({gpu_bundle.req_name(r) for r in [*plan["download"], *plan["build"]]} | set(plan["preinstalled"])
+    covered = ({gpu_bundle.req_name(r) for r in [*plan["download"], *plan["alone"], *plan["build"]]}
+               | set(plan["preinstalled"])
                | {"detectron2", "sal-detectron2"})
     missing = {m: dists.get(m) for m in modules
                if not {gpu_bundle.norm(d) for d in dists.get(m, [m])} & covered}
@@ -111,3 +114,31 @@ def test_refuses_a_wheel_without_detectron2(gpu_bundle, tmp_path):
         zf.writestr("other/__init__.py", "")
     with pytest.raises(ValueError, match="no detectron2/ package"):
         gpu_bundle.pure_detectron2_wheel(source, tmp_path)
+
+
+def test_what_requires_torch_is_downloaded_alone_and_its_other_requirements_with_the_rest(gpu_bundle):
+    """pip downloading torchmetrics with its dependencies fetched a torch for the target too, and the bundle
+    grew to 2,119 MiB. What requires torch is fetched alone (--no-deps); what else it requires is not lost."""
+    plan = gpu_bundle.bundle_requirements()
+    assert [gpu_bundle.req_name(r) for r in plan["alone"]] == ["torchmetrics"]
+    downloaded = {gpu_bundle.req_name(r) for r in plan["download"]}
+    assert "lightning-utilities" in downloaded  # torchmetrics' own requirement, not the suite's
+    assert not downloaded & {"torch", "torchvision"}
+    # every requirement with torch among its own requirements is alone, whatever the suite adds later
+    for spec in plan["download"]:
+        assert not {gpu_bundle.req_name(d) for d in gpu_bundle.requires_of(gpu_bundle.req_name(spec))} \
+            & {"torch", "torchvision"}, spec
+
+
+def test_a_failed_build_leaves_no_bundle_behind(gpu_bundle, tmp_path, monkeypatch):
+    out = tmp_path / "gpu_bundle"
+    out.mkdir()
+    (out / "old.whl").write_bytes(b"x")
+
+    def pip_fails(*args):
+        (out / "half.whl").write_bytes(b"x")
+        raise gpu_bundle.subprocess.CalledProcessError(1, ["pip", *args])
+
+    monkeypatch.setattr(gpu_bundle, "pip", pip_fails)
+    assert gpu_bundle.main(["--out", str(out)]) == 1
+    assert not out.exists()
