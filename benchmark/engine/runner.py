@@ -4,7 +4,9 @@
 (`benchmark.engine.jobs.prepare`). Then, per trial, under the trial folder's lock, it reuses a
 finished trial of this very run (benchmark.engine.trials says when), refuses a folder holding
 another run, or launches N processes (detectron2's `launch`: NCCL on GPUs, gloo CPU processes
-without CUDA), each of which runs `benchmark.engine.worker.run_one`.
+without CUDA), each of which runs `benchmark.engine.worker.run_one`. A trial's reported status
+(and the exit status) is its record's: a process that dies after rank 0 wrote this run's finished
+record leaves the trial finished; any other death is a failed trial with a failed record.
 """
 import contextlib
 import logging
@@ -67,6 +69,13 @@ def launch_job(job: Job, opts: Options) -> str:
     except Exception as exc:  # noqa: BLE001  (a worker died: say why in the record)
         reason = _reason_from_launch(exc)
         fresh = record.exists() and record.stat().st_mtime_ns != before
+        if fresh and _finished_record_of(job, record):
+            # Rank 0 writes "finished" only after the evaluation that every rank took part in, so the numbers
+            # are whole; a process that died after that (at teardown) does not undo them, and the next run
+            # would reuse the record anyway. The exit status follows the record.
+            logger.warning("trial %d: a process failed after the finished record was written (%s); the record "
+                           "stands", job.trial, reason)
+            return "finished"
         if opts.machine_rank == 0 and not fresh:
             # Another rank failed first and the launcher ended rank 0 before it could write.
             duration, resume = time.perf_counter() - start, None
@@ -85,6 +94,16 @@ def _reason_from_launch(exc: BaseException) -> str:
         return found[-1].strip()
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
     return lines[-1].strip() if lines else failure_reason(exc)
+
+
+def _finished_record_of(job: Job, path: Path) -> bool:
+    """True when `path` holds a finished record of this very run (what _reuse_finished would reuse)."""
+    try:
+        record = results.read_record(path)
+    except results.RecordError:
+        return False
+    return record.status == "finished" and trial_folder.same_run_problem(
+        record, task=job.task.name, sha256=job.weights["sha256"], digest=job.digest, kind=job.kind.value) is None
 
 
 def _reuse_finished(job: Job) -> bool:

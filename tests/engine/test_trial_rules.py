@@ -455,3 +455,43 @@ def test_options_out_of_range_are_refused_before_compute(ready, linear_ready, tm
                       "--output", tmp_path / "o", *argv)
     assert rc == 1 and problem in one_error_line(out.err)
     assert not (tmp_path / "o").exists() and not (tmp_path / "cache").exists()
+
+
+# what rank 0 had written when another process of the trial died: (record, status the runner reports)
+DIED_AFTER = {
+    "this run's finished record": ("finished", "finished"),
+    "a finished record of another config": ("foreign", "failed"),
+    "a failed record": ("failed", "failed"),
+    "no record": (None, "failed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIED_AFTER))
+def test_a_process_dying_after_the_finished_record_leaves_the_trial_finished(ready, tmp_path, monkeypatch, case):
+    """The exit status follows the record: a process that died after rank 0 wrote this run's finished record
+    (at teardown) does not turn it into a failed trial, which the next run would reuse as finished anyway.
+    Any other record, or none, is a failed trial with a failed record."""
+    from benchmark.engine import Options, runner
+    from benchmark.records import results
+
+    written, expected = DIED_AFTER[case]
+    job = _job(ready, tmp_path / "o")
+
+    def launch(*args, **kwargs):  # rank 0 wrote `written`, then process 1 died
+        if written == "finished":
+            _finished_record(job)
+        elif written == "foreign":
+            _finished_record(job, config_digest="0" * 64)
+        elif written == "failed":
+            _finished_record(job, status="failed", reason="RuntimeError: rank 0 failed")
+        raise RuntimeError("process 1 terminated with signal SIGABRT")
+
+    monkeypatch.setattr(runner, "launch", launch)
+    opts = Options(task="voc07", weights=str(ready[0].path), data_root=str(ready[1]), output=str(tmp_path / "o"),
+                   smoke=True, num_gpus=2)
+    assert runner.launch_job(job, opts) == expected
+    record = results.read_record(job.output_dir / "results.json")
+    # a record written during this launch is never overwritten; without one, the runner writes the failure
+    assert record.status == {"finished": "finished", "foreign": "finished", "failed": "failed", None: "failed"}[written]
+    if written is None:
+        assert record.reason == "process 1 terminated with signal SIGABRT"
