@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from benchmark.records.escape import visible
+from benchmark.records.render import CHART_ROWS
 
 DETAIL_NAME = "fp_analysis.json"  # = benchmark.tasks.fp_analysis.DETAIL_NAME (not imported: it needs numpy)
 FP_TYPES = ("loc", "sim", "oth", "bg")
@@ -131,17 +132,24 @@ def chart_svg(runs, classes=None, groups=GROUPS) -> str:
 
 def page_section(board, voc_tasks) -> list:
     """The leaderboard page's section: per row with a run of a task in `voc_tasks` that wrote the
-    analysis, the chart of its first such trial (a row's trials differ by seed only). [] when none."""
-    out = []
+    analysis, the chart of its first such trial (a row's trials differ by seed only); the first CHART_ROWS
+    such charts, and a line saying how many more there are. [] when none."""
+    out, more = [], 0
     for row in board.rows:
         for task in voc_tasks:
             details = [d for d in (find_detail(p) for p in row.records.get(task, ()) if p) if d is not None]
+            if details and len(out) >= 2 * CHART_ROWS:
+                more += 1  # not read: a board of 1,700 rows would embed 1,700 charts
+                continue
             detail = load_detail(details[0]) if details else None
             if detail is not None:
                 out.append(f"<h3>{e(row.label)}, {e(task)}</h3>")
                 out.append(chart_svg([(f"{row.label} ({task}, {details[0].parent.name})", detail)]))
     if not out:
         return []
+    if more:
+        out.append(f'<p class="legend">{more} more charts left out (the first {CHART_ROWS} are drawn); draw any two '
+                   "runs side by side with <code>tools/fp_chart.py RUN_A RUN_B</code>.</p>")
     head = ["<h2>False-positive analysis (Hoiem et al.)</h2>",
             '<p class="legend">Share of each type among the top-ranked false positives, against how many '
             "false positives are considered (log scale): poor localization (Loc), confusion with a similar "

@@ -56,12 +56,14 @@ from benchmark.records.pooling import (
 )
 from benchmark.records.render import (
     BEST,
+    CHART_ROWS,
     DEVIATIONS_TITLE,
     ERRORS_TITLE,
     FAILURES_TITLE,
     NO_RECORDS,
     PROBLEMS_TITLE,
     TIED,
+    charted_note,
     column_title,
     deviating,
     header,
@@ -335,15 +337,12 @@ def pairs_csv(board: Board) -> str:
 
 
 CHART_LABEL = 40  # characters of a row's label on a PNG chart: a 1 MB name took matplotlib minutes to lay out
-# Bars per task on a PNG chart: the board's first rows having the column (best first). 1,700 bars make an image
-# 85,000 px wide that nobody reads and that takes minutes to draw; the tables and the HTML page keep every row.
-CHART_ROWS = 40
 
 
 def _charted(board, cols) -> tuple[list, str]:
     """(the rows a PNG chart of `cols` draws, the words a title adds when some are left out)."""
     rows = [row for row in board.rows if any(c in row.cells for c in cols)]
-    return rows[:CHART_ROWS], (f" (first {CHART_ROWS} of {len(rows)} rows)" if len(rows) > CHART_ROWS else "")
+    return rows[:CHART_ROWS], charted_note(min(len(rows), CHART_ROWS), len(rows))
 
 
 def _chart_label(label: str) -> str:

@@ -24,11 +24,13 @@ from benchmark.records import fp_chart
 from benchmark.records.escape import visible
 from benchmark.records.pooling import higher_is_better
 from benchmark.records.render import (
+    CHART_ROWS,
     DEVIATIONS_TITLE,
     ERRORS_TITLE,
     FAILURES_TITLE,
     NO_RECORDS,
     PROBLEMS_TITLE,
+    charted_note,
     column_title,
     deviating,
     legend,
@@ -177,9 +179,11 @@ def _short(label, most=40) -> str:
 
 
 def svg_chart(board, col, width=None) -> str:
-    """An inline SVG bar chart of one column: a bar per row with a value, ± std error bars;
-    published values hollow and dashed."""
-    rows = [r for r in board.rows if col in r.cells]
+    """An inline SVG bar chart of one column: a bar per row with a value (the first CHART_ROWS), ± std
+    error bars; published values hollow and dashed."""
+    having = [r for r in board.rows if col in r.cells]
+    rows = having[:CHART_ROWS]
+    title = column_title(col) + charted_note(len(rows), len(having))
     labels = [_short(r.label) for r in rows]
     bar, gap, left, top, plot_h = 26, 10, 46, 24, 150
     bottom = 16 + int(5.6 * max((len(t) for t in labels), default=4))  # room for the vertical labels
@@ -189,8 +193,8 @@ def svg_chart(board, col, width=None) -> str:
     vmax = max(max(highs), 1e-9) * 1.1
     y = lambda v: top + plot_h * (1 - v / vmax)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
-           f'role="img" aria-label="{e(column_title(col))}">',
-           f'<text x="{left}" y="14" font-size="13" font-weight="bold">{e(column_title(col))}</text>',
+           f'role="img" aria-label="{e(title)}">',
+           f'<text x="{left}" y="14" font-size="13" font-weight="bold">{e(title)}</text>',
            f'<line x1="{left}" y1="{top + plot_h}" x2="{width}" y2="{top + plot_h}" stroke="#444"/>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444"/>']
     for frac in (0.0, 0.5, 1.0):

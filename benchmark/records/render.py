@@ -13,6 +13,15 @@ ERRORS_TITLE = "Detection error analysis"
 DEVIATIONS_TITLE = "Deviations from the published protocol"
 FAILURES_TITLE = "Failed runs (not counted)"
 PROBLEMS_TITLE = "Records refused"
+# Bars per task on a chart (the PNG and the page's SVG), and Hoiem charts on the page: the board's first rows
+# having the column (best first). 1,700 bars make an image 85,000 px wide that nobody reads and that takes
+# minutes to draw; the tables keep every row.
+CHART_ROWS = 40
+
+
+def charted_note(shown: int, total: int) -> str:
+    """The words a chart's title adds when it leaves rows out ("" when it draws them all)."""
+    return f" (first {shown} of {total} rows)" if total > shown else ""
 
 
 def header(column) -> str:

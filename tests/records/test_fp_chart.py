@@ -92,6 +92,37 @@ def test_the_leaderboard_page_shows_the_chart_of_voc_rows_that_have_one(tmp_path
     assert "Loc: 2 of the top 4 false positives" in page
 
 
+def test_a_page_of_many_rows_draws_the_first_chart_rows_and_says_how_many_more(tmp_path, detail):
+    """A board of 1,700 rows embedded 1,700 bars per task chart and 1,700 Hoiem charts; the page draws the first 40
+    of each (best first, as the PNG does) and says what it left out; the table keeps every row."""
+    from benchmark.records.render import CHART_ROWS
+
+    n = CHART_ROWS + 3
+    for i in range(n):
+        folder = tmp_path / "runs" / f"r{i:02d}"
+        write_record(folder, name=f"r{i:02d}", task="voc07", kind="smoke",
+                     metrics={"bbox": {"AP": 99.0 - i / 10, "AP50": 60.0, "AP75": 40.0}, "fp": {"loc": 40.0}})
+        d = folder / "inference" / "voc_2007_test"
+        d.mkdir(parents=True)
+        (d / fp_chart.DETAIL_NAME).write_text(json.dumps(detail))
+    assert tool("leaderboard")([str(tmp_path / "runs"), "--out", str(tmp_path / "board")]) == 0
+    page = (tmp_path / "board" / "leaderboard.html").read_text()
+    # the published rows (the paper's, below these APs) count among the rows, never among the 40 drawn here
+    bar_chart = re.search(r'<svg[^>]*aria-label="voc07 bbox/AP \(first 40 of (\d+) rows\)">.*?</svg>', page)
+    assert int(bar_chart.group(1)) > n
+    bar_chart = bar_chart.group(0)
+    assert bar_chart.count('<rect class="bar') == CHART_ROWS
+    drawn = re.findall(r'<title>([^<]+): [0-9.]+ \([^)]*\)</title></rect>', bar_chart)
+    published = [label for label in drawn if "[published" in label]  # the board lists them first
+    assert drawn == published + [f"r{i:02d} [smoke]" for i in range(CHART_ROWS - len(published))]
+    assert int(re.search(r"first 40 of (\d+)", bar_chart).group(1)) == n + len(published)
+    table = page.split("</table>")[0]
+    assert all(f'data-value="r{i:02d} [smoke]"' in table for i in range(n))  # the table: every row
+    # Hoiem charts: one per measured row that wrote the analysis, the first 40 of the 43
+    assert page.count("<h3>") == CHART_ROWS and "<h3>r39 [smoke], voc07</h3>" in page and "<h3>r40" not in page
+    assert "3 more charts left out (the first 40 are drawn)" in page
+
+
 def test_a_broken_detail_file_is_skipped_not_fatal(tmp_path, detail):
     runs = _voc_runs(tmp_path, detail)
     for f in runs.rglob(fp_chart.DETAIL_NAME):
