@@ -18,7 +18,8 @@ killed run leaves complete pairs or none. A pair made with other settings is mad
 The record (benchmark.records.results; kind "analysis", never pooled with fine-tuning runs, whose kinds
 differ): task TASK, metrics {"inversion": means over the images of PSNR, SSIM and the final feature loss
 (the MSE over the target features' mean square, loop.invert's rel_loss);
-"image:<stem>": the same per image}, iterations the steps, ims_per_batch the images per batch, the
+"image:<stem>": the same per image, kept in the record but not shown on the board
+(records.pooling.ITEM_GROUP_MARK)}, iterations the steps, ims_per_batch the images per batch, the
 metrics' implementation and version in `environment["image_metrics"]`, each departure from the authors'
 recipe in `deviations`.
 """
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from benchmark.inversion import images as image_io
 from benchmark.inversion.recipe import FIGURE_NAME, RECORD_KIND, Settings
+from benchmark.records.pooling import ITEM_GROUP_MARK
 
 
 def _digest(data) -> str:
@@ -136,7 +138,7 @@ def run(weights_specs, image_sources, output, settings: Settings = Settings(), b
     records, table = [], []
     for p, folder, key in zip(prepared, folders, keys):
         numbers = {path.stem: _pair_done(folder, path.stem, key) for path in paths}
-        per_image = {f"image:{stem}": {m: d[m] for m in (*metrics.METRICS, "loss")} for stem, d in numbers.items()}
+        per_image = {f"image{ITEM_GROUP_MARK}{stem}": {m: d[m] for m in (*metrics.METRICS, "loss")} for stem, d in numbers.items()}
         means = {m: math.fsum(v[m] for v in per_image.values()) / len(per_image) for m in (*metrics.METRICS, "loss")}
         record = new_record(
             task=settings.task, kind=RECORD_KIND, weights=p.record_fields(), seed=settings.seed, trial=0,

@@ -24,6 +24,10 @@ from benchmark.records.results import Record
 from benchmark.tasks import UnknownTaskError, get_task
 from benchmark.tasks.registry import INTERVAL_SUFFIX
 
+# A metric group named "KIND:ITEM" holds one item's numbers (the feature inversion's "image:STEM", one per
+# image); its means are the record's summary group ("inversion"). The record keeps them; the board shows only the
+# summary, so a run over 100 images adds 3 columns, not 303.
+ITEM_GROUP_MARK = ":"
 ALPHA = 0.05  # significance level of the leaderboard's tied marks and of a reproduction's two-row checks
 POOL_FIELDS = ("kind", "AMP", "world size", "protocol digest")  # pool_key's parts, in words
 
@@ -212,7 +216,8 @@ def task_metrics(task: str, records=()) -> tuple:
         from benchmark.tasks.errors import ERROR_GROUP  # here: that module imports numpy
         from benchmark.tasks.fp_analysis import FP_GROUP
 
-        found = {f"{g}/{m}" for r in records for g, ms in r.metrics.items() for m in ms if g not in (ERROR_GROUP, FP_GROUP)}
+        found = {f"{g}/{m}" for r in records for g, ms in r.metrics.items() for m in ms
+                 if g not in (ERROR_GROUP, FP_GROUP) and ITEM_GROUP_MARK not in g}
         # a metric's interval ("fewshot/1shot_ci95") is shown beside it, never as a metric of its own
         return tuple(sorted(m for m in found if not (m.endswith(INTERVAL_SUFFIX) and m[:-len(INTERVAL_SUFFIX)] in found)))
 

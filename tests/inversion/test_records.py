@@ -51,3 +51,16 @@ def test_the_best_feature_loss_is_the_lowest(tmp_path):
     rows = {ln.split("|")[1].strip(): ln.split("|")[2:5] for ln in md.splitlines() if "[analysis]" in ln}
     assert [c.strip() for c in rows["moco [analysis]"]] == ["15.00 (1) ★", "0.50 (1) ★", "0.30 (1)"]
     assert [c.strip() for c in rows["supervised [analysis]"]] == ["12.00 (1)", "0.40 (1)", "0.10 (1) ★"]
+
+
+def test_per_image_numbers_stay_in_the_record_and_off_the_board(tmp_path):
+    """A run over many images would otherwise add three columns per image; the board shows the means."""
+    per_image = {f"image:img{i:03d}": {"PSNR": 10.0 + i, "SSIM": 0.5, "loss": 0.2} for i in range(100)}
+    write_record(tmp_path / "runs" / "moco", name="moco", **{**INVERSION, "metrics": {
+        "inversion": {"PSNR": 15.0, "SSIM": 0.4, "loss": 0.2}, **per_image}})
+    records, problems = results.gather([tmp_path / "runs"])
+    assert not problems and records[0].metrics["image:img099"]["PSNR"] == 109.0  # kept in the record
+    board = leaderboard.build(records)
+    assert board.columns == [("inversion_res5", "inversion/PSNR"), ("inversion_res5", "inversion/SSIM"),
+                             ("inversion_res5", "inversion/loss")]
+    assert "img0" not in leaderboard.to_markdown(board) and "img0" not in leaderboard.to_csv(board)
