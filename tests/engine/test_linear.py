@@ -107,7 +107,7 @@ def test_each_epochs_order_and_crops_are_a_function_of_seed_and_epoch(tmp_path):
 
     from benchmark.data import write_synthetic
     from benchmark.data.imagenet import imagefolder_files
-    from benchmark.engine.linear import EpochLoader, ImageSplit, train_transform
+    from benchmark.engine.linear import EpochLoader, ImageSplit, collate, train_transform
 
     root = write_synthetic("imagenet", tmp_path, num_train=12, num_test=4)
     dicts = [{"file_name": p, "label": i % 4} for i, (p, _) in enumerate(imagefolder_files(root / "imagenet/train"))]
@@ -115,7 +115,7 @@ def test_each_epochs_order_and_crops_are_a_function_of_seed_and_epoch(tmp_path):
                    "MODEL": {"DEVICE": "cpu"}, "BENCHMARK": {"LINEAR": {"TRAIN_CROP": 16}}})
 
     def batches(start_epoch=0):
-        loader = EpochLoader(ImageSplit(dicts, train_transform(cfg)), cfg, epochs=2)
+        loader = EpochLoader(ImageSplit(dicts, train_transform(cfg)), cfg, epochs=2, collate=collate)
         loader.start_epoch = start_epoch
         return [(b["image"], b["label"]) for b in loader]
 
