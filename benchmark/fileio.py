@@ -1,4 +1,5 @@
-"""Atomic file writing: a reader sees the old file or the complete new one, never a torn one."""
+"""Atomic file writing: a reader sees the old file or the complete new one, never a torn one; and the
+check every command makes of the folder it will write into, before any work."""
 import contextlib
 import json
 import os
@@ -71,3 +72,57 @@ def write_json_atomic(path, data) -> Path:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
     return Path(path)
+
+
+# a trial's deepest file (trial_K/eval_only/inference/...) below an output folder: room kept under PATH_MAX
+OUTPUT_DEPTH_BYTES = 100
+
+
+def unusable_output(folder, option: str) -> str | None:
+    """Why `folder` cannot become (or be) the output folder that `option` names, or None when it can.
+
+    Checked without creating anything, before any work: a file where a folder is needed (the folder itself or
+    an ancestor), a symbolic link that leads nowhere (dangling or a loop), a name or path longer than the
+    filesystem allows, a read-only or forbidden folder. The reason is one line, `OPTION FOLDER: why`, that
+    says what to do; commands print it as their `error:` line."""
+    folder = Path(folder)
+    head = f"{option} {folder}"
+    probe = folder.absolute()
+    try:
+        problem = _name_length_problem(probe, option)
+        if problem:
+            return f"{head}: {problem}"
+        while not probe.exists():
+            if probe.is_symlink():  # exists() is False for a dangling link and for a loop: mkdir would fail
+                return (f"{head}: {probe} is a symbolic link that leads nowhere (dangling or a loop); remove it or "
+                        f"choose another {option}")
+            probe = probe.parent
+    except OSError as exc:
+        return f"{head}: cannot be used ({exc.strerror or exc})"
+    if not probe.is_dir():
+        return f"{head}: {probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{head}: {probe} is not writable (read-only filesystem or no permission)"
+    return None
+
+
+def _name_length_problem(path: Path, option: str) -> str | None:
+    """Each name on the path, and the whole path with a trial's files under it, within the filesystem's limits."""
+    existing = Path(path.anchor)
+    for ancestor in reversed(path.parents):  # from the root down: the deepest folder that exists
+        try:
+            if not ancestor.is_dir():
+                break
+        except OSError:  # a name too long to even look up
+            break
+        existing = ancestor
+    name_max = os.pathconf(existing, "PC_NAME_MAX")
+    path_max = os.pathconf(existing, "PC_PATH_MAX")
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            return (f"the name {part[:40]}... is longer than the filesystem allows ({name_max} bytes); choose a "
+                    f"shorter {option}")
+    if len(os.fsencode(str(path))) + OUTPUT_DEPTH_BYTES > path_max:
+        return (f"the path is longer than the filesystem allows ({path_max} bytes with the files under it); "
+                f"choose a shorter {option}")
+    return None

@@ -36,10 +36,15 @@ def main(argv=None):
     p.add_argument("--labels", nargs="+", help="a label per run (default: the trial folder's path)")
     p.add_argument("--classes", nargs="+", help="classes to draw (default: the first run's three with most false positives)")
     args = p.parse_args(argv)
-    from benchmark.fileio import atomic_write
+    from benchmark.fileio import atomic_write, unusable_output
     from benchmark.records import fp_chart
 
     try:
+        out = Path(args.out)
+        problem = unusable_output(out.parent, "--out") or (
+            f"--out {out}: is a folder; name the SVG file to write" if out.is_dir() else None)
+        if problem:
+            raise ValueError(problem)
         if args.labels and len(args.labels) != len(args.runs):
             raise ValueError(f"--labels: {len(args.labels)} labels for {len(args.runs)} runs")
         runs = []

@@ -29,11 +29,16 @@ def main(argv=None):
                    help="published baselines to show: all (every paper table, the default), none, or "
                         "comma-separated names of configs/paper/NAME.yaml tables or paths of .yaml tables")
     args = p.parse_args(argv)
+    from benchmark.fileio import unusable_output
     from benchmark.records import leaderboard, results
     from benchmark.records.escape import visible
     from benchmark.reproduce import paper
     from benchmark.reproduce.published import published_rows
 
+    problem = unusable_output(args.out, "--out") if args.out else None
+    if problem:  # before the records are read: nothing is printed or written
+        print(f"error: {visible(problem)}", file=sys.stderr)
+        return 1
     try:
         records, problems = results.gather(args.folders)
         for problem in problems:

@@ -10,11 +10,11 @@ Exit status: 0 written (or already there); 1 DIR unusable (one line 'error: ...'
 """
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
 from benchmark.data.families import FAMILIES, get_family
+from benchmark.fileio import unusable_output
 
 
 def main(argv=None):
@@ -46,9 +46,9 @@ def main(argv=None):
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    problem = _unusable_out(args.out)
+    problem = unusable_output(args.out, "--out")
     if problem:
-        print(f"error: --out {args.out}: {problem}", file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     fmt = formats[0]
     try:
@@ -83,23 +83,6 @@ def _bad_option(args):
     for flag, value in (("--num-train", args.num_train), ("--num-test", args.num_test)):
         if value < 2:  # detectron2's VOC loader cannot read a one-line image list (np.loadtxt gives a 0-d array)
             return f"{flag} {value}: a split needs at least 2 images"
-    return None
-
-
-def _unusable_out(out: Path):
-    """Why --out cannot become a data root (None: it can), found before anything is written."""
-    if out.exists():
-        if not out.is_dir():
-            return "is a file, not a folder"
-        probe = out
-    else:
-        probe = out.absolute().parent
-        while not probe.exists():
-            probe = probe.parent
-        if not probe.is_dir():
-            return f"{probe} is a file, not a folder"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"{probe} is not writable (read-only filesystem or no permission)"
     return None
 
 

@@ -9,12 +9,12 @@ A `Job` is everything one trial's processes need; it is picklable, so spawned wo
 """
 import dataclasses
 import enum
-import os
 from pathlib import Path
 
 import torch
 
 from benchmark.engine import trials as trial_folder
+from benchmark.fileio import unusable_output
 from benchmark.tasks import Task, UnknownTaskError, get_task
 from benchmark.tasks.config import ConfigError, WeightsSettingsError, build_config, config_digest
 
@@ -272,42 +272,8 @@ def _trial_config(cfg, output_dir: Path, seed: int, weights_path):
 
 
 def _check_writable(output: Path) -> None:
-    """Refuse an output folder that cannot be made or written, before any compute and without creating it:
-    a file on its path, a symbolic link that leads nowhere (dangling or a loop), a name longer than the
-    filesystem allows, a read-only or forbidden folder. Each is one line naming --output."""
-    probe = output.absolute()
-    try:
-        _check_name_lengths(output, probe)
-        while not probe.exists():
-            if probe.is_symlink():  # exists() is False for a dangling link and for a loop: mkdir would fail
-                raise RunError(f"--output {output}: {probe} is a symbolic link that leads nowhere (dangling or a "
-                               "loop); remove it or choose another --output")
-            probe = probe.parent
-    except OSError as exc:
-        raise RunError(f"--output {output}: cannot be used ({exc.strerror or exc})") from None
-    if not probe.is_dir():
-        raise RunError(f"--output {output}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise RunError(f"--output {output}: {probe} is not writable (read-only filesystem or no permission)")
-
-
-def _check_name_lengths(output: Path, path: Path) -> None:
-    """Each name on the path, and the whole path with a trial's files under it, within the filesystem's limits."""
-    existing = Path(path.anchor)
-    for ancestor in reversed(path.parents):  # from the root down: the deepest folder that exists
-        try:
-            if not ancestor.is_dir():
-                break
-        except OSError:  # a name too long to even look up
-            break
-        existing = ancestor
-    name_max = os.pathconf(existing, "PC_NAME_MAX")
-    path_max = os.pathconf(existing, "PC_PATH_MAX")
-    for part in path.parts:
-        if len(os.fsencode(part)) > name_max:
-            raise RunError(f"--output {output}: the name {part[:40]}... is longer than the filesystem allows "
-                           f"({name_max} bytes); choose a shorter --output")
-    # a trial's deepest file (trial_K/eval_only/...): keep 100 bytes of room
-    if len(os.fsencode(str(path))) + 100 > path_max:
-        raise RunError(f"--output {output}: the path is longer than the filesystem allows ({path_max} bytes with "
-                       "the trial folders under it); choose a shorter --output")
+    """Refuse an output folder that cannot be made or written, before any compute and without creating it
+    (benchmark.fileio.unusable_output says when): one line naming --output."""
+    problem = unusable_output(output, "--output")
+    if problem:
+        raise RunError(problem)

@@ -30,6 +30,7 @@ import math
 import time
 from pathlib import Path
 
+from benchmark.fileio import unusable_output
 from benchmark.inversion import images as image_io
 from benchmark.inversion.recipe import FIGURE_NAME, RECORD_KIND, Settings
 from benchmark.records.pooling import ITEM_GROUP_MARK
@@ -45,9 +46,9 @@ def prepare(weights_specs, image_sources, output, settings: Settings):
     from benchmark.weights.convert import prepare_weights
 
     settings.check()
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"--output {output}: exists and is not a folder")
+    problem = unusable_output(output, "--output")
+    if problem:
+        raise ValueError(problem)
     paths = image_io.list_images(image_sources) if image_sources else None
     if not weights_specs:
         raise ValueError("--weights: give at least one checkpoint")

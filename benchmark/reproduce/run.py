@@ -7,7 +7,7 @@ none finished: a table whose runs all failed judged nothing, and is no PASS).
 import dataclasses
 from pathlib import Path
 
-from benchmark.fileio import atomic_write
+from benchmark.fileio import atomic_write, unusable_output
 from benchmark.records import results
 from benchmark.records.pooling import Failure, aggregate, one_pool_per_cell
 from benchmark.reproduce import launch, paper
@@ -63,6 +63,9 @@ def reproduce(opts: Options, say=print) -> int:
     table = dataclasses.replace(table, tolerance={**table.tolerance, **opts.tolerance})
     if opts.launcher not in ("local", "slurm"):
         raise ReproduceError(f"unknown launcher {opts.launcher!r}; known: local, slurm")
+    problem = unusable_output(opts.output, "--output")
+    if problem:  # before the plan (it names paths under it) and before any checkpoint, dataset or run is made
+        raise ReproduceError(problem)
     runs, not_run = plan(table, opts)
     if opts.dry_run:
         say(format_plan(table, runs, not_run, opts).rstrip("\n"))

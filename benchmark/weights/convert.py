@@ -38,7 +38,7 @@ import pickle
 from pathlib import Path
 
 from benchmark import __version__
-from benchmark.fileio import atomic_write, remove_stale_temporaries
+from benchmark.fileio import atomic_write, remove_stale_temporaries, unusable_output
 from benchmark.weights import download
 from benchmark.weights.architecture import TORCHVISION_WIDTH, architecture_settings, expected_shapes, settings_for, validate
 from benchmark.weights.detect import format_that_reads, locate
@@ -97,6 +97,19 @@ class PreparedWeights:
                 "source_sha256": self.source_sha256, "format": self.format}
 
 
+def _refuse_unwritable(output):
+    """Refuse an output that cannot be written (its folder unusable, a folder in its place), before anything
+    is read or downloaded."""
+    if output is None:
+        return
+    output = Path(output)
+    problem = unusable_output(output.parent, "--output")
+    if problem:
+        raise ConversionError(output, f"cannot be written ({problem})")
+    if output.is_dir():
+        raise ConversionError(output, "is a folder; name the .pkl file to write")
+
+
 def _refuse_existing(output, force):
     if output is not None and Path(output).exists() and not force:
         raise ConversionError(output, "already exists; pass --force to overwrite")
@@ -113,6 +126,7 @@ def convert_file(input, output=None, fmt="auto", force=False) -> ConversionResul
     if fmt != "auto" and fmt not in SOURCES:
         raise ConversionError(input, f"unknown format {fmt!r}; known: auto, {', '.join(SOURCES)}")
     spec = WeightsSpec.parse(input)
+    _refuse_unwritable(output)
     local = spec.fetch() if spec.kind in ("file", "converted") else None  # no I/O beyond a stat
     if local is not None and output is not None:
         _refuse_input_as_output(local.path, Path(output), defaulted=False)
@@ -120,6 +134,7 @@ def convert_file(input, output=None, fmt="auto", force=False) -> ConversionResul
     local = local or spec.fetch()
     defaulted = output is None
     output = Path(output) if output is not None else local.path.with_suffix(".pkl")
+    _refuse_unwritable(output)
     _refuse_input_as_output(local.path, output, defaulted)
     _refuse_existing(output, force)
     return _convert(spec, local, output, fmt)

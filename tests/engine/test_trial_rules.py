@@ -10,6 +10,7 @@ import pytest
 
 from benchmark.tasks import get_task
 from tests.helpers.hostile import tree_digest, write_code_running_pickle
+from tests.helpers.outputs import OUTPUT_IDS, UNUSABLE_OUTPUTS
 from tests.helpers.records import write_record
 from tests.helpers.refusal import one_error_line
 from tests.helpers.tools import tool
@@ -104,46 +105,7 @@ def test_values_that_would_fail_late_are_refused_first(ready, tmp_path, capsys, 
     assert not (tmp_path / "o").exists()
 
 
-def _output_under_a_file(tmp_path, monkeypatch):
-    (tmp_path / "a_file").write_text("x")
-    return tmp_path / "a_file" / "o", "is a file, not a folder"
-
-
-def _output_is_a_file(tmp_path, monkeypatch):
-    (tmp_path / "o").write_text("x")
-    return tmp_path / "o", "is a file, not a folder"
-
-
-def _output_on_a_read_only_filesystem(tmp_path, monkeypatch):
-    import os
-
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    real = os.access
-    # root may write anywhere a mode bit forbids, not on a read-only mount: that is what access(2) says
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.path.abspath(p) == str(ro) else real(p, mode, **kw))
-    return ro / "out", "is not writable (read-only filesystem or no permission)"
-
-
-def _output_is_a_symlink_loop(tmp_path, monkeypatch):
-    (tmp_path / "loop").symlink_to(tmp_path / "loop")
-    return tmp_path / "loop" / "o", "symbolic link that leads nowhere"
-
-
-def _output_is_a_dangling_symlink(tmp_path, monkeypatch):
-    (tmp_path / "o").symlink_to(tmp_path / "gone")
-    return tmp_path / "o", "symbolic link that leads nowhere"
-
-
-def _output_name_too_long(tmp_path, monkeypatch):
-    return tmp_path / ("x" * 300) / "o", "longer than the filesystem allows"
-
-
-OUTPUTS = [_output_under_a_file, _output_is_a_file, _output_on_a_read_only_filesystem, _output_is_a_symlink_loop,
-           _output_is_a_dangling_symlink, _output_name_too_long]
-
-
-@pytest.mark.parametrize("case", OUTPUTS, ids=[c.__name__.strip("_") for c in OUTPUTS])
+@pytest.mark.parametrize("case", UNUSABLE_OUTPUTS, ids=OUTPUT_IDS)
 def test_an_output_that_cannot_be_written_is_refused_first(ready, tmp_path, capsys, monkeypatch, case):
     output, problem = case(tmp_path, monkeypatch)
     before = tree_digest(tmp_path), sorted(tmp_path.rglob("*"))
