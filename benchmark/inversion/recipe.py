@@ -29,6 +29,8 @@ class Settings:
         for name in ("steps", "resize", "crop"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} {getattr(self, name)}: must be at least 1")
+        if not 0 <= self.seed < 2**32:  # run_transfer's range; torch took -1 and failed on 10**23 mid-run
+            raise ValueError(f"--seed {self.seed}: must be in 0..2**32-1")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"--lr {self.lr}: must be a positive number")
         if self.crop > self.resize:

@@ -68,6 +68,9 @@ def test_two_checkpoints_two_default_images_give_pictures_grid_records_and_resum
     (["--images", "MISSING.png"], "MISSING.png: no such file or folder"),
     (["--batch", "0"], "--batch 0: must be at least 1"),
     (["--device", "gpu0"], "--device 'gpu0': not a torch device"),
+    (["--seed", "-1"], "--seed -1: must be in 0..2**32-1"),
+    (["--seed", str(10**23)], f"--seed {10**23}: must be in 0..2**32-1"),  # was torch's overflow, mid-run
+    (["--lr", "nan"], "--lr nan: must be a positive number"),
 ])
 def test_bad_options_are_one_error_line_and_write_nothing(tmp_path, checkpoints, capsys, args, message):
     out = tmp_path / "out"
