@@ -1,7 +1,8 @@
 """Datasets, one module per family: layout, registration with detectron2, layout check, synthetic data, evaluator.
 
     families.py    FAMILIES (the registry), get_family, registered_name, and what is done to a task's
-                   datasets: task_datasets, register_datasets, validate_layout; write_synthetic by name
+                   datasets: task_datasets, register_datasets, validate_layout, validate_settings;
+                   write_synthetic by name
     family.py      the DatasetFamily type (layouts, paths, register/validate/write/evaluate one dataset),
                    protocol_name
     voc.py         PASCAL VOC 2007/2012: its layout, registration, check, synthetic writer, evaluator
@@ -25,9 +26,11 @@ from benchmark.data.families import (
     registered_name,
     task_datasets,
     validate_layout,
+    validate_settings,
     write_synthetic,
 )
 from benchmark.data.family import DatasetFamily, protocol_name
 
 __all__ = ["FAMILIES", "DatasetFamily", "DatasetLayoutError", "family_of_dataset", "get_family", "protocol_name",
-           "register_datasets", "registered_name", "task_datasets", "validate_layout", "write_synthetic"]
+           "register_datasets", "registered_name", "task_datasets", "validate_layout", "validate_settings",
+           "write_synthetic"]

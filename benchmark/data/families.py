@@ -79,3 +79,12 @@ def validate_layout(task, data_root) -> None:
     family = get_family(task.data_format)
     for name in task_datasets(task):
         family.validate(name, data_root)
+
+
+def validate_settings(task, data_root, cfg) -> None:
+    """Check that the run's settings `cfg` fit the data of `task` under `data_root` (its layout checked):
+    an episode's classes and images, a crop inside the images, a head's outputs for the classes, ...;
+    raise DatasetLayoutError naming the option and the file."""
+    family = get_family(task.data_format)
+    for name in task_datasets(task):
+        family.validate_settings(name, Path(os.path.expanduser(str(data_root))), cfg)

@@ -59,6 +59,9 @@ class DatasetFamily:
     # Detection error analysis (benchmark.tasks.evaluation) treats objects the annotation marks
     # "difficult" as ignore regions, as the family's official evaluator does (VOC).
     difficult_is_ignored: bool = False
+    # What a run's settings need of the data, found before compute rather than at its first batch (None: nothing
+    # to check): (dataset name, cfg, **absolute layout); raises DatasetLayoutError naming the option and the file.
+    check_settings: Callable | None = None
 
     def layout(self, name: str) -> dict:
         """The layout of protocol dataset `name` (paths relative to the data root)."""
@@ -107,6 +110,11 @@ class DatasetFamily:
     def validate(self, name: str, root) -> None:
         """Check what detectron2's loader and evaluator will read of `name` under `root`."""
         self.check(name, **self.paths(name, root))
+
+    def validate_settings(self, name: str, root, cfg) -> None:
+        """Check that the run's settings `cfg` fit the data of `name` under `root` (after `validate`)."""
+        if self.check_settings is not None:
+            self.check_settings(name, cfg, **self.paths(name, root))
 
     def write_synthetic(self, root, **kwargs) -> Path:
         """Write this family's synthetic dataset under `root` (benchmark.data.synthetic.write; `image_size`

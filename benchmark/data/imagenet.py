@@ -99,6 +99,15 @@ def check(name, *, image_dir, classes_dir):
                 pass
 
 
+def check_settings(name, cfg, *, image_dir, classes_dir):
+    """The linear layer has an output for every class of the training split (BENCHMARK.LINEAR.NUM_CLASSES);
+    else the run would fail at its start, after the model is built."""
+    classes, outputs = len(imagefolder_classes(classes_dir)), cfg.BENCHMARK.LINEAR.NUM_CLASSES
+    if classes > outputs:
+        fail(name, f"BENCHMARK.LINEAR.NUM_CLASSES {outputs}: the linear layer needs an output for each of the "
+                   f"{classes} classes of", classes_dir)
+
+
 # ----------------------------------------------------------------------------- synthetic data
 
 def synthetic_classes(num_test):
@@ -157,4 +166,5 @@ FAMILY = DatasetFamily(
     check=check,
     synthesize=synthesize,
     evaluator=evaluator,
+    check_settings=check_settings,
 )

@@ -178,6 +178,26 @@ def check(name, *, celeba_dir, mafl_dir, split):
         logger.warning("dataset %s: %s", name, overlap_caveat(names))
 
 
+def check_settings(name, cfg, *, celeba_dir, mafl_dir, split):
+    """The run's settings fit the split: the head's BENCHMARK.LANDMARKS.NUM_LANDMARKS is MAFL's five points,
+    and the crop (CROP_TOP, CROP_LEFT, CROP_SIZE) lies inside every listed image (else the run would fail at
+    its first batch, or train on a crop PIL pads with black)."""
+    lm = cfg.BENCHMARK.LANDMARKS
+    images, _, _, names_file = _paths(celeba_dir, mafl_dir, split)
+    if lm.NUM_LANDMARKS != len(LANDMARKS):
+        fail(name, f"BENCHMARK.LANDMARKS.NUM_LANDMARKS {lm.NUM_LANDMARKS}: MAFL annotates {len(LANDMARKS)} points "
+                   f"({', '.join(LANDMARKS)}) in", Path(celeba_dir) / LANDMARK_FILE)
+    right, bottom = lm.CROP_LEFT + lm.CROP_SIZE, lm.CROP_TOP + lm.CROP_SIZE
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [images / n for n in read_names(names_file)]
+    with ThreadPoolExecutor(CHECK_THREADS) as pool:
+        for path, (width, height) in zip(files, pool.map(lambda f: check_image_complete(name, f), files)):
+            if right > width or bottom > height:
+                fail(name, f"BENCHMARK.LANDMARKS crop rows {lm.CROP_TOP}..{bottom}, columns {lm.CROP_LEFT}..{right} "
+                           f"does not fit the {width}x{height} image", path)
+
+
 def overlap_caveat(names) -> str:
     """The caveat of the test list `names` (module's rule), counted."""
     seen = train_val_overlap(names)
@@ -297,4 +317,5 @@ FAMILY = DatasetFamily(
     check=check,
     synthesize=synthesize,
     evaluator=evaluator,
+    check_settings=check_settings,
 )

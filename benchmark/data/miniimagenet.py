@@ -23,6 +23,7 @@ marker; the runs on it are --smoke / --sanity runs or tests.
 Labels of the registered dataset: the index of the row's WordNet id among the split's sorted ids.
 The few-shot evaluation (benchmark.engine.fewshot) draws its episodes from these dicts.
 """
+import collections
 import csv
 import hashlib
 import os
@@ -201,6 +202,22 @@ def check(name, *, csv_dir, image_dir, imagenet_dir, split):
     return layout
 
 
+def check_settings(name, cfg, *, csv_dir, image_dir, imagenet_dir, split):
+    """The episodes the run's settings ask for can be drawn from `split`: BENCHMARK.FEWSHOT.WAYS classes, each
+    with max(SHOTS) + QUERIES images (else the run would fail at its first episode, after the features)."""
+    fs = cfg.BENCHMARK.FEWSHOT
+    csv_path = Path(csv_dir) / f"{split}.csv"
+    per_class = collections.Counter(wnid for _, wnid in read_split(name, csv_path))
+    if len(per_class) < fs.WAYS:
+        fail(name, f"BENCHMARK.FEWSHOT.WAYS {fs.WAYS}: an episode draws that many classes, the split has "
+                   f"{len(per_class)}:", csv_path)
+    need = max(fs.SHOTS) + fs.QUERIES
+    wnid, fewest = min(per_class.items(), key=lambda kv: (kv[1], kv[0]))
+    if fewest < need:
+        fail(name, f"BENCHMARK.FEWSHOT.SHOTS {max(fs.SHOTS)} + QUERIES {fs.QUERIES}: an episode draws {need} images "
+                   f"of a class, class {wnid} has {fewest}:", csv_path)
+
+
 # ----------------------------------------------------------------------------- synthetic data
 
 def synthetic_classes(split: str, sanity=False) -> list:
@@ -285,4 +302,5 @@ FAMILY = DatasetFamily(
     check=check,
     synthesize=synthesize,
     evaluator=evaluator,
+    check_settings=check_settings,
 )

@@ -130,6 +130,7 @@ def prepare(opts: Options) -> list:
     weights = _prepared_weights(opts.weights)
     data_root = _data_root(task, opts)
     cfg, deviations = _config(task, weights, opts)
+    _check_settings_fit_data(task, data_root, cfg)
     name = opts.name or weights.name
     # A sanity run's default folder is apart from the real runs' (its kind and digest differ too).
     sanity = opts.kind is RunKind.SANITY
@@ -240,6 +241,17 @@ def _data_root(task, opts: Options) -> Path:
     except DatasetLayoutError as exc:
         raise RunError(str(exc)) from None
     return data_root
+
+
+def _check_settings_fit_data(task, data_root, cfg) -> None:
+    """What the run's settings need of its data (an episode's classes, a crop inside the images, a head's
+    outputs), before compute: benchmark.data.validate_settings."""
+    from benchmark.data import DatasetLayoutError, validate_settings
+
+    try:
+        validate_settings(task, data_root, cfg)
+    except DatasetLayoutError as exc:
+        raise RunError(str(exc)) from None
 
 
 def _config(task, weights, opts: Options):

@@ -393,6 +393,16 @@ def _check_values(cfg: CfgNode) -> None:
                           f"got {cfg.BENCHMARK.FEWSHOT.HEAD!r}")
     if not cfg.BENCHMARK.FEWSHOT.SHOTS or not all(isinstance(v, int) and v >= 1 for v in cfg.BENCHMARK.FEWSHOT.SHOTS):
         raise ConfigError(f"BENCHMARK.FEWSHOT.SHOTS must hold whole numbers >= 1, got {cfg.BENCHMARK.FEWSHOT.SHOTS!r}")
+    for crop, resize in (("BENCHMARK.FEWSHOT.CROP", "BENCHMARK.FEWSHOT.RESIZE"),
+                         ("BENCHMARK.LINEAR.TEST_CROP", "BENCHMARK.LINEAR.TEST_RESIZE")):
+        if flat[crop] > flat[resize]:  # torchvision's CenterCrop would pad the image with black to the crop
+            raise ConfigError(f"{crop} {flat[crop]} must not exceed {resize} {flat[resize]}")
+    for key in ("BENCHMARK.LANDMARKS.PIXEL_MEAN", "BENCHMARK.LANDMARKS.PIXEL_STD"):
+        values = flat[key]
+        if len(values) != 3 or not all(math.isfinite(v) for v in values) or (
+                key.endswith("STD") and not all(v > 0 for v in values)):
+            raise ConfigError(f"{key} must hold 3 finite numbers (R, G, B){', each > 0' if key.endswith('STD') else ''}, "
+                              f"got {list(values)!r}")
     for key, (least, unit) in _MILESTONES.items():
         steps = flat[key]
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in steps):
