@@ -13,8 +13,6 @@ data order, the checkpoint after every epoch, the test sharding). RULE (resume):
 holds the head and the optimizer (Adam's state); a resumed run with the same world size continues exactly
 as an uninterrupted one (no random augmentation), with another, later epochs see other splits.
 """
-import logging
-
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog
@@ -24,16 +22,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from benchmark.data.evaluators import LandmarkEvaluator
-from benchmark.engine.epochs import (  # noqa: F401  (EpochCheckpoint: the name this module had)
-    EpochCheckpoint,
-    EpochLoader,
-    FrozenBackboneTrainer,
-    ShardSampler,
-    data_loader,
-)
+from benchmark.engine.epochs import EpochLoader, FrozenBackboneTrainer, ShardSampler, data_loader
 from benchmark.tasks.landmarks import LandmarkRegressor  # noqa: F401  (registers the model build_model names)
-
-logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "landmark_checkpoint.pth"
 

@@ -15,8 +15,6 @@ checkpoint after every epoch, the test sharding). Its own rules:
   LR schedule is the same function of the epoch, and later epochs see other splits and crops.
 - ClassificationEvaluator sums the counts of every process's share of the validation images.
 """
-import logging
-
 import numpy as np
 import torch
 import torchvision.transforms as T
@@ -27,17 +25,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from benchmark.data.evaluators import ClassificationEvaluator
-from benchmark.engine.epochs import (  # noqa: F401  (EpochCheckpoint, epoch_seed: the names this module had)
-    EpochCheckpoint,
-    EpochLoader,
-    FrozenBackboneTrainer,
-    ShardSampler,
-    data_loader,
-    epoch_seed,
-)
+from benchmark.engine.epochs import EpochLoader, FrozenBackboneTrainer, ShardSampler, data_loader
 from benchmark.tasks.classification import LinearClassifier  # noqa: F401  (registers the model build_model names)
-
-logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "linear_checkpoint.pth"
 

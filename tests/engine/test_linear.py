@@ -222,7 +222,7 @@ class _Killed(Exception):
 
 @pytest.mark.slow
 def test_a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_weights(smoke_run, work):
-    from benchmark.engine.linear import EpochCheckpoint
+    from benchmark.engine.epochs import EpochCheckpoint
 
     _, uninterrupted = smoke_run
     out = work.root / "killed"

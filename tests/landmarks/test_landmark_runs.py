@@ -131,7 +131,7 @@ def test_smoke_run_writes_a_record_with_a_finite_inter_ocular_error(smoke_run, m
 def test_a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_head(smoke_run, module_tmp, r50):
     from unittest import mock
 
-    from benchmark.engine.landmarks import EpochCheckpoint
+    from benchmark.engine.epochs import EpochCheckpoint
 
     _, uninterrupted = smoke_run
     out = module_tmp / "killed"
