@@ -399,7 +399,8 @@ def _check_values(cfg: CfgNode) -> None:
             raise ConfigError(f"{crop} {flat[crop]} must not exceed {resize} {flat[resize]}")
     for key in ("BENCHMARK.LANDMARKS.PIXEL_MEAN", "BENCHMARK.LANDMARKS.PIXEL_STD"):
         values = flat[key]
-        if len(values) != 3 or not all(math.isfinite(v) for v in values) or (
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if len(values) != 3 or not numbers or (
                 key.endswith("STD") and not all(v > 0 for v in values)):
             raise ConfigError(f"{key} must hold 3 finite numbers (R, G, B){', each > 0' if key.endswith('STD') else ''}, "
                               f"got {list(values)!r}")

@@ -34,6 +34,9 @@ CASES = {
     "a pixel mean of two channels": (
         "mafl_landmarks", ["BENCHMARK.LANDMARKS.PIXEL_MEAN", "[0.1, 0.1]"],
         "BENCHMARK.LANDMARKS.PIXEL_MEAN must hold 3 finite numbers (R, G, B), got [0.1, 0.1]"),
+    "a pixel mean of words": (
+        "mafl_landmarks", ["BENCHMARK.LANDMARKS.PIXEL_MEAN", "['a', 'b', 'c']"],
+        "BENCHMARK.LANDMARKS.PIXEL_MEAN must hold 3 finite numbers (R, G, B), got ['a', 'b', 'c']"),
     "a linear layer with fewer outputs than classes": (
         "imagenet_linear", ["BENCHMARK.LINEAR.NUM_CLASSES", "2"],
         "BENCHMARK.LINEAR.NUM_CLASSES 2: the linear layer needs an output for each of the 4 classes of"),
